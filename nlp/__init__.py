@@ -1,0 +1,1 @@
+"""Text in, scores out: normalisation, asset extraction and the transformer scorer."""

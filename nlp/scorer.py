@@ -1,0 +1,215 @@
+"""The transformer sentiment scorer: texts in, calibrated 3-class scores out, in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlp.errors import ModelLoadError
+from nlp.normalize import normalize
+from nlp.types import Score
+
+log = logging.getLogger(__name__)
+
+LABELS = ("negative", "neutral", "positive")
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "moodring.json"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What ``moodring.json`` beside the weights says about a model."""
+
+    model_id: str
+    temperature: float
+    max_length: int
+    weights_sha256: str | None
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelInfo:
+        meta_path = model_dir / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return cls(
+            model_id=str(meta.get("model_id", model_dir.name)),
+            temperature=float(meta.get("temperature", 1.0)),
+            max_length=max(128, int(meta.get("max_length", 128))),
+            weights_sha256=meta.get("weights_sha256"),
+        )
+
+
+class Scorer:
+    """Scores texts with a fine-tuned sequence classifier.
+
+    The three steps mirror a transformers pipeline: :meth:`preprocess` normalises and
+    tokenises, :meth:`forward` runs length-sorted, dynamically padded batches under
+    ``torch.inference_mode``, :meth:`postprocess` applies the calibration temperature.
+    Results do not depend on how texts are grouped into calls (batches are formed per call
+    after sorting, and padding is masked), and repeated texts are served from a small LRU
+    cache unless ``cache_size`` is 0.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache_size: int = 4096,
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        weights = self.model_dir / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelLoadError(f"no model weights at {weights}")
+        try:
+            self.info = ModelInfo.read(self.model_dir)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"unreadable {META_FILE} in {self.model_dir}: {exc}") from exc
+        if verify and self.info.weights_sha256:
+            actual = sha256_of(weights)
+            if actual != self.info.weights_sha256:
+                raise ModelLoadError(
+                    f"{weights} has sha256 {actual[:12]}…, expected "
+                    f"{self.info.weights_sha256[:12]}… (corrupt or replaced weights)"
+                )
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.device = torch.device(device)
+        # bf16 on a GPU is the fast path; on the CPU fp32 is both faster and exact.
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(self.model_dir), dtype=dtype
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the model in {self.model_dir}: {exc}") from exc
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Score] = OrderedDict()
+        self.model_id = self.info.model_id
+
+    # ------------------------------------------------------------------ steps
+
+    def preprocess(self, texts: Sequence[str]) -> list[list[int]]:
+        """Normalise and tokenise (the fast tokenizer's batch mode, no padding yet)."""
+        clean = [normalize(t) for t in texts]
+        return self.tokenizer(clean, truncation=True, max_length=self.info.max_length)[
+            "input_ids"
+        ]
+
+    def forward(self, encoded: Sequence[Sequence[int]]):
+        """Logits (float32 tensor ``[n, 3]``) for token id lists, in input order.
+
+        Texts are sorted by length so each batch pads only to its own longest text; the
+        ids are laid out once in one flat array, so building a batch is a single masked
+        copy rather than a Python loop over rows.
+        """
+        import numpy as np
+
+        torch = self._torch
+        n = len(encoded)
+        out = torch.empty((n, len(LABELS)), dtype=torch.float32)
+        if n == 0:
+            return out
+        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        sorted_lengths = lengths[order]
+        flat = np.fromiter(
+            itertools.chain.from_iterable(encoded[i] for i in order),
+            dtype=np.int64,
+            count=int(lengths.sum()),
+        )
+        starts = np.concatenate(([0], np.cumsum(sorted_lengths)))
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for lo in range(0, n, self.batch_size):
+                hi = min(n, lo + self.batch_size)
+                lens = sorted_lengths[lo:hi]
+                width = int(lens[-1])
+                mask = np.arange(width)[None, :] < lens[:, None]
+                ids = np.full((hi - lo, width), pad, dtype=np.int64)
+                ids[mask] = flat[starts[lo] : starts[hi]]
+                logits = self.model(
+                    input_ids=torch.from_numpy(ids).to(self.device, non_blocking=True),
+                    attention_mask=torch.from_numpy(mask.astype(np.int64)).to(
+                        self.device, non_blocking=True
+                    ),
+                ).logits
+                out[torch.from_numpy(order[lo:hi])] = logits.float().cpu()
+        return out
+
+    def postprocess(self, logits) -> list[Score]:
+        """Temperature-scaled softmax into :class:`Score` objects."""
+        probs = (logits / self.info.temperature).softmax(-1).tolist()
+        return [
+            Score(
+                p_neg=p[0],
+                p_neu=p[1],
+                p_pos=p[2],
+                label=LABELS[max(range(3), key=p.__getitem__)],
+                model_id=self.model_id,
+            )
+            for p in probs
+        ]
+
+    # ------------------------------------------------------------------ API
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        """Score many texts; the scorer forms its own batches."""
+        if isinstance(texts, str):
+            raise TypeError("score() takes a sequence of texts; use score_one() for one")
+        results: list[Score | None] = [None] * len(texts)
+        todo: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            key = text if text is not None else ""
+            hit = self._cache.get(key) if self.cache_size else None
+            if hit is not None:
+                self._cache.move_to_end(key)
+                results[i] = hit
+            else:
+                todo.setdefault(key, []).append(i)
+        if todo:
+            uniques = list(todo)
+            scores = self.postprocess(self.forward(self.preprocess(uniques)))
+            for text, score in zip(uniques, scores, strict=True):
+                for i in todo[text]:
+                    results[i] = score
+                if self.cache_size:
+                    self._cache[text] = score
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [r for r in results if r is not None]
+
+    def score_one(self, text: str) -> Score:
+        """Score one text."""
+        return self.score([text])[0]
+
+
+def default_threads() -> int:
+    """Intra-op threads: every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,199 @@
+"""Pure text helpers for spam marking: canonical form, fingerprints, shingles and shill patterns."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# Texts are cut before any work: spam checks need the gist, and hostile input stays cheap.
+_MAX_CHARS = 4000
+
+# Links in raw form, and the bare "http" that nlp.normalize leaves in their place.
+_URL_RE = re.compile(
+    r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|io|me|gg|xyz|org)/\S*|\bhttps?\b", re.I
+)
+# Mentions, raw ("@satoshi") or normalised ("@user").
+_MENTION_RE = re.compile(r"(?<![\w$])@\w{1,32}")
+# Cashtags keep their "$" in the canonical form; StockTwits' ".X" suffix is dropped.
+_CASHTAG_RE = re.compile(r"(?<!\w)\$([A-Za-z]{2,10})(?:\.[Xx])?(?![A-Za-z0-9_])")
+# A canonical token: a kept cashtag, or a run of letters (any script; digits and "_" excluded).
+_TOKEN_RE = re.compile(r"\$[a-z]{2,10}\b|[^\W\d_]+")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def _clip(text: str | None) -> str:
+    return (text or "")[:_MAX_CHARS]
+
+
+def _hash64(data: str) -> int:
+    # blake2b, not hash(): Python salts str hashes per process, and marks must be reproducible.
+    return int.from_bytes(hashlib.blake2b(data.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def tokens(text: str | None) -> list[str]:
+    """Return the canonical tokens of ``text`` (see :func:`canonical`)."""
+    text = _URL_RE.sub(" ", _clip(text))
+    text = _MENTION_RE.sub(" ", text)
+    text = _CASHTAG_RE.sub(lambda m: f" ${m.group(1)} ", text)
+    return _TOKEN_RE.findall(text.lower())
+
+
+def canonical(text: str | None) -> str:
+    """Return the form of ``text`` that duplicate checks compare.
+
+    Lower-cased; links, mentions, digits, punctuation and emoji dropped; cashtags kept as
+    ``$btc`` (without ``.X``); whitespace collapsed. ``"GM $BTC.X 🚀 http://x.co"`` and
+    ``"gm  $btc"`` share one canonical form, ``"gm $btc"``.
+    """
+    return " ".join(tokens(text))
+
+
+def fingerprint(text: str | None) -> str:
+    """Return a stable 16-hex-digit hash of the canonical form of ``text``.
+
+    Posts that differ only in links, mentions, numbers, casing, punctuation or emoji share it.
+    """
+    return hashlib.blake2b(canonical(text).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def shingles(text: str | None, k: int = 3) -> frozenset[int]:
+    """Return the set of hashed ``k``-word shingles of the canonical form of ``text``.
+
+    A text shorter than ``k`` words gives one shingle of all its words; an empty one gives
+    the empty set. Hashes are stable across processes.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    words = tokens(text)
+    if not words:
+        return frozenset()
+    if len(words) <= k:
+        return frozenset({_hash64(" ".join(words))})
+    return frozenset(_hash64(" ".join(words[i : i + k])) for i in range(len(words) - k + 1))
+
+
+def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
+    """Return the Jaccard similarity of two shingle sets (shared / all), 0.0 when both are empty."""
+    if not a and not b:
+        return 0.0
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
+
+
+def sketch(shingle_set: frozenset[int], size: int = 4) -> tuple[int, ...]:
+    """Return the ``size`` smallest shingle hashes: keys under which near-duplicates meet.
+
+    For one random hash, two sets share their minimum with probability equal to their
+    Jaccard similarity; sharing at least one of the ``size`` smallest is far likelier, so
+    indexing by these keys finds near-duplicate candidates without comparing all pairs.
+    """
+    return tuple(sorted(shingle_set)[:size])
+
+
+def is_link_only(text: str | None) -> bool:
+    """Return whether ``text`` holds nothing but links, mentions, cashtags, numbers and emoji.
+
+    Empty or blank text gives ``False``: there is nothing to judge.
+    """
+    text = _clip(text)
+    if not text.strip():
+        return False
+    rest = _CASHTAG_RE.sub(" ", _MENTION_RE.sub(" ", _URL_RE.sub(" ", text)))
+    return _LETTER_RE.search(rest) is None
+
+
+def _both(first: str, second: str) -> str:
+    # Both patterns anywhere in the text, in either order.
+    return rf"\A(?=.*?(?:{first}))(?=.*?(?:{second}))"
+
+
+# Calls to act that turn talk about an airdrop or giveaway into an advert for one. A bare
+# link is not one: news headlines about airdrops carry links too.
+_CTA = (
+    r"\b(?:claim (?:now|here|your)|particip\w*|register|sign\s?up|grab|hurry|don'?t miss|"
+    r"tag \d* ?friends?|retweet|rt|follow|winners?|tak(?:e|es|ing) part)\b|@\w+(?:\W+@\w+){2}"
+)
+_COINS = (
+    r"(?:crypto|coins?|tokens?|bitcoins?|btc|eth|ethereum|doge|usdt|bnb|sats|nfts?|\$[a-z]{2,10})"
+)
+
+#: (reason, pattern) pairs tried in order on the text with its links cut out; the first that
+#: matches names the shill. Keywords inside a link ("/what-is-an-airdrop/") do not count.
+SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+    for reason, pattern in (
+        ("airdrop", r"#airdrops?\b|" + _both(r"\bair\s?drops?\b", _CTA)),
+        ("giveaway", r"#\w*giveaway|" + _both(r"\bgive\s?-?aways?\b|\bgiving away\b", _CTA)),
+        (
+            "giveaway",
+            r"\b(?:giving away|distribut\w+|send(?:ing)? out)\s+(?:\S+\s+){0,3}?"
+            r"[\d,.o]+k?\s*" + _COINS + r"\b|"
+            r"\b\d[\d,.o]*k?\s*"
+            + _COINS
+            + r"\b.{0,40}?\b(?:will be )?(?:distributed|given away)\b",
+        ),
+        (
+            "referral",
+            r"\breferr?al\s*(?:code|link|id|bonus)\b|\bref\s*(?:code|link)\b|\binvite\s*code\b|"
+            r"\buse my (?:code|link|referral)\b|\bsign\s?up (?:with|using|through|via) my\b|"
+            r"\b(?:welcome|sign\s?-?up) (?:bonus|gift)\b|\breferral:",
+        ),
+        (
+            "pump_group",
+            r"\bpump\s*(?:groups?|signals?|channels?|chats?|rooms?)\b|"
+            r"#\w+pumps?\b|#pump(?:ed|group|signals?)\b|"
+            r"\b(?:vip|premium|free|accurate)\s+(?:trading\s+)?signals?\b|"
+            r"\bsignals?\s+(?:groups?|channels?)\b|\bwinning chat\b|"
+            r"\bjoin\b.{0,60}?\b(?:telegram|discord|whatsapp|chat room|trading (?:group|chat))\b",
+        ),
+        (
+            "dm_me",
+            r"\b(?:dm|pm|inbox|message|whatsapp|telegram)\s+me\b|\bdm\s+for\b|"
+            r"\bsend (?:me )?an? (?:dm|pm|message)\b",
+        ),
+        (
+            "free_crypto",
+            r"#free(?:bitcoin|crypto|btc|eth|nft|doge)\w*|"
+            r"\bfree\s+(?:\$[a-z]{2,10}\s+|[\d,.]+k?\s*)?" + _COINS + r"\b|"
+            r"\bdouble your\s+" + _COINS + r"|\bguaranteed\s+(?:profits?|returns?|income|roi)\b|"
+            r"\broi\s*\d+.{0,20}\b(?:daily|weekly)\b|"
+            r"\bearn\s+\$?[\d,.]+k?\s*(?:\$|usd|usdt)?\s*"
+            r"(?:daily|per day|a day|every day|weekly)\b",
+        ),
+        (
+            "presale",
+            r"#presale\b|" + _both(r"\bpre-?sale\b", r"\b(?:live|now|whitelist|join|launch\w*)\b"),
+        ),
+    )
+)
+
+#: (reason, pattern) pairs tried on each link of the text, before :data:`SHILL_PATTERNS`.
+LINK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE))
+    for reason, pattern in (
+        ("referral", r"[?&](?:ref|referral|ref_?id|ref_?code|invite_?code|inviter_?id)=|/ref/"),
+        ("invite_link", r"\b(?:t\.me|telegram\.me|chat\.whatsapp\.com|discord\.gg)/"),
+    )
+)
+
+
+def shill_reason(text: str | None) -> str | None:
+    """Return why ``text`` reads as a shill ("airdrop", "referral", ...), or ``None``.
+
+    Links are checked first against :data:`LINK_PATTERNS` (referral parameters, Telegram
+    and Discord invites), then the text with its links cut out against
+    :data:`SHILL_PATTERNS`; the first match names the reason. Raw text gives the most:
+    normalisation masks links, so the link checks find nothing in it.
+    """
+    text = _clip(text)
+    if not text:
+        return None
+    links = _URL_RE.findall(text)
+    for reason, pattern in LINK_PATTERNS:
+        if any(pattern.search(link) for link in links):
+            return reason
+    rest = _URL_RE.sub(" http ", text)
+    for reason, pattern in SHILL_PATTERNS:
+        if pattern.search(rest):
+            return reason
+    return None
