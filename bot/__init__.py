@@ -1,0 +1,1 @@
+"""The product's brain: storage, the mood index, alerts, commands and wiring."""

@@ -1,0 +1,363 @@
+"""Alert rules v0: entering an extreme band, a fast swing, a hype spike; as pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from bot.index import IndexParams, Point, drivers, mentions_ratio
+from bot.types import Alert, MoodReading, Scope, band_of
+
+EXTREME = "extreme"
+SWING = "swing"
+HYPE = "hype"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertParams:
+    """Every number the rules use. See docs/INDEX.md for the reasons."""
+
+    #: Enter Extreme Fear at or below this (the band's edge)...
+    fear_enter: float = 25.0
+    #: ...and leave it only above this, so a reading hovering at the edge does not flap.
+    fear_exit: float = 30.0
+    greed_enter: float = 76.0
+    greed_exit: float = 71.0
+    #: A move of at least this many points within ``swing_window_s`` is a swing.
+    swing_points: float = 15.0
+    swing_window_s: int = 3600
+    #: Mentions at least this many times the baseline are a hype spike...
+    hype_ratio: float = 3.0
+    #: ...if there are at least this many of them (3x of 2 is not hype).
+    hype_min_mentions: int = 20
+    extreme_cooldown_s: int = 6 * 3600
+    swing_cooldown_s: int = 2 * 3600
+    hype_cooldown_s: int = 6 * 3600
+    #: No alert from a reading less sure than this.
+    min_confidence: float = 0.4
+    #: How many driver messages to quote, and how long a quote may be.
+    evidence_count: int = 3
+    quote_chars: int = 140
+
+    def cooldown_s(self, kind: str) -> int:
+        """The cooldown of rule ``kind`` in seconds."""
+        return {
+            EXTREME: self.extreme_cooldown_s,
+            SWING: self.swing_cooldown_s,
+            HYPE: self.hype_cooldown_s,
+        }[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What the rules remember about one scope and window between evaluations.
+
+    ``extreme`` is the extreme band the scope is in ("fear", "greed" or ``None``);
+    ``last_fired`` holds ``(kind, when)`` pairs, sorted by kind.
+    """
+
+    extreme: str | None = None
+    last_fired: tuple[tuple[str, datetime], ...] = ()
+
+    def fired_at(self, kind: str) -> datetime | None:
+        """When rule ``kind`` last raised an alert, if ever."""
+        for name, at in self.last_fired:
+            if name == kind:
+                return at
+        return None
+
+    def with_fired(self, kind: str, at: datetime) -> AlertState:
+        """A copy that remembers rule ``kind`` fired at ``at``."""
+        others = tuple(pair for pair in self.last_fired if pair[0] != kind)
+        return replace(self, last_fired=tuple(sorted((*others, (kind, at)))))
+
+    def to_json(self) -> str:
+        """The state as a JSON string, for the database."""
+        return json.dumps(
+            {
+                "extreme": self.extreme,
+                "last_fired": {kind: at.isoformat() for kind, at in self.last_fired},
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AlertState:
+        """The state stored by ``to_json``; an empty string gives the initial state.
+
+        Raises:
+            ValueError: if ``text`` is not a stored state.
+        """
+        if not text:
+            return cls()
+        data = json.loads(text)
+        extreme = data.get("extreme")
+        if extreme not in (None, "fear", "greed"):
+            raise ValueError(f"unknown extreme state {extreme!r}")
+        fired = data.get("last_fired", {})
+        pairs = tuple(sorted((k, datetime.fromisoformat(v)) for k, v in fired.items()))
+        return cls(extreme=extreme, last_fired=pairs)
+
+
+def evaluate(
+    reading: MoodReading,
+    history: Sequence[MoodReading],
+    points: Sequence[Point],
+    state: AlertState,
+    now: datetime,
+    params: AlertParams | None = None,
+    *,
+    index_params: IndexParams | None = None,
+    tracked_since: datetime | None = None,
+) -> tuple[list[Alert], AlertState]:
+    """Run the rules over a new reading.
+
+    Args:
+        reading: the scope's reading as of ``now``.
+        history: earlier readings of the same scope and window (any order; later ones ignored).
+        points: the scope's scored messages (for the hype rule and the quoted evidence).
+        state: what the rules remembered after the previous evaluation.
+        now: as of when, timezone-aware.
+        params: the rules' parameters; ``AlertParams()`` when omitted.
+        index_params: the index parameters (window lengths and weights).
+        tracked_since: since when the scope's messages have been collected (for the hype
+            rule's baseline; see ``bot.index.compute_reading``).
+
+    Returns:
+        The alerts to raise and the state to remember. Each alert's ``key`` is derived from the
+        rule, scope, window and ``now``'s cooldown bucket, so replaying the same input gives
+        the same keys. A "collecting" or low-confidence reading raises nothing and leaves the
+        state as it was.
+    """
+    params = params or AlertParams()
+    index_params = index_params or IndexParams()
+    value = reading.value
+    if value is None or reading.confidence < params.min_confidence:
+        return [], state
+
+    earlier = [r for r in history if r.value is not None and r.at < now]
+    alerts: list[Alert] = []
+
+    extreme, state = _extreme_rule(
+        reading, value, earlier, points, state, now, params, index_params
+    )
+    if extreme is not None:
+        alerts.append(extreme)
+    swing, state = _swing_rule(reading, value, earlier, points, state, now, params, index_params)
+    if swing is not None:
+        # Entering an extreme band already says how far the reading moved; a second alert for
+        # the same move would be noise. The swing still starts its cooldown, or it would fire
+        # on the next evaluation instead.
+        state = state.with_fired(SWING, now)
+        if extreme is None:
+            alerts.append(swing)
+    hype, state = _hype_rule(reading, points, state, now, params, index_params, tracked_since)
+    if hype is not None:
+        alerts.append(hype)
+    return alerts, state
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def _extreme_rule(
+    reading: MoodReading,
+    value: float,
+    earlier: Sequence[MoodReading],
+    points: Sequence[Point],
+    state: AlertState,
+    now: datetime,
+    params: AlertParams,
+    index_params: IndexParams,
+) -> tuple[Alert | None, AlertState]:
+    v = round(value)  # the same rounding as the bands, so the alert agrees with the band shown
+    current = state.extreme
+    # Leave an extreme band only past the exit threshold (hysteresis).
+    if (current == "fear" and v > params.fear_exit) or (
+        current == "greed" and v < params.greed_exit
+    ):
+        current = None
+    entered: str | None = None
+    if current is None:
+        if v <= params.fear_enter:
+            entered = "fear"
+        elif v >= params.greed_enter:
+            entered = "greed"
+    state = replace(state, extreme=entered or current)
+    if entered is None or not _cooled_down(state, EXTREME, now, params):
+        return None, state
+
+    spec = index_params.spec(reading.window)
+    before = _reading_ago(earlier, now, spec.seconds)
+    direction = -1 if entered == "fear" else 1
+    change = (
+        f"{_change_words(value - before.value)} in {reading.window}"
+        if before is not None and before.value is not None
+        else f"over {reading.window}"
+    )
+    alert = Alert(
+        key=_key(EXTREME, entered, reading, now, params),
+        kind=EXTREME,
+        scope=reading.scope,
+        at=now,
+        title=f"{_label(reading.scope)} mood entered {band_of(value)}: {v}/100",
+        value=value,
+        previous=before.value if before is not None else None,
+        detail=f"{change}; {_sample_words(reading)}",
+        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+    )
+    return alert, state.with_fired(EXTREME, now)
+
+
+def _swing_rule(
+    reading: MoodReading,
+    value: float,
+    earlier: Sequence[MoodReading],
+    points: Sequence[Point],
+    state: AlertState,
+    now: datetime,
+    params: AlertParams,
+    index_params: IndexParams,
+) -> tuple[Alert | None, AlertState]:
+    since = now - timedelta(seconds=params.swing_window_s)
+    recent = [r.value for r in earlier if r.value is not None and r.at >= since]
+    if not recent:
+        return None, state
+    low, high = min(recent), max(recent)
+    up, down = value - low, high - value
+    if max(up, down) < params.swing_points or not _cooled_down(state, SWING, now, params):
+        return None, state
+
+    direction, previous = (1, low) if up >= down else (-1, high)
+    verb = "rose" if direction > 0 else "fell"
+    minutes = round(params.swing_window_s / 60)
+    span = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes} min"
+    alert = Alert(
+        key=_key(SWING, "up" if direction > 0 else "down", reading, now, params),
+        kind=SWING,
+        scope=reading.scope,
+        at=now,
+        title=(
+            f"{_label(reading.scope)} mood {verb} {round(abs(value - previous))} points "
+            f"within {span}: {round(previous)} → {round(value)} ({band_of(value)})"
+        ),
+        value=value,
+        previous=previous,
+        detail=f"{reading.window} reading; {_sample_words(reading)}",
+        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+    )
+    # The caller records the firing: this alert may be dropped in favour of an extreme one.
+    return alert, state
+
+
+def _hype_rule(
+    reading: MoodReading,
+    points: Sequence[Point],
+    state: AlertState,
+    now: datetime,
+    params: AlertParams,
+    index_params: IndexParams,
+    tracked_since: datetime | None,
+) -> tuple[Alert | None, AlertState]:
+    if reading.scope.asset == "*":
+        return None, state  # hype is about one asset's mentions
+    count, ratio = mentions_ratio(
+        points, now, reading.window, index_params, tracked_since=tracked_since
+    )
+    if count < params.hype_min_mentions or ratio < params.hype_ratio:
+        return None, state
+    if not _cooled_down(state, HYPE, now, params):
+        return None, state
+
+    raw = reading.components.get("raw_sentiment", 0.0)
+    direction = (raw > 0) - (raw < 0)
+    value = reading.value
+    mood = f"mood {round(value)}/100 ({reading.band})" if value is not None else "mood collecting"
+    alert = Alert(
+        key=_key(HYPE, "", reading, now, params),
+        kind=HYPE,
+        scope=reading.scope,
+        at=now,
+        title=f"{_label(reading.scope)} hype spike: {ratio:.1f}x its usual mentions",
+        value=value,
+        detail=(
+            f"{count} mentions in the last {reading.window}; {mood}; "
+            f"confidence {reading.confidence:.2f}"
+        ),
+        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+    )
+    return alert, state.with_fired(HYPE, now)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _cooled_down(state: AlertState, kind: str, now: datetime, params: AlertParams) -> bool:
+    last = state.fired_at(kind)
+    return last is None or (now - last).total_seconds() >= params.cooldown_s(kind)
+
+
+def _key(kind: str, sub: str, reading: MoodReading, now: datetime, params: AlertParams) -> str:
+    """Dedupe key: the same rule, scope and window within one cooldown bucket is one alert.
+
+    The bucket comes from ``now``, so re-running an evaluation after a crash (before the
+    state was saved) gives the same key and the sender can drop the repeat.
+    """
+    bucket = int(now.timestamp()) // max(params.cooldown_s(kind), 1)
+    name = f"{kind}-{sub}" if sub else kind
+    return f"{name}:{reading.scope.key()}:{reading.window}:{bucket}"
+
+
+def _reading_ago(
+    earlier: Sequence[MoodReading], now: datetime, seconds: float
+) -> MoodReading | None:
+    """The reading closest to ``seconds`` before ``now`` (within half that either way)."""
+    target = now - timedelta(seconds=seconds)
+    slack = timedelta(seconds=seconds / 2)
+    candidates = [r for r in earlier if abs(r.at - target) <= slack]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (abs(r.at - target), r.at))
+
+
+def _label(scope: Scope) -> str:
+    label = scope.asset if scope.asset != "*" else "Overall"
+    if scope.community != "*":
+        label += f" in {scope.community}"
+    if scope.platform != "*":
+        label += f" on {scope.platform}"
+    return label
+
+
+def _change_words(delta: float) -> str:
+    points = round(abs(delta))
+    if points == 0:
+        return "unchanged"
+    return f"{'up' if delta > 0 else 'down'} {points} point{'s' if points != 1 else ''}"
+
+
+def _sample_words(reading: MoodReading) -> str:
+    return f"{reading.sample_size} messages, confidence {reading.confidence:.2f}"
+
+
+def _evidence(
+    points: Sequence[Point],
+    now: datetime,
+    window: str,
+    direction: int,
+    params: AlertParams,
+    index_params: IndexParams,
+) -> tuple[str, ...]:
+    """Quotes of the messages that drove the alert: public ones only, since an alert can go to
+    communities other than the one a message was posted in."""
+    picks = drivers(points, now, window, direction, k=params.evidence_count, params=index_params)
+    return tuple(_quote(p.text, params.quote_chars) for p in picks)
+
+
+def _quote(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return flat[: limit - 1].rstrip() + "…"

@@ -1,0 +1,56 @@
+"""The connectors layer's own types: what comes in from a platform and what goes out to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One social post, as any platform connector hands it on.
+
+    ``(platform, channel, message_id)`` identifies it; ``created_at`` is timezone-aware UTC.
+    """
+
+    platform: str  # "telegram", "discord", "x", "stocktwits", "replay", ...
+    community: str  # a Telegram chat, a Discord server, a StockTwits stream
+    channel: str
+    message_id: str
+    author: str
+    text: str
+    created_at: datetime
+    likes: int = 0
+    replies: int = 0
+    reposts: int = 0
+    language: str | None = None
+    public: bool = True  # may be quoted outside its own community
+    tag: str | None = None  # the author's own label where a platform has one (StockTwits)
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("Message.created_at must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A chat command addressed to the bot: ``/name arg1 arg2`` by ``user`` in ``channel``."""
+
+    platform: str
+    community: str
+    channel: str
+    user: str
+    name: str
+    args: tuple[str, ...] = ()
+    roles: frozenset[str] = field(default_factory=frozenset)  # e.g. {"admin"}
+    is_private: bool = False  # sent in a direct message
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the bot sends back: text, an optional PNG image, and where it goes."""
+
+    text: str
+    target: str = ""  # a channel or user id on the platform; "" means "where it came from"
+    image: bytes | None = None
+    image_name: str = "chart.png"
