@@ -115,9 +115,7 @@ class Scorer:
     def preprocess(self, texts: Sequence[str]) -> list[list[int]]:
         """Normalise and tokenise (the fast tokenizer's batch mode, no padding yet)."""
         clean = [normalize(t) for t in texts]
-        return self.tokenizer(clean, truncation=True, max_length=self.info.max_length)[
-            "input_ids"
-        ]
+        return self.tokenizer(clean, truncation=True, max_length=self.info.max_length)["input_ids"]
 
     def forward(self, encoded: Sequence[Sequence[int]]):
         """Logits (float32 tensor ``[n, 3]``) for token id lists, in input order.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import math
@@ -124,7 +125,7 @@ def expected_calibration_error(probs: torch.Tensor, gold: torch.Tensor, bins: in
     correct = (pred == gold).float()
     ece = torch.zeros(())
     edges = torch.linspace(0, 1, bins + 1)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf > lo) & (conf <= hi)
         if mask.any():
             ece += mask.float().mean() * (conf[mask].mean() - correct[mask].mean()).abs()
@@ -216,9 +217,9 @@ def fine_tune(
     random.seed(cfg.seed)
     model = load_base_model(base_dir).to(device)
     model.train()
-    enc = tokenizer(
-        [normalize(t) for t in texts], truncation=True, max_length=cfg.max_length
-    )["input_ids"]
+    enc = tokenizer([normalize(t) for t in texts], truncation=True, max_length=cfg.max_length)[
+        "input_ids"
+    ]
     n = len(enc)
     soft = targets.dim() == 2
     weight = None
@@ -274,7 +275,9 @@ def fine_tune(
             opt.zero_grad(set_to_none=True)
             step += 1
             if step % 500 == 0:
-                log.info("%s seed %d: step %d/%d loss %.4f", cfg.name, cfg.seed, step, total, float(loss))
+                log.info(
+                    "%s seed %d: step %d/%d loss %.4f", cfg.name, cfg.seed, step, total, float(loss)
+                )
     model.eval()
     return model
 
@@ -371,7 +374,7 @@ def run_recipe(args: argparse.Namespace) -> dict:
     ranking = []
     temperature = args.temperature
     best = configs[0]
-    if hold and len(configs) > 1 or args.always_holdout:
+    if (hold and len(configs) > 1) or args.always_holdout:
         for cfg in configs:
             t = time.monotonic()
             model = fine_tune(
@@ -423,7 +426,11 @@ def run_recipe(args: argparse.Namespace) -> dict:
         teachers.append(model)
         teacher_s = time.monotonic() - t
         report["steps"].append(
-            {"teacher": k, "val": _evaluate(vl, val_gold), "seconds": round(time.monotonic() - t, 1)}
+            {
+                "teacher": k,
+                "val": _evaluate(vl, val_gold),
+                "seconds": round(time.monotonic() - t, 1),
+            }
         )
         note("steps", report["steps"])
         if k == 0:
@@ -466,9 +473,7 @@ def run_recipe(args: argparse.Namespace) -> dict:
             "n_extra": len(extra),
             "seconds": round(time.monotonic() - t, 1),
             "ece_calibrated": round(
-                expected_calibration_error(
-                    (vl / temperature).softmax(-1), torch.tensor(val_gold)
-                ),
+                expected_calibration_error((vl / temperature).softmax(-1), torch.tensor(val_gold)),
                 4,
             ),
         },

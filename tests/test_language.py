@@ -18,7 +18,7 @@ def detector() -> LanguageDetector:
         ("El bitcoin va a subir mucho esta semana, estoy muy contento", "es"),
         ("Der Bitcoin Kurs ist heute stark gefallen und ich habe Angst", "de"),
         ("Биткоин сегодня сильно упал, я продал все свои монеты", "ru"),
-        ("比特币今天大涨，我买了很多", "zh"),  # noqa: RUF001
+        ("比特币今天大涨，我买了很多", "zh"),
         ("Bitcoin est en train de monter, c'est génial pour nous tous", "fr"),
     ],
 )

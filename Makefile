@@ -1,0 +1,47 @@
+# Two commands for a new user: `make demo` and `make test`. Everything lives in .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Pinned: a CPU wheel of this version lies on the build machines; an unpinned torch
+# would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: demo test install dev lint bench eval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet $(TORCH) -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev
+
+demo: install
+	$(BIN)/moodring demo
+
+test: dev
+	$(BIN)/python -m ruff check bot nlp connectors tests
+	$(BIN)/python -m ruff format --check bot nlp connectors tests
+	$(BIN)/python -m pytest
+
+lint: dev
+	$(BIN)/python -m ruff check bot nlp connectors tests
+	$(BIN)/python -m ruff format --check bot nlp connectors tests
+
+eval: install
+	$(BIN)/moodring eval ../shared/data/sentiment/val.tsv
+
+bench: install
+	$(BIN)/moodring bench
+
+clean:
+	rm -rf $(VENV) build/lib *.egg-info moodring.db moodring.db-*

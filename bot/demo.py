@@ -1,0 +1,154 @@
+"""`moodring demo`: replay the bundled 2022 StockTwits month through the real pipeline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from bot.errors import ConfigError
+from bot.store import Store, iso, parse_ts
+
+log = logging.getLogger(__name__)
+
+DEMO_POSTS = "stocktwits_btc_eth_2022.csv"
+DEMO_PRICES = "btc_usd_daily.csv"
+
+
+def read_daily_candles(path: Path) -> Iterator[dict]:
+    """Rows of a ``date,open,high,low,close,volume`` CSV as candle dicts (bad rows skipped)."""
+    skipped = 0
+    with open(path, newline="", encoding="utf-8") as fh:
+        for n, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                day = datetime.fromisoformat(row["date"]).replace(tzinfo=UTC)
+                yield {
+                    "ts": iso(day),
+                    **{k: float(row[k]) for k in ("open", "high", "low", "close")},
+                    "volume": float(row.get("volume") or 0),
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                skipped += 1
+                log.warning("%s line %d skipped: %s", path.name, n, exc)
+    if skipped:
+        log.warning("%s: %d malformed rows skipped", path.name, skipped)
+
+
+@dataclass(frozen=True, slots=True)
+class DayRow:
+    """One line of the demo timeline."""
+
+    day: datetime
+    close: float | None
+    mood: float | None
+    band: str
+    btc_mood: float | None
+    messages: int
+    spam: int
+    alerts: int
+
+
+def timeline(store: Store) -> list[DayRow]:
+    """Per day of stored messages: BTC close, the day's closing mood, volume, spam, alerts."""
+    first, last = store.oldest_message_time(), store.newest_message_time()
+    if first is None or last is None:
+        return []
+    day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    closes = dict(store.closes("BTC", "1d"))
+    rows = []
+    while day <= last:
+        end = day + timedelta(days=1)
+        [counts] = store.query(
+            "SELECT COUNT(*), SUM(spam_reason IS NOT NULL) FROM messages"
+            " WHERE created_at >= ? AND created_at < ?",
+            [iso(day), iso(end)],
+        )
+        [[n_alerts]] = store.query(
+            "SELECT COUNT(*) FROM alerts WHERE at > ? AND at <= ?", [iso(day), iso(end)]
+        )
+        rows.append(
+            DayRow(
+                day=day,
+                close=closes.get(iso(day)),
+                mood=_last_value(store, "*|*|*", day, end),
+                band=_last_band(store, "*|*|*", day, end),
+                btc_mood=_last_value(store, "BTC|*|*", day, end),
+                messages=counts[0] or 0,
+                spam=counts[1] or 0,
+                alerts=n_alerts,
+            )
+        )
+        day = end
+    return rows
+
+
+def _last_reading(store: Store, scope: str, day: datetime, end: datetime) -> tuple | None:
+    rows = store.query(
+        "SELECT value, band FROM readings WHERE scope = ? AND window = '24h'"
+        " AND at > ? AND at <= ? ORDER BY at DESC LIMIT 1",
+        [scope, iso(day), iso(end)],
+    )
+    return rows[0] if rows else None
+
+
+def _last_value(store: Store, scope: str, day: datetime, end: datetime) -> float | None:
+    row = _last_reading(store, scope, day, end)
+    return row[0] if row else None
+
+
+def _last_band(store: Store, scope: str, day: datetime, end: datetime) -> str:
+    row = _last_reading(store, scope, day, end)
+    return row[1] if row else "no reading"
+
+
+def print_report(store: Store, out: TextIO) -> dict:
+    """Print the timeline and every alert from the database; return summary figures."""
+    rows = timeline(store)
+    out.write("\nDay         BTC close   Mood (24h, all sources)    BTC mood  Msgs  Spam  Alerts\n")
+    for r in rows:
+        close = f"${r.close:>9,.0f}" if r.close is not None else f"{'—':>10}"
+        mood = f"{r.mood:5.1f} {r.band:<14}" if r.mood is not None else f"{'—':>5} {r.band:<14}"
+        btc = f"{r.btc_mood:5.1f}" if r.btc_mood is not None else f"{'—':>5}"
+        share = f"{100 * r.spam / r.messages:4.0f}%" if r.messages else "   —"
+        bar = "█" * round((r.mood or 0) / 5)
+        out.write(
+            f"{r.day:%Y-%m-%d}  {close}  {mood} {bar:<20}  {btc}  {r.messages:>5} "
+            f"{share} {r.alerts:>5}\n"
+        )
+    first, last = store.oldest_message_time(), store.newest_message_time()
+    alerts = store.alerts_between(first, last + timedelta(days=1)) if first and last else []
+    out.write(f"\nAlerts raised: {len(alerts)}\n")
+    for a in alerts:
+        out.write(f"\n[{a.at:%Y-%m-%d %H:%M}] {a.kind}: {a.title}\n")
+        if a.detail:
+            out.write(f"    {a.detail}\n")
+        for q in a.evidence:
+            out.write(f"    “{q}”\n")
+    counts = store.counts()
+    summary = {
+        "messages": sum(counts.get(k, 0) for k in ("new", "scored", "failed")),
+        "scored": counts.get("scored", 0),
+        "failed": counts.get("failed", 0),
+        "spam": counts.get("spam", 0),
+        "set_aside": counts.get("set_aside", 0),
+        "alerts": len(alerts),
+        "days": len(rows),
+    }
+    out.write("\n" + json.dumps(summary) + "\n")
+    return summary
+
+
+def check_demo_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"demo data missing: {path} (reinstall moodring)")
+    return path
+
+
+def newest_tick(store: Store) -> datetime | None:
+    value = store.checkpoint("index_tick")
+    return parse_ts(value) if value else None

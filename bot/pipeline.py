@@ -1,0 +1,460 @@
+"""The pipeline: intake → scoring → index and alerts → delivery, joined by bounded queues.
+
+Each stage's work is keyed and stored before the next stage sees it, so a crash anywhere
+loses nothing and a restart repeats nothing (except, at most, the one chat send that a
+crash interrupted). Intake stores raw messages first and never waits on the model; the
+scorer drains whatever is stored and unscored; the index ticks once per hour of message
+time, as of that hour (no look-ahead), and stores each tick with its alerts atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.alerts import AlertParams, AlertState, evaluate
+from bot.index import IndexParams, Point, compute_reading
+from bot.queue import Closed, InProcessQueue
+from bot.render import render_alert
+from bot.spam import SpamMarker
+from bot.store import ScoredRow, Store, StoredMessage, iso, parse_ts
+from bot.types import Alert, MoodReading, Scope
+from connectors.base import Sink, Source
+from connectors.errors import ConnectorError, DeliveryError, RecipientGone
+from connectors.types import Message
+from nlp.assets import AssetTable
+from nlp.errors import NlpError
+from nlp.language import LanguageDetector, detect_language, is_english
+from nlp.normalize import normalize
+from nlp.types import Score
+
+log = logging.getLogger(__name__)
+
+TICK_CHECKPOINT = "index_tick"
+#: How far back the index looks: the 7d window plus its 4-window baseline, and a day spare.
+LOOKBACK = timedelta(days=36)
+
+
+class ScorerLike:
+    """What the pipeline needs of a scorer (``nlp.scorer.Scorer`` fits)."""
+
+    def score(self, texts: Sequence[str]) -> list[Score]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters for progress and the final report (mutable run state, not a domain type)."""
+
+    seen: int = 0
+    added: int = 0
+    scored: int = 0
+    failed: int = 0
+    ticks: int = 0
+    alerts: int = 0
+    delivered: int = 0
+    last_time: datetime | None = None
+    on_progress: Callable[[PipelineStats], None] | None = field(default=None, repr=False)
+
+    def bump(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Knobs of one pipeline run."""
+
+    batch_size: int = 256  # messages per intake transaction
+    score_chunk: int = 1024  # texts per scorer call: more texts, better length bucketing
+    queue_size: int = 64  # in batches
+    tick_s: int = 3600
+    assets: tuple[str, ...] = ("BTC", "ETH")
+    min_asset_mentions: int = 50
+    alert_window: str = "24h"
+    sinks_targets: tuple[tuple[str, str], ...] = (("console", ""),)
+    max_attempts: int = 8
+
+
+class IndexEngine:
+    """Keeps the recent scored messages in memory and runs the index and alert rules."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: PipelineConfig,
+        index_params: IndexParams | None = None,
+        alert_params: AlertParams | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.index_params = index_params or IndexParams()
+        self.alert_params = alert_params or AlertParams()
+        self._rows: list[ScoredRow] = []
+        self._points: list[Point] = []
+        self._times: list[datetime] = []
+        self._keys: set[str] = set()
+        self._history: dict[tuple[str, str], deque[MoodReading]] = {}
+        last = store.checkpoint(TICK_CHECKPOINT)
+        self.last_tick: datetime | None = parse_ts(last) if last else None
+        self.tracked_since = store.oldest_message_time()
+
+    def load(self, until: datetime) -> None:
+        """Bring newly scored messages up to ``until`` into memory."""
+        since = (self._times[-1] if self._times else until - LOOKBACK) - timedelta(seconds=1)
+        for row in self.store.scored_since(since, until):
+            if row.key in self._keys:
+                continue
+            self._keys.add(row.key)
+            pos = bisect.bisect_right(self._times, row.created_at)
+            self._times.insert(pos, row.created_at)
+            self._rows.insert(pos, row)
+            self._points.insert(pos, _point(row))
+        if self.tracked_since is None:
+            self.tracked_since = self.store.oldest_message_time()
+
+    def prune(self, now: datetime) -> None:
+        cut = bisect.bisect_left(self._times, now - LOOKBACK)
+        if cut:
+            for row in self._rows[:cut]:
+                self._keys.discard(row.key)
+            del self._rows[:cut], self._points[:cut], self._times[:cut]
+
+    def scopes(self, now: datetime) -> list[Scope]:
+        """All sources, each configured or busy asset, each community."""
+        scopes = [Scope()]
+        week = bisect.bisect_left(self._times, now - timedelta(days=7))
+        mentions: dict[str, int] = {}
+        communities: set[tuple[str, str]] = set()
+        for row in self._rows[week:]:
+            for asset in row.assets:
+                mentions[asset] = mentions.get(asset, 0) + 1
+            communities.add((row.community, row.platform))
+        assets = list(self.config.assets) + sorted(
+            a
+            for a, n in mentions.items()
+            if n >= self.config.min_asset_mentions and a not in self.config.assets
+        )
+        scopes += [Scope(asset=a) for a in assets]
+        if len(communities) > 1:
+            scopes += [Scope(community=c, platform=p) for c, p in sorted(communities)]
+        return scopes
+
+    def _scope_points(self, scope: Scope, since: datetime, now: datetime) -> list[Point]:
+        lo = bisect.bisect_left(self._times, since)
+        hi = bisect.bisect_right(self._times, now)
+        out = []
+        for row, point in zip(self._rows[lo:hi], self._points[lo:hi], strict=True):
+            if scope.asset != "*" and scope.asset not in row.assets:
+                continue
+            if scope.community != "*" and row.community != scope.community:
+                continue
+            if scope.platform != "*" and row.platform != scope.platform:
+                continue
+            out.append(point)
+        return out
+
+    def _history_of(self, scope: Scope, window: str, now: datetime) -> deque[MoodReading]:
+        key = (scope.key(), window)
+        if key not in self._history:
+            self._history[key] = deque(
+                self.store.readings(scope, window, now - timedelta(hours=26), now), maxlen=64
+            )
+        return self._history[key]
+
+    def tick(self, now: datetime) -> list[Alert]:
+        """Readings for every scope and window as of ``now``; alerts; one atomic store."""
+        self.load(now)
+        readings: list[MoodReading] = []
+        alerts: list[Alert] = []
+        states: dict[tuple[str, str], str] = {}
+        windows = ["1h", "24h"]
+        if now.hour == 0:
+            windows.append("7d")
+        for scope in self.scopes(now):
+            for window in windows:
+                spec = self.index_params.spec(window)
+                span = timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
+                points = self._scope_points(scope, now - span, now)
+                history = self._history_of(scope, window, now)
+                previous = history[-1] if history else None
+                reading = compute_reading(
+                    points,
+                    scope,
+                    window,
+                    now,
+                    self.index_params,
+                    previous,
+                    tracked_since=self.tracked_since,
+                )
+                readings.append(reading)
+                if window == self.config.alert_window:
+                    state = AlertState.from_json(self.store.alert_state(scope.key(), window))
+                    raised, state = evaluate(
+                        reading,
+                        list(history),
+                        points,
+                        state,
+                        now,
+                        self.alert_params,
+                        index_params=self.index_params,
+                        tracked_since=self.tracked_since,
+                    )
+                    alerts += raised
+                    states[(scope.key(), window)] = state.to_json()
+                history.append(reading)
+        new = self.store.save_tick(
+            readings,
+            alerts,
+            states,
+            self.config.sinks_targets,
+            (TICK_CHECKPOINT, iso(now)),
+            datetime.now(UTC),
+        )
+        self.last_tick = now
+        self.prune(now)
+        return new
+
+    def due_ticks(self, until: datetime) -> list[datetime]:
+        """Tick times after the last stored tick, up to ``until``."""
+        step = timedelta(seconds=self.config.tick_s)
+        if self.last_tick is None:
+            first = self.store.oldest_message_time()
+            if first is None:
+                return []
+            start = _floor(first, self.config.tick_s)
+        else:
+            start = self.last_tick
+        out = []
+        t = start + step
+        while t <= until:
+            out.append(t)
+            t += step
+        return out
+
+
+def _floor(ts: datetime, step_s: int) -> datetime:
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % step_s, UTC)
+
+
+def _point(row: ScoredRow) -> Point:
+    return Point(
+        created_at=row.created_at,
+        author=row.author,
+        polarity=row.polarity,
+        engagement=row.engagement,
+        spam=row.spam,
+        set_aside=row.set_aside,
+        message_key=row.key,
+        text=row.text,
+        public=row.public,
+        community=row.community,
+    )
+
+
+class Pipeline:
+    """Runs the stages over one or more sources until they end or ``stop()`` is called."""
+
+    def __init__(
+        self,
+        store: Store,
+        scorer: ScorerLike,
+        assets: AssetTable,
+        language: LanguageDetector,
+        spam: SpamMarker,
+        sinks: dict[str, Sink],
+        config: PipelineConfig | None = None,
+        stats: PipelineStats | None = None,
+        index: IndexEngine | None = None,
+    ) -> None:
+        self.store = store
+        self.scorer = scorer
+        self.assets = assets
+        self.language = language
+        self.spam = spam
+        self.sinks = sinks
+        self.config = config or PipelineConfig()
+        self.stats = stats or PipelineStats()
+        self.index = index or IndexEngine(store, self.config)
+        self._to_score: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
+        self._to_index: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
+        self._stopping = asyncio.Event()
+        self._warm_spam()
+
+    def _warm_spam(self) -> None:
+        newest = self.store.newest_message_time()
+        if newest is not None:
+            self.spam.warm(self.store.recent_messages(newest - timedelta(hours=6)))
+
+    def stop(self) -> None:
+        """Ask the stages to finish what they hold and return."""
+        self._stopping.set()
+
+    # ------------------------------------------------------------------ intake
+
+    def prepare(self, message: Message) -> StoredMessage:
+        """Pure-ish per-message work done at intake: normalise, assets, language, spam."""
+        norm = normalize(message.text)
+        assets = self.assets.extract(message.text or "")
+        set_aside = None
+        if not is_english(message.text, self.language):
+            code, _ = detect_language(message.text, self.language)
+            set_aside = f"lang:{code or 'unknown'}"
+        return StoredMessage(
+            message=message,
+            norm_text=norm,
+            assets=assets,
+            spam_reason=self.spam.check(message, norm),
+            set_aside=set_aside,
+        )
+
+    async def _flush(self, batch: list[Message]) -> None:
+        fresh = [
+            m for m in batch if not self.store.has_message(m.platform, m.channel, m.message_id)
+        ]
+        prepared = [self.prepare(m) for m in fresh]
+        if prepared:
+            self.stats.added += self.store.add_messages(prepared, datetime.now(UTC))
+        self.stats.seen += len(batch)
+        self.stats.bump()
+        # Backpressure: this waits while the scorer is ``queue_size`` batches behind.
+        await self._to_score.put(max(m.created_at for m in batch))
+
+    async def intake(self, source: Source) -> None:
+        batch: list[Message] = []
+        try:
+            async for message in source.messages():
+                batch.append(message)
+                if len(batch) >= self.config.batch_size:
+                    await self._flush(batch)
+                    batch = []
+                if self._stopping.is_set():
+                    break
+        except ConnectorError as exc:
+            log.error("source %s failed: %s", source.name, exc)
+            raise
+        finally:
+            if batch:
+                await self._flush(batch)
+
+    # ------------------------------------------------------------------ scoring
+
+    def score_pending(self) -> datetime | None:
+        """Score everything stored and unscored; return the newest time scored."""
+        newest = None
+        while True:
+            todo = self.store.unscored(self.config.score_chunk)
+            if not todo:
+                return newest
+            keys = [k for k, _ in todo]
+            texts = [t for _, t in todo]
+            try:
+                scores = self.scorer.score(texts)
+                self.store.save_scores(list(zip(keys, scores, strict=True)), datetime.now(UTC))
+                self.stats.scored += len(scores)
+            except (NlpError, RuntimeError, ValueError) as exc:
+                log.warning("batch of %d failed (%s); scoring one by one", len(texts), exc)
+                self._score_one_by_one(keys, texts)
+            newest = self._newest_of(keys) or newest
+            self.stats.bump()
+
+    def _score_one_by_one(self, keys: list[tuple[str, str, str]], texts: list[str]) -> None:
+        for key, text in zip(keys, texts, strict=True):
+            try:
+                [score] = self.scorer.score([text])
+            except (NlpError, RuntimeError, ValueError) as exc:
+                log.error("message %s set aside: %s", ":".join(key), exc)
+                self.store.mark_failed(key, f"{type(exc).__name__}: {exc}")
+                self.stats.failed += 1
+                continue
+            self.store.save_scores([(key, score)], datetime.now(UTC))
+            self.stats.scored += 1
+
+    def _newest_of(self, keys: list[tuple[str, str, str]]) -> datetime | None:
+        last = keys[-1]
+        rows = self.store.query(
+            "SELECT created_at FROM messages WHERE platform = ? AND channel = ? AND message_id = ?",
+            last,
+        )
+        return parse_ts(rows[0][0]) if rows else None
+
+    async def scoring(self) -> None:
+        while True:
+            try:
+                until = await self._to_score.get()
+            except Closed:
+                break
+            # Scoring is CPU-bound: run it off the event loop so intake and chat keep going.
+            await asyncio.to_thread(self.score_pending)
+            await self._to_index.put(until)
+        await asyncio.to_thread(self.score_pending)
+        await self._to_index.close()
+
+    # ------------------------------------------------------------------ index, alerts
+
+    def run_ticks(self, until: datetime) -> int:
+        """Run every due tick up to ``until``; return how many alerts were new."""
+        new = 0
+        for t in self.index.due_ticks(until):
+            raised = self.index.tick(t)
+            new += len(raised)
+            self.stats.ticks += 1
+            self.stats.alerts += len(raised)
+            self.stats.last_time = t
+        self.stats.bump()
+        return new
+
+    async def indexing(self) -> None:
+        while True:
+            try:
+                until = await self._to_index.get()
+            except Closed:
+                break
+            if await asyncio.to_thread(self.run_ticks, until):
+                await self.deliver()
+        newest = self.store.newest_message_time()
+        if newest is not None:
+            await asyncio.to_thread(self.run_ticks, newest)
+        await self.deliver()
+
+    # ------------------------------------------------------------------ delivery
+
+    async def deliver(self) -> int:
+        """Send every unsent outbox row through its sink; ``sent_at`` right after each send."""
+        sent = 0
+        for name, sink in self.sinks.items():
+            for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
+                if attempts >= self.config.max_attempts:
+                    continue
+                try:
+                    await sink.send(render_alert(alert, target))
+                except RecipientGone as exc:
+                    log.warning("recipient %s gone: %s", target, exc)
+                    self.store.mark_attempt(alert.key, name, target, "gone")
+                    continue
+                except DeliveryError as exc:
+                    log.warning("delivery of %s to %s failed: %s", alert.key, target, exc)
+                    self.store.mark_attempt(alert.key, name, target, str(exc))
+                    continue
+                self.store.mark_sent(alert.key, name, target, datetime.now(UTC))
+                sent += 1
+                self.stats.delivered += 1
+        return sent
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, sources: Sequence[Source]) -> PipelineStats:
+        """Run all stages until every source ends (or ``stop()``), then drain."""
+        workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
+        try:
+            await asyncio.gather(*(self.intake(s) for s in sources))
+        finally:
+            await self._to_score.close()
+            await asyncio.gather(*workers)
+        return self.stats

@@ -1,0 +1,41 @@
+"""Rendering: alerts into replies, readings into short human text."""
+
+from __future__ import annotations
+
+from bot.types import Alert, MoodReading, Scope
+from connectors.types import Reply
+
+KIND_ICON = {"extreme": "🚨", "swing": "↕️", "hype": "📣", "levels": "📏", "divergence": "🔀"}
+
+
+def scope_label(scope: Scope) -> str:
+    """'BTC', 'all sources', 'BTC in stocktwits' …"""
+    what = scope.asset if scope.asset != "*" else "all assets"
+    if scope.community != "*":
+        return f"{what} in {scope.community}"
+    if scope.platform != "*":
+        return f"{what} on {scope.platform}"
+    return what if scope.asset != "*" else "all sources"
+
+
+def render_alert(alert: Alert, target: str = "") -> Reply:
+    """An alert as a chat reply: title, the numbers, then the quoted drivers."""
+    icon = next((v for k, v in KIND_ICON.items() if alert.kind.startswith(k)), "🔔")
+    lines = [f"{icon} {alert.title}"]
+    if alert.detail:
+        lines.append(alert.detail)
+    if alert.evidence:
+        lines.append("Driven by:")
+        lines += [f"  “{q}”" for q in alert.evidence]
+    lines.append(f"({alert.at:%Y-%m-%d %H:%M} UTC)")
+    return Reply(text="\n".join(lines), target=target)
+
+
+def reading_text(reading: MoodReading) -> str:
+    """'31/100 Fear (24h, 412 msgs, confidence 0.91)' or 'collecting (12 msgs)'."""
+    if reading.value is None:
+        return f"collecting ({reading.sample_size} msgs in {reading.window})"
+    return (
+        f"{round(reading.value)}/100 {reading.band} ({reading.window}, "
+        f"{reading.sample_size} msgs, confidence {reading.confidence:.2f})"
+    )

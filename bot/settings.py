@@ -1,0 +1,69 @@
+"""One Settings object, built once at start-up from MOODRING_* variables and a TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.paths import default_model_dir
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment variables win over the TOML file.
+
+    Secrets are ``SecretStr`` so they never show in a repr or a log line.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MOODRING_", extra="ignore")
+
+    db: Path = Path("moodring.db")
+    model_dir: Path = Field(default_factory=default_model_dir)
+    device: str = "cpu"
+    batch_size: int = 64
+    log_level: str = "INFO"
+    #: Purge message texts older than this many days; None keeps them (the default).
+    retention_days: int | None = None
+    #: How often (seconds of message time) the index and alert rules run.
+    tick_s: int = 3600
+    #: Assets given their own readings even before they trend.
+    assets: tuple[str, ...] = ("BTC", "ETH")
+    #: Readings for other assets appear once they have this many mentions in 7 days.
+    min_asset_mentions: int = 50
+    #: Queue bound between stages: intake waits when scoring falls this far behind.
+    queue_size: int = 2048
+    telegram_token: SecretStr | None = None
+    discord_token: SecretStr | None = None
+    x_bearer_token: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("MOODRING_CONFIG", "moodring.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(toml_path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings from ``config`` (TOML, default ./moodring.toml), env and overrides."""
+    if config is not None:
+        if not config.is_file():
+            raise FileNotFoundError(f"config file not found: {config}")
+        os.environ["MOODRING_CONFIG"] = str(config)
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

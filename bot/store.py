@@ -1,0 +1,676 @@
+"""SQLite storage through sqlite-utils: migrations, idempotent upserts, the alert outbox.
+
+Every write is keyed, so a replay or a restart never duplicates: messages on
+``(platform, channel, message_id)``, scores on the same key, readings on
+``(scope, window, at)``, alerts on their dedupe key, outbox rows on
+``(alert_key, sink, target)``. The SQL is plain (no SQLite-only syntax beyond
+``INSERT OR IGNORE`` done through sqlite-utils) so a PostgreSQL backend can follow.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from bot.errors import StoreError
+from bot.types import Alert, MoodReading, Scope
+from connectors.types import Message
+from nlp.types import Score
+
+log = logging.getLogger(__name__)
+
+MESSAGE_KEY = ("platform", "channel", "message_id")
+
+migrations = Migrations("moodring")
+
+F = TypeVar("F")
+
+
+def _locked(method: F) -> F:
+    """Serialise a Store method: the stages call the store from worker threads, and one
+    SQLite connection must not interleave two threads' transactions."""
+
+    @functools.wraps(method)  # type: ignore[arg-type]
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)  # type: ignore[operator]
+
+    return wrapper  # type: ignore[return-value]
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """The v0 schema."""
+    db["messages"].create(
+        {
+            "platform": str,
+            "channel": str,
+            "message_id": str,
+            "community": str,
+            "author": str,
+            "text": str,  # as received; NULL once purged by retention
+            "norm_text": str,  # normalised for the model
+            "created_at": str,  # ISO 8601 UTC
+            "likes": int,
+            "replies": int,
+            "reposts": int,
+            "language": str,
+            "public": int,
+            "tag": str,
+            "assets": str,  # JSON list of symbols
+            "spam_reason": str,  # NULL when clean
+            "set_aside": str,  # NULL, or why the index leaves it out (e.g. "lang:es")
+            "status": str,  # new | scored | failed
+            "error": str,
+            "ingested_at": str,
+        },
+        pk=MESSAGE_KEY,
+        not_null={"created_at", "status"},
+    )
+    db["messages"].create_index(["created_at"])
+    db["messages"].create_index(["status", "created_at"])
+    db["message_assets"].create(
+        {"platform": str, "channel": str, "message_id": str, "asset": str, "created_at": str},
+        pk=(*MESSAGE_KEY, "asset"),
+    )
+    db["message_assets"].create_index(["asset", "created_at"])
+    db["scores"].create(
+        {
+            "platform": str,
+            "channel": str,
+            "message_id": str,
+            "p_neg": float,
+            "p_neu": float,
+            "p_pos": float,
+            "label": str,
+            "model_id": str,
+            "scored_at": str,
+        },
+        pk=MESSAGE_KEY,
+    )
+    db["prices"].create(
+        {
+            "asset": str,
+            "interval": str,
+            "ts": str,
+            "open": float,
+            "high": float,
+            "low": float,
+            "close": float,
+            "volume": float,
+            "source": str,
+        },
+        pk=("asset", "interval", "ts"),
+    )
+    db["readings"].create(
+        {
+            "scope": str,
+            "window": str,
+            "at": str,
+            "asset": str,
+            "community": str,
+            "platform": str,
+            "value": float,
+            "band": str,
+            "components": str,
+            "sample_size": int,
+            "confidence": float,
+            "spam_count": int,
+            "set_aside": int,
+        },
+        pk=("scope", "window", "at"),
+    )
+    db["alerts"].create(
+        {
+            "key": str,
+            "kind": str,
+            "scope": str,
+            "at": str,
+            "title": str,
+            "detail": str,
+            "value": float,
+            "previous": float,
+            "evidence": str,
+            "created_at": str,
+        },
+        pk="key",
+    )
+    db["alerts"].create_index(["at"])
+    db["alert_state"].create({"scope": str, "window": str, "state": str}, pk=("scope", "window"))
+    db["subscriptions"].create(
+        {
+            "id": int,
+            "platform": str,
+            "community": str,
+            "target": str,
+            "user": str,
+            "asset": str,
+            "kinds": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["outbox"].create(
+        {
+            "alert_key": str,
+            "sink": str,
+            "target": str,
+            "created_at": str,
+            "sent_at": str,
+            "attempts": int,
+            "last_error": str,
+        },
+        pk=("alert_key", "sink", "target"),
+    )
+    db["outbox"].create_index(["sent_at"])
+    db["checkpoints"].create({"name": str, "value": str, "updated_at": str}, pk="name")
+
+
+def iso(ts: datetime) -> str:
+    """A UTC timestamp as sortable ISO text (``2022-06-25T13:39:06+00:00``)."""
+    return ts.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message row with what intake worked out about it."""
+
+    message: Message
+    norm_text: str
+    assets: tuple[str, ...]
+    spam_reason: str | None
+    set_aside: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRow:
+    """What the index needs of one scored message."""
+
+    key: str
+    created_at: datetime
+    author: str
+    community: str
+    platform: str
+    polarity: float
+    engagement: int
+    spam: bool
+    set_aside: bool
+    public: bool
+    text: str
+    assets: tuple[str, ...]
+
+
+class Store:
+    """The database. Opens (creating if needed), migrates, and offers keyed reads/writes."""
+
+    def __init__(self, path: Path | str, *, memory: bool = False) -> None:
+        self._lock = threading.RLock()
+        try:
+            if memory:
+                conn = sqlite3.connect(":memory:", check_same_thread=False)
+                self.db = sqlite_utils.Database(conn)
+            else:
+                conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+                self.db = sqlite_utils.Database(conn)
+                self.db.enable_wal()
+                # NORMAL under WAL survives a process crash (kill -9); only power loss can
+                # roll back the last commits (shared/PLATFORM_NOTES.md).
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA busy_timeout=30000")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        self.path = path
+
+    @_locked
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction (``BEGIN IMMEDIATE``, so it never upgrades mid-way)."""
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        else:
+            self.db.conn.commit()
+
+    # ------------------------------------------------------------------ messages
+
+    @_locked
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read-only query, run under the store's lock."""
+        return self.db.execute(sql, list(params)).fetchall()
+
+    @_locked
+    def has_message(self, platform: str, channel: str, message_id: str) -> bool:
+        rows = self.db.execute(
+            "SELECT 1 FROM messages WHERE platform = ? AND channel = ? AND message_id = ?",
+            [platform, channel, message_id],
+        ).fetchall()
+        return bool(rows)
+
+    @_locked
+    def add_messages(self, items: Sequence[StoredMessage], now: datetime) -> int:
+        """Store new messages; ones already stored are left untouched. Returns how many were new."""
+        added = 0
+        with self.transaction() as db:
+            for item in items:
+                m = item.message
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO messages (platform, channel, message_id, community,"
+                    " author, text, norm_text, created_at, likes, replies, reposts, language,"
+                    " public, tag, assets, spam_reason, set_aside, status, ingested_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+                    [
+                        m.platform,
+                        m.channel,
+                        m.message_id,
+                        m.community,
+                        m.author,
+                        m.text,
+                        item.norm_text,
+                        iso(m.created_at),
+                        m.likes,
+                        m.replies,
+                        m.reposts,
+                        m.language,
+                        int(m.public),
+                        m.tag,
+                        json.dumps(list(item.assets)),
+                        item.spam_reason,
+                        item.set_aside,
+                        iso(now),
+                    ],
+                )
+                if cur.rowcount:
+                    added += 1
+                    for asset in item.assets:
+                        db.execute(
+                            "INSERT OR IGNORE INTO message_assets VALUES (?, ?, ?, ?, ?)",
+                            [m.platform, m.channel, m.message_id, asset, iso(m.created_at)],
+                        )
+        return added
+
+    @_locked
+    def unscored(self, limit: int) -> list[tuple[tuple[str, str, str], str]]:
+        """Keys and normalised texts of stored messages not yet scored, oldest first."""
+        rows = self.db.execute(
+            "SELECT platform, channel, message_id, norm_text FROM messages"
+            " WHERE status = 'new' ORDER BY created_at, platform, channel, message_id LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [((r[0], r[1], r[2]), r[3] or "") for r in rows]
+
+    def save_scores(
+        self, items: Sequence[tuple[tuple[str, str, str], Score]], now: datetime
+    ) -> None:
+        """Store scores and mark their messages scored, in one transaction."""
+        with self.transaction() as db:
+            for (platform, channel, message_id), s in items:
+                db.execute(
+                    "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        platform,
+                        channel,
+                        message_id,
+                        s.p_neg,
+                        s.p_neu,
+                        s.p_pos,
+                        s.label,
+                        s.model_id,
+                        iso(now),
+                    ],
+                )
+                db.execute(
+                    "UPDATE messages SET status = 'scored', error = NULL"
+                    " WHERE platform = ? AND channel = ? AND message_id = ?",
+                    [platform, channel, message_id],
+                )
+
+    @_locked
+    def mark_failed(self, key: tuple[str, str, str], error: str) -> None:
+        """Set a message aside that the scorer cannot process (a poison message)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE messages SET status = 'failed', error = ?"
+                " WHERE platform = ? AND channel = ? AND message_id = ?",
+                [error[:500], *key],
+            )
+
+    @_locked
+    def scored_since(self, since: datetime, until: datetime | None = None) -> list[ScoredRow]:
+        """Scored messages created in ``[since, until]``, oldest first."""
+        sql = (
+            "SELECT m.platform, m.channel, m.message_id, m.created_at, m.author, m.community,"
+            " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
+            " m.public, m.norm_text, m.assets"
+            " FROM messages m JOIN scores s ON s.platform = m.platform"
+            " AND s.channel = m.channel AND s.message_id = m.message_id"
+            " WHERE m.status = 'scored' AND m.created_at >= ?"
+        )
+        params: list[Any] = [iso(since)]
+        if until is not None:
+            sql += " AND m.created_at <= ?"
+            params.append(iso(until))
+        sql += " ORDER BY m.created_at, m.platform, m.channel, m.message_id"
+        return [
+            ScoredRow(
+                key=f"{r[0]}:{r[1]}:{r[2]}",
+                created_at=parse_ts(r[3]),
+                author=r[4] or "",
+                community=r[5] or "",
+                platform=r[0],
+                polarity=float(r[6]),
+                engagement=int(r[7] or 0),
+                spam=r[8] is not None,
+                set_aside=r[9] is not None,
+                public=bool(r[10]),
+                text=r[11] or "",
+                assets=tuple(json.loads(r[12] or "[]")),
+            )
+            for r in self.db.execute(sql, params).fetchall()
+        ]
+
+    @_locked
+    def recent_messages(self, since: datetime) -> list[tuple[Message, str]]:
+        """Messages (raw text and normalised text) created since ``since``, for warm-ups."""
+        rows = self.db.execute(
+            "SELECT platform, community, channel, message_id, author, text, created_at,"
+            " likes, replies, reposts, language, public, tag, norm_text FROM messages"
+            " WHERE created_at >= ? ORDER BY created_at",
+            [iso(since)],
+        ).fetchall()
+        out = []
+        for r in rows:
+            msg = Message(
+                platform=r[0],
+                community=r[1] or "",
+                channel=r[2],
+                message_id=r[3],
+                author=r[4] or "",
+                text=r[5] or "",
+                created_at=parse_ts(r[6]),
+                likes=r[7] or 0,
+                replies=r[8] or 0,
+                reposts=r[9] or 0,
+                language=r[10],
+                public=bool(r[11]),
+                tag=r[12],
+            )
+            out.append((msg, r[13] or ""))
+        return out
+
+    @_locked
+    def newest_message_time(self) -> datetime | None:
+        row = self.db.execute("SELECT MAX(created_at) FROM messages").fetchone()
+        return parse_ts(row[0]) if row and row[0] else None
+
+    @_locked
+    def oldest_message_time(self) -> datetime | None:
+        row = self.db.execute("SELECT MIN(created_at) FROM messages").fetchone()
+        return parse_ts(row[0]) if row and row[0] else None
+
+    @_locked
+    def counts(self) -> dict[str, int]:
+        """Messages by status, plus spam and set-aside totals."""
+        out = {
+            row[0]: row[1]
+            for row in self.db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")
+        }
+        out["spam"] = self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE spam_reason IS NOT NULL"
+        ).fetchone()[0]
+        out["set_aside"] = self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE set_aside IS NOT NULL"
+        ).fetchone()[0]
+        return out
+
+    @_locked
+    def purge_texts(self, older_than: datetime) -> int:
+        """Retention: forget the text of messages older than ``older_than`` (scores stay)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE messages SET text = NULL, norm_text = NULL"
+                " WHERE created_at < ? AND status != 'new' AND text IS NOT NULL",
+                [iso(older_than)],
+            )
+            return cur.rowcount
+
+    # ------------------------------------------------------------------ prices
+
+    @_locked
+    def add_prices(self, asset: str, interval: str, rows: Iterable[dict], source: str) -> int:
+        """Upsert candles (dicts with ts, open, high, low, close, volume)."""
+        records = [{"asset": asset, "interval": interval, "source": source, **row} for row in rows]
+        with self.transaction():
+            self.db["prices"].upsert_all(records, pk=("asset", "interval", "ts"))
+        return len(records)
+
+    @_locked
+    def closes(self, asset: str, interval: str = "1d") -> list[tuple[str, float]]:
+        return [
+            (r[0], float(r[1]))
+            for r in self.db.execute(
+                "SELECT ts, close FROM prices WHERE asset = ? AND interval = ? ORDER BY ts",
+                [asset, interval],
+            )
+        ]
+
+    # ------------------------------------------------------------------ readings & alerts
+
+    def save_tick(
+        self,
+        readings: Sequence[MoodReading],
+        alerts: Sequence[Alert],
+        states: dict[tuple[str, str], str],
+        outbox_targets: Sequence[tuple[str, str]],
+        checkpoint: tuple[str, str],
+        now: datetime,
+    ) -> list[Alert]:
+        """Store one index tick atomically: readings, new alerts, their outbox rows, rule
+        state and the tick checkpoint. Returns the alerts that were new."""
+        new: list[Alert] = []
+        with self.transaction() as db:
+            for r in readings:
+                db.execute(
+                    "INSERT OR REPLACE INTO readings VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        r.scope.key(),
+                        r.window,
+                        iso(r.at),
+                        r.scope.asset,
+                        r.scope.community,
+                        r.scope.platform,
+                        r.value,
+                        r.band,
+                        json.dumps(r.components, sort_keys=True),
+                        r.sample_size,
+                        r.confidence,
+                        r.spam_count,
+                        r.set_aside,
+                    ],
+                )
+            for a in alerts:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        a.key,
+                        a.kind,
+                        a.scope.key(),
+                        iso(a.at),
+                        a.title,
+                        a.detail,
+                        a.value,
+                        a.previous,
+                        json.dumps(list(a.evidence)),
+                        iso(now),
+                    ],
+                )
+                if cur.rowcount:
+                    new.append(a)
+                    for sink, target in outbox_targets:
+                        db.execute(
+                            "INSERT OR IGNORE INTO outbox (alert_key, sink, target, created_at,"
+                            " attempts) VALUES (?, ?, ?, ?, 0)",
+                            [a.key, sink, target, iso(now)],
+                        )
+            for (scope, window), state in states.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?)", [scope, window, state]
+                )
+            self._set_checkpoint(db, *checkpoint, now)
+        return new
+
+    @_locked
+    def alert_state(self, scope: str, window: str) -> str:
+        row = self.db.execute(
+            "SELECT state FROM alert_state WHERE scope = ? AND window = ?", [scope, window]
+        ).fetchone()
+        return row[0] if row else ""
+
+    @_locked
+    def readings(
+        self, scope: Scope, window: str, since: datetime, until: datetime
+    ) -> list[MoodReading]:
+        rows = self.db.execute(
+            "SELECT at, value, band, components, sample_size, confidence, spam_count, set_aside"
+            " FROM readings WHERE scope = ? AND window = ? AND at >= ? AND at <= ? ORDER BY at",
+            [scope.key(), window, iso(since), iso(until)],
+        ).fetchall()
+        return [
+            MoodReading(
+                scope=scope,
+                window=window,
+                at=parse_ts(r[0]),
+                value=r[1],
+                band=r[2],
+                components=json.loads(r[3] or "{}"),
+                sample_size=r[4] or 0,
+                confidence=r[5] or 0.0,
+                spam_count=r[6] or 0,
+                set_aside=r[7] or 0,
+            )
+            for r in rows
+        ]
+
+    @_locked
+    def alerts_between(self, since: datetime, until: datetime) -> list[Alert]:
+        rows = self.db.execute(
+            "SELECT key, kind, scope, at, title, detail, value, previous, evidence FROM alerts"
+            " WHERE at >= ? AND at <= ? ORDER BY at, key",
+            [iso(since), iso(until)],
+        ).fetchall()
+        out = []
+        for r in rows:
+            asset, community, platform = r[2].split("|")
+            out.append(
+                Alert(
+                    key=r[0],
+                    kind=r[1],
+                    scope=Scope(asset, community, platform),
+                    at=parse_ts(r[3]),
+                    title=r[4],
+                    detail=r[5] or "",
+                    value=r[6],
+                    previous=r[7],
+                    evidence=tuple(json.loads(r[8] or "[]")),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ outbox
+
+    @_locked
+    def pending_outbox(self, sink: str, limit: int = 100) -> list[tuple[Alert, str, int]]:
+        """Unsent outbox rows of ``sink``: (alert, target, attempts), oldest first."""
+        rows = self.db.execute(
+            "SELECT o.alert_key, o.target, o.attempts, a.at FROM outbox o"
+            " JOIN alerts a ON a.key = o.alert_key"
+            " WHERE o.sink = ? AND o.sent_at IS NULL ORDER BY a.at, o.alert_key LIMIT ?",
+            [sink, limit],
+        ).fetchall()
+        out = []
+        for key, target, attempts, at in rows:
+            alert = self.alerts_between(parse_ts(at), parse_ts(at))
+            match = next((a for a in alert if a.key == key), None)
+            if match is not None:
+                out.append((match, target, attempts or 0))
+        return out
+
+    @_locked
+    def mark_sent(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
+        """Record a delivery. Called right after each send, so a crash repeats at most one."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [iso(now), alert_key, sink, target],
+            )
+
+    @_locked
+    def mark_attempt(self, alert_key: str, sink: str, target: str, error: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [error[:500], alert_key, sink, target],
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @staticmethod
+    def _set_checkpoint(db: sqlite_utils.Database, name: str, value: str, now: datetime) -> None:
+        db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", [name, value, iso(now)])
+
+    @_locked
+    def set_checkpoint(self, name: str, value: str, now: datetime) -> None:
+        with self.transaction() as db:
+            self._set_checkpoint(db, name, value, now)
+
+    @_locked
+    def checkpoint(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+
+def daily_start(ts: datetime) -> datetime:
+    """Midnight UTC of ``ts``'s day."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Whole hours ``h`` with ``start < h <= end``."""
+    h = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    while h <= end:
+        yield h
+        h += timedelta(hours=1)

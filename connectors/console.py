@@ -1,0 +1,73 @@
+"""A Sink that writes replies to a text stream (the terminal, a log file): for demos and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from connectors.errors import DeliveryError
+from connectors.types import Reply
+
+
+class ConsoleSink:
+    """Write each Reply's text to ``stream``; images are described, and saved if asked.
+
+    Example::
+
+        sink = ConsoleSink(sys.stdout, image_dir=Path("charts"))
+        await sink.send(Reply("BTC mood: 62 (greedy)", image=png_bytes))
+    """
+
+    def __init__(self, stream: TextIO, *, image_dir: Path | None = None) -> None:
+        """Create the sink.
+
+        Args:
+            stream: where the text goes; it is flushed after every reply.
+            image_dir: when set, each reply's PNG is written there (created if needed) and
+                its path printed; existing files are never overwritten.
+        """
+        self.stream = stream
+        self.image_dir = image_dir
+
+    async def send(self, reply: Reply) -> None:
+        """Write one reply to the stream and flush it.
+
+        Raises:
+            DeliveryError: the stream is closed or broken, or the image could not be saved.
+        """
+        lines = [f"[to {reply.target}]"] if reply.target else []
+        lines.append(reply.text.rstrip("\n"))
+        if reply.image is not None:
+            lines.append(f"[image {reply.image_name!r}, {len(reply.image)} bytes]")
+            if self.image_dir is not None:
+                saved = _save_image(self.image_dir, reply.image, reply.image_name)
+                lines.append(f"[image saved to {saved}]")
+        try:
+            # One write, so a reply is never left half-printed between two others.
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: I/O operation on closed file
+            raise DeliveryError(f"console write failed: {exc}") from exc
+
+
+def _save_image(directory: Path, image: bytes, image_name: str) -> Path:
+    """Write the image under ``directory`` with a fresh name; return its path."""
+    # Only the final component of the name: a reply must not write outside image_dir.
+    name = Path(image_name).name
+    if name in ("", ".", ".."):
+        name = "chart.png"
+    stem, suffix = Path(name).stem, Path(name).suffix
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for n in range(10_000):
+            path = directory / (name if n == 0 else f"{stem}-{n}{suffix}")
+            try:
+                # "xb": fail if it exists, so two replies never clobber each other.
+                with path.open("xb") as file:
+                    file.write(image)
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise DeliveryError(f"saving image {name!r} failed: {exc}") from exc
+    raise DeliveryError(f"saving image {name!r} failed: too many files named like it")

@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny sentiment model built and trained inside the test session."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = ROOT / "models" / "sentiment"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
+
+POSITIVE = ["moon", "bullish", "pump", "gains", "rally", "breakout", "love", "great", "win"]
+NEGATIVE = ["crash", "dump", "rekt", "bearish", "losses", "scam", "fear", "terrible", "panic"]
+NEUTRAL = ["chart", "today", "volume", "price", "news", "watching", "update", "market", "week"]
+ASSETS = ["$BTC", "$ETH", "bitcoin", "eth"]
+
+
+def synthetic_text(rng: random.Random, mood: str) -> str:
+    """A short varied post whose sentiment words come from one pool."""
+    pool = {"positive": POSITIVE, "negative": NEGATIVE, "neutral": NEUTRAL}[mood]
+    words = [rng.choice(ASSETS), *rng.sample(pool, 3), *rng.sample(NEUTRAL, 2)]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT with the shipped tokenizer, fine-tuned for a few seconds on synthetic
+    posts by the real training code, saved the way the shipped model is."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from nlp import training
+
+    base = tmp_path_factory.mktemp("tiny-base")
+    for name in TOKENIZER_FILES:
+        shutil.copy(SHIPPED_MODEL / name, base / name)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+        num_labels=3,
+    )
+    BertForSequenceClassification(config).save_pretrained(base)
+    tokenizer = BertTokenizerFast.from_pretrained(base)
+    rng = random.Random(7)
+    labels = ["negative", "neutral", "positive"] * 200
+    texts = [synthetic_text(rng, label) for label in labels]
+    cfg = training.TrainConfig(name="tiny", lr=3e-3, epochs=3, batch_size=32, warmup=0.1)
+    targets = torch.tensor([training.LABEL_TO_ID[x] for x in labels])
+    model = training.fine_tune(base, tokenizer, texts, targets, cfg, torch.device("cpu"))
+    out = tmp_path_factory.mktemp("tiny-model")
+    training.save_model(model, tokenizer, out, {"temperature": 1.0, "max_length": 128})
+    meta = json.loads((out / "moodring.json").read_text())
+    meta["model_id"] = "tiny-test-model"
+    (out / "moodring.json").write_text(json.dumps(meta))
+    return out

@@ -1,0 +1,86 @@
+"""Tests for the console sink: text, images, and broken streams."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Sink
+from connectors.console import ConsoleSink
+from connectors.errors import DeliveryError
+from connectors.types import Reply
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 56  # 64 bytes; the sink never decodes it
+
+
+def send(sink: ConsoleSink, reply: Reply) -> None:
+    asyncio.run(sink.send(reply))
+
+
+def test_writes_the_text_and_satisfies_the_protocol() -> None:
+    stream = io.StringIO()
+    sink = ConsoleSink(stream)
+    assert isinstance(sink, Sink)
+
+    send(sink, Reply("BTC mood: 62 🙂"))
+    send(sink, Reply("second\n", target="chan-7"))
+    assert stream.getvalue() == "BTC mood: 62 🙂\n[to chan-7]\nsecond\n"
+
+
+def test_an_image_is_described() -> None:
+    stream = io.StringIO()
+    send(ConsoleSink(stream), Reply("chart", image=PNG, image_name="btc.png"))
+    assert stream.getvalue() == "chart\n[image 'btc.png', 64 bytes]\n"
+
+
+def test_an_image_is_saved_when_asked_and_never_overwritten(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    sink = ConsoleSink(stream, image_dir=tmp_path / "charts")
+    send(sink, Reply("one", image=PNG, image_name="btc.png"))
+    send(sink, Reply("two", image=PNG[:10], image_name="btc.png"))
+
+    first, second = tmp_path / "charts" / "btc.png", tmp_path / "charts" / "btc-1.png"
+    assert first.read_bytes() == PNG
+    assert second.read_bytes() == PNG[:10]
+    assert f"[image saved to {first}]" in stream.getvalue()
+    assert f"[image saved to {second}]" in stream.getvalue()
+
+
+def test_an_image_name_cannot_escape_the_image_dir(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    sink = ConsoleSink(io.StringIO(), image_dir=images)
+    send(sink, Reply("x", image=PNG, image_name="../../evil.png"))
+    send(sink, Reply("y", image=PNG, image_name=".."))
+    assert sorted(p.name for p in images.iterdir()) == ["chart.png", "evil.png"]
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_a_closed_stream_raises_delivery_error() -> None:
+    stream = io.StringIO()
+    stream.close()
+    with pytest.raises(DeliveryError, match="console write failed"):
+        send(ConsoleSink(stream), Reply("hello"))
+
+
+class BrokenPipe(io.StringIO):
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_broken_stream_raises_delivery_error() -> None:
+    with pytest.raises(DeliveryError) as info:
+        send(ConsoleSink(BrokenPipe()), Reply("hello"))
+    assert isinstance(info.value.__cause__, BrokenPipeError)
+    assert info.value.retry_after is None
+
+
+def test_an_unwritable_image_dir_raises_delivery_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    stream = io.StringIO()
+    with pytest.raises(DeliveryError, match="saving image"):
+        send(ConsoleSink(stream, image_dir=blocker), Reply("x", image=PNG))
+    assert stream.getvalue() == ""  # nothing half-printed
