@@ -22,21 +22,21 @@ class AlertParams:
     #: Enter Extreme Fear at or below this (the band's edge)...
     fear_enter: float = 25.0
     #: ...and leave it only above this, so a reading hovering at the edge does not flap.
-    fear_exit: float = 30.0
+    fear_exit: float = 33.0
     greed_enter: float = 76.0
-    greed_exit: float = 71.0
+    greed_exit: float = 68.0
     #: A move of at least this many points within ``swing_window_s`` is a swing.
     swing_points: float = 15.0
     swing_window_s: int = 3600
     #: Mentions at least this many times the baseline are a hype spike...
     hype_ratio: float = 3.0
     #: ...if there are at least this many of them (3x of 2 is not hype).
-    hype_min_mentions: int = 20
-    extreme_cooldown_s: int = 6 * 3600
+    hype_min_mentions: int = 30
+    extreme_cooldown_s: int = 12 * 3600
     swing_cooldown_s: int = 2 * 3600
-    hype_cooldown_s: int = 6 * 3600
+    hype_cooldown_s: int = 24 * 3600
     #: No alert from a reading less sure than this.
-    min_confidence: float = 0.4
+    min_confidence: float = 0.5
     #: How many driver messages to quote, and how long a quote may be.
     evidence_count: int = 3
     quote_chars: int = 140

@@ -73,6 +73,7 @@ def _pipeline(settings: Settings, store, sinks, stats, config=None):
         assets=tuple(settings.assets),
         min_asset_mentions=settings.min_asset_mentions,
         queue_size=max(1, settings.queue_size // 256),
+        retention_days=settings.retention_days,
     )
     return Pipeline(
         store=store,

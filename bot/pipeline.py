@@ -79,6 +79,7 @@ class PipelineConfig:
     alert_window: str = "24h"
     sinks_targets: tuple[tuple[str, str], ...] = (("console", ""),)
     max_attempts: int = 8
+    retention_days: int | None = None  # purge message texts older than this; None keeps them
 
 
 class IndexEngine:
@@ -407,6 +408,12 @@ class Pipeline:
             self.stats.ticks += 1
             self.stats.alerts += len(raised)
             self.stats.last_time = t
+        if self.config.retention_days is not None and self.index.last_tick is not None:
+            # Message time, not wall time: a replayed month keeps its own calendar.
+            cutoff = self.index.last_tick - timedelta(days=self.config.retention_days)
+            purged = self.store.purge_texts(cutoff)
+            if purged:
+                log.info("retention: purged the text of %d messages before %s", purged, cutoff)
         self.stats.bump()
         return new
 

@@ -84,18 +84,18 @@ def test_hysteresis_an_oscillating_reading_fires_once():
 
 
 def test_leaving_past_the_exit_threshold_rearms_the_rule():
-    fired, state = run([50, 24, 31, 24], NO_COOLDOWN, step=timedelta(hours=2))
+    fired, state = run([50, 24, 34, 24], NO_COOLDOWN, step=timedelta(hours=2))
     assert [kinds.count("extreme") for kinds in fired] == [0, 1, 0, 1]
-    fired, state = run([50, 80, 72, 80, 70, 80], NO_COOLDOWN, step=timedelta(hours=2))
+    fired, state = run([50, 80, 69, 80, 67, 80], NO_COOLDOWN, step=timedelta(hours=2))
     assert [kinds.count("extreme") for kinds in fired] == [0, 1, 0, 0, 0, 1]
     assert state.extreme == "greed"
 
 
 def test_cooldown_holds_back_a_second_extreme_alert():
     params = AlertParams()
-    fired, _ = run([50, 24, 31, 24], params, step=timedelta(hours=1))
+    fired, _ = run([50, 24, 34, 24], params, step=timedelta(hours=2))
     assert [kinds.count("extreme") for kinds in fired] == [0, 1, 0, 0]
-    fired, _ = run([50, 24, 31, 24], params, step=timedelta(hours=3))  # 6 h after: cooled down
+    fired, _ = run([50, 24, 34, 24], params, step=timedelta(hours=6))  # 12 h after: cooled down
     assert [kinds.count("extreme") for kinds in fired] == [0, 1, 0, 1]
 
 

@@ -1,0 +1,73 @@
+"""The CLI as a user meets it: clear one-line errors, settings from env and TOML."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import RedactTokens, main
+from bot.settings import load_settings
+
+
+def test_missing_model_dir_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    tsv = tmp_path / "x.tsv"
+    tsv.write_text("label\ttext\npositive\tgood\n")
+    code = main(["--model-dir", str(tmp_path / "nope"), "eval", str(tsv)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("moodring: ") and "no model weights" in err
+    assert "Traceback" not in err
+
+
+def test_missing_eval_file_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    assert main(["eval", str(tmp_path / "missing.tsv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path: Path, capsys) -> None:
+    assert main(["--config", str(tmp_path / "nope.toml"), "eval", "x"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_settings_from_toml_and_env(tmp_path: Path, monkeypatch) -> None:
+    toml = tmp_path / "moodring.toml"
+    toml.write_text('db = "from-toml.db"\nbatch_size = 16\ntelegram_token = "123:abc"\n')
+    monkeypatch.setenv("MOODRING_BATCH_SIZE", "32")
+    monkeypatch.delenv("MOODRING_CONFIG", raising=False)
+    settings = load_settings(toml)
+    assert settings.db == Path("from-toml.db")
+    assert settings.batch_size == 32  # the environment wins
+    assert settings.telegram_token is not None
+    assert "123:abc" not in repr(settings)
+
+
+def test_tokens_are_redacted_from_log_lines() -> None:
+    import logging
+
+    record = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        "POST https://api.telegram.org/bot%s/getUpdates",
+        ("1234567890:AAAbbbCCCdddEEEfffGGGhhhIIIjjjKKKll",),
+        None,
+    )
+    RedactTokens().filter(record)
+    assert "AAAbbb" not in record.getMessage() and "<token>" in record.getMessage()
+
+
+def test_unknown_command_prints_usage() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "frobnicate"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "usage: moodring" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])
+def test_help(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 0 and "moodring" in proc.stdout
