@@ -54,7 +54,10 @@ def test_messages_are_keyed_and_never_duplicated() -> None:
     store.save_scores([(key, score)], T0)
     store.save_scores([(key, score)], T0)
     assert store.query("SELECT COUNT(*) FROM scores") == [(1,)]
-    assert [k for k, _ in store.unscored(10)] == [("telegram", "ch1", "2"), ("telegram", "ch1", "3")]
+    assert [k for k, _ in store.unscored(10)] == [
+        ("telegram", "ch1", "2"),
+        ("telegram", "ch1", "3"),
+    ]
 
 
 def test_odd_text_is_stored_verbatim_through_parameters() -> None:
