@@ -1,21 +1,42 @@
-"""Throughput and latency measurement of one scorer over a list of texts (one process)."""
+"""Throughput, latency and memory of moodring's scorer against a plain pipeline and VADER."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import logging
+import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VAL = Path("/work/shared/data/sentiment/val.tsv")
+KINDS = ("scorer", "pipeline", "vader")
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process, in MiB.
+
+    Read from ``VmHWM`` on Linux: ``ru_maxrss`` survives fork and exec, so a worker started
+    by a large parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def distinct_texts(path: Path, n: int, column: str = "text") -> list[str]:
@@ -32,7 +53,7 @@ def distinct_texts(path: Path, n: int, column: str = "text") -> list[str]:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0–100) by linear interpolation."""
+    """The ``q``-th percentile (0 to 100) by linear interpolation."""
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
@@ -73,8 +94,199 @@ def measure(
     }
 
 
+def _scorer_worker(args: argparse.Namespace, texts: list[str]) -> dict:
+    from nlp.scorer import Scorer
+
+    scorer = Scorer(
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        cache_size=0,
+        backend=args.backend,
+    )
+    result = measure(scorer.score, texts, args.batch_size, whole=scorer.score)
+    result["backend"] = scorer.backend
+    if args.val is not None:
+        from nlp.evaluate import evaluate_file
+
+        result["val_macro_recall"] = evaluate_file(args.val, scorer)["macro_recall"]
+    return result
+
+
+def _pipeline_worker(args: argparse.Namespace, texts: list[str]) -> dict:
+    import torch
+    from transformers import pipeline
+
+    extra = {} if args.device == "cpu" else {"device": args.device}
+    clf = pipeline("text-classification", model=str(args.model), dtype=torch.float32, **extra)
+    # Default settings on purpose: the list goes in whole, no batch_size, no truncation.
+    return measure(lambda batch: clf(list(batch)), texts, args.batch_size)
+
+
+def _vader_worker(args: argparse.Namespace, texts: list[str]) -> dict:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return measure(
+        lambda batch: [analyzer.polarity_scores(t) for t in batch], texts, args.batch_size
+    )
+
+
+def worker(argv: list[str]) -> int:
+    """``python -m nlp.bench worker --kind K ...``: measure one engine, print one JSON line."""
+    p = argparse.ArgumentParser(prog="python -m nlp.bench worker")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--texts-json", required=True, type=Path)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--val", type=Path, default=None)
+    args = p.parse_args(argv)
+    texts = json.loads(args.texts_json.read_text(encoding="utf-8"))
+    run = {"scorer": _scorer_worker, "pipeline": _pipeline_worker, "vader": _vader_worker}
+    result = run[args.kind](args, texts)
+    result["kind"] = args.kind
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _run_worker(kind: str, common: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "nlp.bench", "worker", "--kind", kind, *common]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench worker {kind!r} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def device_label(device: str) -> str:
+    """A readable name of the device the numbers come from."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return f"cpu ({cores} cores)"
+
+
+def run_bench(
+    model_dir: Path,
+    texts_path: Path,
+    *,
+    n: int = 2000,
+    val_path: Path | None = DEFAULT_VAL,
+    device: str = "cpu",
+    batch_size: int = 64,
+    total: int = 0,
+    out: TextIO = sys.stdout,
+) -> dict:
+    """Compare moodring's scorer, a default transformers pipeline and VADER on the same texts.
+
+    Each engine runs in its own subprocess, so each peak RSS is its own. The ONNX model
+    cache is built here first, so the scorer's process measures scoring, not the build.
+
+    Args:
+        model_dir: the sentiment model directory.
+        texts_path: CSV file with a ``text`` column; its first ``n`` distinct texts are used.
+        n: how many distinct texts.
+        val_path: labelled TSV for the scorer's validation macro recall (None or missing:
+            reported as null).
+        device: ``cpu`` or ``cuda``.
+        batch_size: the scorer's batch size, also the batch of the latency percentiles.
+        total: repeat the texts up to this many (0: no repetition).
+        out: where the table and the final JSON line are written.
+
+    Returns:
+        The dict printed as the last line: ``msgs_per_s``, ``pipeline_msgs_per_s``,
+        ``speedup``, ``vader_msgs_per_s``, ``p50_ms``, ``p99_ms``, ``peak_rss_mb``,
+        ``val_macro_recall``, ``device`` (plus ``backend`` and ``n``).
+    """
+    from nlp.scorer import ModelInfo, resolve_backend, sha256_of
+
+    model_dir = Path(model_dir)
+    texts = distinct_texts(Path(texts_path), n)
+    if total:
+        texts = (texts * (total // max(1, len(texts)) + 1))[:total]
+    if not texts:
+        raise ValueError(f"{texts_path}: no texts")
+    if val_path is not None and not Path(val_path).is_file():
+        out.write(f"note: no validation file at {val_path}; val_macro_recall is null\n")
+        val_path = None
+    backend = resolve_backend("auto", device, model_dir)
+    if backend == "onnx":
+        from nlp.onnx_backend import ensure_int8
+
+        info = ModelInfo.read(model_dir)
+        ensure_int8(model_dir, info.weights_sha256 or sha256_of(model_dir / "model.safetensors"))
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_json = Path(tmp) / "texts.json"
+        texts_json.write_text(json.dumps(texts), encoding="utf-8")
+        common = [
+            "--model",
+            str(model_dir),
+            "--texts-json",
+            str(texts_json),
+            "--device",
+            device,
+            "--batch-size",
+            str(batch_size),
+        ]
+        a = _run_worker("scorer", [*common, *(["--val", str(val_path)] if val_path else [])])
+        b = _run_worker("pipeline", common)
+        c = _run_worker("vader", common)
+    result = {
+        "msgs_per_s": a["msgs_per_s"],
+        "pipeline_msgs_per_s": b["msgs_per_s"],
+        "speedup": round(a["msgs_per_s"] / b["msgs_per_s"], 2),
+        "vader_msgs_per_s": c["msgs_per_s"],
+        "p50_ms": a["p50_ms"],
+        "p99_ms": a["p99_ms"],
+        "peak_rss_mb": a["peak_rss_mb"],
+        "val_macro_recall": a.get("val_macro_recall"),
+        "device": device_label(device),
+        "backend": a["backend"],
+        "n": len(texts),
+    }
+    out.write(_table(result, a, b, c, batch_size))
+    out.write(json.dumps(result) + "\n")
+    return result
+
+
+def _table(result: dict, a: dict, b: dict, c: dict, batch_size: int) -> str:
+    rows = [
+        (f"moodring scorer ({a['backend']})", a),
+        ("transformers pipeline (defaults)", b),
+        ("VADER", c),
+    ]
+    lines = [
+        f"{result['n']} texts on {result['device']}; latency per batch of {batch_size}",
+        f"{'engine':<36}{'msgs/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'peak RSS MB':>13}",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"{name:<36}{r['msgs_per_s']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            f"{r['peak_rss_mb']:>13.1f}"
+        )
+    recall = result["val_macro_recall"]
+    lines.append(f"speed-up scorer / pipeline: {result['speedup']:.2f}x")
+    lines.append(
+        "scorer validation macro recall: "
+        + ("n/a (no validation file)" if recall is None else f"{recall:.4f}")
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure moodring's scorer alone (used for the GPU run, where the CLI is absent)."""
+    """Measure moodring's scorer alone (used for the GPU run, where the CLI is absent).
+
+    ``python -m nlp.bench worker ...`` runs one engine of :func:`run_bench` instead.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        return worker(argv[1:])
     from nlp.scorer import Scorer
 
     p = argparse.ArgumentParser(description="measure the moodring scorer")
@@ -84,17 +296,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     args = p.parse_args(argv)
     texts = distinct_texts(args.texts, args.n)
     if args.total:
         texts = (texts * (args.total // len(texts) + 1))[: args.total]
-    scorer = Scorer(args.model, device=args.device, batch_size=args.batch_size, cache_size=0)
+    scorer = Scorer(
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        cache_size=0,
+        backend=args.backend,
+    )
     result = measure(scorer.score, texts, args.batch_size, whole=scorer.score)
-    result["device"] = args.device
-    if args.device.startswith("cuda"):
-        import torch
-
-        result["device"] = torch.cuda.get_device_name(0)
+    result["device"] = device_label(args.device)
+    result["backend"] = scorer.backend
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

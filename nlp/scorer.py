@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nlp.errors import ModelLoadError
 from nlp.normalize import normalize
 from nlp.types import Score
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 LABELS = ("negative", "neutral", "positive")
 WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+BACKENDS = ("torch", "onnx", "auto")
 META_FILE = "moodring.json"
 
 
@@ -57,8 +61,11 @@ class Scorer:
     """Scores texts with a fine-tuned sequence classifier.
 
     The three steps mirror a transformers pipeline: :meth:`preprocess` normalises and
-    tokenises, :meth:`forward` runs length-sorted, dynamically padded batches under
-    ``torch.inference_mode``, :meth:`postprocess` applies the calibration temperature.
+    tokenises, :meth:`forward` runs length-sorted, dynamically padded batches,
+    :meth:`postprocess` applies the calibration temperature. ``backend`` picks the engine:
+    ``"torch"`` (fp32 on the CPU, bf16 on a GPU), ``"onnx"`` (ONNX Runtime int8, CPU only,
+    built once into a cache, see :mod:`nlp.onnx_backend`) or ``"auto"`` (ONNX on the CPU
+    when onnxruntime is installed, torch otherwise).
     Results do not depend on how texts are grouped into calls (batches are formed per call
     after sorting, and padding is masked), and repeated texts are served from a small LRU
     cache unless ``cache_size`` is 0.
@@ -72,10 +79,8 @@ class Scorer:
         cache_size: int = 4096,
         threads: int | None = None,
         verify: bool = True,
+        backend: str = "auto",
     ) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         self.model_dir = Path(model_dir)
         weights = self.model_dir / WEIGHTS_FILE
         if not weights.is_file():
@@ -84,51 +89,80 @@ class Scorer:
             self.info = ModelInfo.read(self.model_dir)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"unreadable {META_FILE} in {self.model_dir}: {exc}") from exc
-        if verify and self.info.weights_sha256:
+        weights_sha = self.info.weights_sha256
+        if verify and weights_sha:
             actual = sha256_of(weights)
-            if actual != self.info.weights_sha256:
+            if actual != weights_sha:
                 raise ModelLoadError(
                     f"{weights} has sha256 {actual[:12]}…, expected "
-                    f"{self.info.weights_sha256[:12]}… (corrupt or replaced weights)"
+                    f"{weights_sha[:12]}… (corrupt or replaced weights)"
                 )
-        if threads:
-            torch.set_num_threads(threads)
-        self._torch = torch
-        self.device = torch.device(device)
-        # bf16 on a GPU is the fast path; on the CPU fp32 is both faster and exact.
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.model_dir), dtype=dtype
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load the model in {self.model_dir}: {exc}") from exc
-        self.model.to(self.device).eval()
+        self.backend = resolve_backend(backend, device, self.model_dir)
+        self.device = device
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Score] = OrderedDict()
         self.model_id = self.info.model_id
+        try:
+            if self.backend == "onnx":
+                self._load_onnx(weights_sha or sha256_of(weights), threads)
+            else:
+                self._load_torch(device, threads)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot load the model in {self.model_dir}: {exc}") from exc
+
+    def _load_torch(self, device: str, threads: int | None) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._device = torch.device(device)
+        # bf16 on a GPU is the fast path; on the CPU fp32 is both faster and exact.
+        dtype = torch.bfloat16 if self._device.type == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(self.model_dir), dtype=dtype
+        )
+        self.model.to(self._device).eval()
+        self._encode = lambda clean: self.tokenizer(
+            clean, truncation=True, max_length=self.info.max_length
+        )["input_ids"]
+        self._pad_id = self.tokenizer.pad_token_id
+
+    def _load_onnx(self, weights_sha: str, threads: int | None) -> None:
+        # The tokenizers library alone, not transformers: the ONNX path never imports torch,
+        # which keeps a scoring process a few hundred MB smaller.
+        from tokenizers import Tokenizer
+
+        from nlp.onnx_backend import OnnxModel, ensure_int8
+
+        tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_FILE))
+        tokenizer.no_padding()  # the saved file pads to a fixed length; batches pad themselves
+        tokenizer.enable_truncation(self.info.max_length)
+        self.tokenizer = tokenizer
+        self._encode = lambda clean: [e.ids for e in tokenizer.encode_batch(clean)]
+        self._pad_id = tokenizer.token_to_id("[PAD]") or 0
+        self._onnx = OnnxModel(
+            ensure_int8(self.model_dir, weights_sha), threads or default_threads()
+        )
 
     # ------------------------------------------------------------------ steps
 
     def preprocess(self, texts: Sequence[str]) -> list[list[int]]:
         """Normalise and tokenise (the fast tokenizer's batch mode, no padding yet)."""
-        clean = [normalize(t) for t in texts]
-        return self.tokenizer(clean, truncation=True, max_length=self.info.max_length)["input_ids"]
+        return self._encode([normalize(t) for t in texts])
 
-    def forward(self, encoded: Sequence[Sequence[int]]):
-        """Logits (float32 tensor ``[n, 3]``) for token id lists, in input order.
+    def forward(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits (float32 array ``[n, 3]``) for token id lists, in input order.
 
         Texts are sorted by length so each batch pads only to its own longest text; the
         ids are laid out once in one flat array, so building a batch is a single masked
         copy rather than a Python loop over rows.
         """
-        import numpy as np
-
-        torch = self._torch
         n = len(encoded)
-        out = torch.empty((n, len(LABELS)), dtype=torch.float32)
+        out = np.empty((n, len(LABELS)), dtype=np.float32)
         if n == 0:
             return out
         lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=n)
@@ -140,36 +174,36 @@ class Scorer:
             count=int(lengths.sum()),
         )
         starts = np.concatenate(([0], np.cumsum(sorted_lengths)))
-        pad = self.tokenizer.pad_token_id
-        with torch.inference_mode():
-            for lo in range(0, n, self.batch_size):
-                hi = min(n, lo + self.batch_size)
-                lens = sorted_lengths[lo:hi]
-                width = int(lens[-1])
-                mask = np.arange(width)[None, :] < lens[:, None]
-                ids = np.full((hi - lo, width), pad, dtype=np.int64)
-                ids[mask] = flat[starts[lo] : starts[hi]]
-                logits = self.model(
-                    input_ids=torch.from_numpy(ids).to(self.device, non_blocking=True),
-                    attention_mask=torch.from_numpy(mask.astype(np.int64)).to(
-                        self.device, non_blocking=True
-                    ),
-                ).logits
-                out[torch.from_numpy(order[lo:hi])] = logits.float().cpu()
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            lens = sorted_lengths[lo:hi]
+            width = int(lens[-1])
+            mask = np.arange(width)[None, :] < lens[:, None]
+            ids = np.full((hi - lo, width), self._pad_id, dtype=np.int64)
+            ids[mask] = flat[starts[lo] : starts[hi]]
+            out[order[lo:hi]] = self._logits(ids, mask.astype(np.int64))
         return out
 
-    def postprocess(self, logits) -> list[Score]:
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.backend == "onnx":
+            return self._onnx.logits(ids, mask)
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=torch.from_numpy(ids).to(self._device, non_blocking=True),
+                attention_mask=torch.from_numpy(mask).to(self._device, non_blocking=True),
+            ).logits
+        return logits.float().cpu().numpy()
+
+    def postprocess(self, logits: np.ndarray) -> list[Score]:
         """Temperature-scaled softmax into :class:`Score` objects."""
-        probs = (logits / self.info.temperature).softmax(-1).tolist()
+        z = np.asarray(logits, dtype=np.float64) / self.info.temperature
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        labels = probs.argmax(axis=1).tolist()
         return [
-            Score(
-                p_neg=p[0],
-                p_neu=p[1],
-                p_pos=p[2],
-                label=LABELS[max(range(3), key=p.__getitem__)],
-                model_id=self.model_id,
-            )
-            for p in probs
+            Score(p_neg=p[0], p_neu=p[1], p_pos=p[2], label=LABELS[k], model_id=self.model_id)
+            for p, k in zip(probs.tolist(), labels, strict=True)
         ]
 
     # ------------------------------------------------------------------ API
@@ -211,3 +245,23 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def resolve_backend(backend: str, device: str, model_dir: Path) -> str:
+    """The backend that ``backend`` means on ``device``: ``"torch"`` or ``"onnx"``.
+
+    ``auto`` picks ONNX Runtime int8 on the CPU when onnxruntime is installed and the model
+    ships a fast-tokenizer file, torch otherwise; a GPU always runs torch.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    on_cpu = device.split(":")[0] == "cpu"
+    if backend == "onnx" and not on_cpu:
+        raise ValueError(f"the onnx backend runs on the CPU only, not on {device!r}")
+    if backend != "auto":
+        return backend
+    from nlp.onnx_backend import onnx_available
+
+    if on_cpu and onnx_available() and (model_dir / TOKENIZER_FILE).is_file():
+        return "onnx"
+    return "torch"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nlp.metrics import expected_calibration_error, macro_recall
 from nlp.normalize import normalize
 
 log = logging.getLogger(__name__)
@@ -108,28 +108,6 @@ def read_unlabelled_posts(path: Path, before: str | None = None) -> list[tuple[s
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def macro_recall(gold: list[int], pred: list[int]) -> float:
-    """Mean recall over the classes present in ``gold``."""
-    recalls = []
-    for c in sorted(set(gold)):
-        idx = [i for i, g in enumerate(gold) if g == c]
-        recalls.append(sum(pred[i] == c for i in idx) / len(idx))
-    return sum(recalls) / len(recalls) if recalls else float("nan")
-
-
-def expected_calibration_error(probs: torch.Tensor, gold: torch.Tensor, bins: int = 15) -> float:
-    """Top-label expected calibration error over equal-width confidence bins."""
-    conf, pred = probs.max(dim=1)
-    correct = (pred == gold).float()
-    ece = torch.zeros(())
-    edges = torch.linspace(0, 1, bins + 1)
-    for lo, hi in itertools.pairwise(edges):
-        mask = (conf > lo) & (conf <= hi)
-        if mask.any():
-            ece += mask.float().mean() * (conf[mask].mean() - correct[mask].mean()).abs()
-    return float(ece)
 
 
 def fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:

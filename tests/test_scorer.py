@@ -1,0 +1,186 @@
+"""The shipped sentiment scorer on edge cases, its quality, determinism and the ONNX backend."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nlp.bench import distinct_texts
+from nlp.errors import ModelLoadError
+from nlp.evaluate import evaluate_file
+from nlp.onnx_backend import CACHE_ENV, SHA_FILE, int8_path, is_cached
+from nlp.scorer import LABELS, ModelInfo, Scorer, resolve_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "sentiment"
+SAMPLE = ROOT / "tests" / "data" / "sentiment_sample.tsv"
+DEMO = ROOT / "bot" / "demo_data" / "stocktwits_btc_eth_2022.csv"
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One ONNX cache for the whole session, never the user's ~/.cache."""
+    root = tmp_path_factory.getbasetemp() / "moodring-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def scorer(onnx_cache: Path) -> Scorer:
+    return Scorer(MODEL)  # the default: auto, which is ONNX int8 on this CPU
+
+
+@pytest.fixture(scope="module")
+def torch_scorer() -> Scorer:
+    return Scorer(MODEL, backend="torch", cache_size=0)
+
+
+def assert_valid(score) -> None:
+    probs = (score.p_neg, score.p_neu, score.p_pos)
+    assert all(0.0 <= p <= 1.0 for p in probs)
+    assert math.isclose(sum(probs), 1.0, abs_tol=1e-6)
+    assert score.label == LABELS[probs.index(max(probs))]
+    assert score.model_id == "moodring-minilm-l6-sentiment-v1"
+
+
+def test_auto_is_onnx_on_cpu(scorer: Scorer, onnx_cache: Path) -> None:
+    assert scorer.backend == "onnx"
+    assert is_cached(int8_path(ModelInfo.read(MODEL).weights_sha256, onnx_cache))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "🚀🚀🚀🌕",
+        "https://example.com/a/very/long/path?query=1",
+        "$BTC 暴涨 🚀 биткоин растёт، السوق صاعد to the moon",
+        "Ω" * 10_000,
+    ],
+    ids=["empty", "emoji-only", "url-only", "mixed-scripts", "10k-chars"],
+)
+def test_edge_cases_give_valid_scores(scorer: Scorer, text: str) -> None:
+    assert_valid(scorer.score_one(text))
+
+
+def test_a_url_is_scored_as_the_masked_link(scorer: Scorer) -> None:
+    assert scorer.score_one("https://example.com/x?y=1") == scorer.score_one("http")
+
+
+def test_text_past_the_token_limit_is_truncated(scorer: Scorer) -> None:
+    long = "bitcoin is going to crash hard " * 400  # ~12 kB, far past 128 tokens
+    assert len(long.encode()) > 10_000
+    assert scorer.score_one(long) == scorer.score_one(long + " but I love it to bits")
+
+
+def test_score_one_matches_score(scorer: Scorer) -> None:
+    text = "ETH looks strong today, bullish"
+    assert scorer.score_one(text) == scorer.score([text])[0]
+    assert scorer.score_one(text).label == "positive"
+
+
+def test_score_rejects_a_bare_string(scorer: Scorer) -> None:
+    with pytest.raises(TypeError):
+        scorer.score("one text")
+
+
+def test_ten_thousand_texts_with_the_cache(scorer: Scorer) -> None:
+    distinct = distinct_texts(DEMO, 50)
+    texts = [distinct[(i * 7) % 50] for i in range(10_000)]
+    scores = scorer.score(texts)
+    assert len(scores) == 10_000
+    first = {}
+    for text, score in zip(texts, scores, strict=True):
+        assert first.setdefault(text, score) == score
+    assert len(first) == 50
+    assert all(s == scorer.score_one(t) for t, s in first.items())
+
+
+def test_torch_results_do_not_depend_on_batching(torch_scorer: Scorer) -> None:
+    texts = distinct_texts(DEMO, 300)
+    together = torch_scorer.score(texts)
+    for text, score in zip(texts, together, strict=True):
+        alone = torch_scorer.score_one(text)
+        assert abs(alone.p_neg - score.p_neg) < 1e-4
+        assert abs(alone.p_pos - score.p_pos) < 1e-4
+        assert_valid(score)
+
+
+def test_onnx_results_depend_on_batching_only_a_little(onnx_cache: Path) -> None:
+    # Dynamic int8 quantises activations with one scale per batch tensor, so a text's
+    # probabilities move slightly with its batch-mates (measured: mean 0.02, max 0.13).
+    uncached = Scorer(MODEL, cache_size=0)
+    texts = distinct_texts(DEMO, 300)
+    together = uncached.score(texts)
+    alone = [uncached.score_one(t) for t in texts]
+    deltas = [
+        abs(a.p_pos - b.p_pos) + abs(a.p_neg - b.p_neg)
+        for a, b in zip(alone, together, strict=True)
+    ]
+    assert sum(deltas) / len(deltas) < 0.06
+    assert sum(a.label == b.label for a, b in zip(alone, together, strict=True)) / len(texts) >= 0.9
+    assert all(math.isclose(s.p_neg + s.p_neu + s.p_pos, 1.0) for s in together)
+
+
+def test_scores_are_deterministic(scorer: Scorer) -> None:
+    texts = distinct_texts(DEMO, 40)
+    again = Scorer(MODEL, cache_size=0)
+    assert again.score(texts) == again.score(texts) == Scorer(MODEL, cache_size=0).score(texts)
+
+
+def test_quality_on_labelled_sample(scorer: Scorer, torch_scorer: Scorer) -> None:
+    for s in (scorer, torch_scorer):
+        result = evaluate_file(SAMPLE, s)
+        assert result["n"] == 60
+        assert result["macro_recall"] >= 0.6
+
+
+def test_onnx_agrees_with_torch(scorer: Scorer, torch_scorer: Scorer) -> None:
+    texts = distinct_texts(DEMO, 200)
+    onnx_labels = [s.label for s in scorer.score(texts)]
+    torch_labels = [s.label for s in torch_scorer.score(texts)]
+    agree = sum(a == b for a, b in zip(onnx_labels, torch_labels, strict=True)) / len(texts)
+    assert agree >= 0.95
+
+
+def test_cache_check_detects_a_tampered_int8_file(scorer: Scorer, tmp_path: Path) -> None:
+    cached = int8_path(ModelInfo.read(MODEL).weights_sha256)
+    copy = tmp_path / cached.name
+    shutil.copy(cached, copy)
+    shutil.copy(cached.with_name(SHA_FILE), tmp_path / SHA_FILE)
+    assert is_cached(copy)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    assert not is_cached(copy)
+
+
+def test_corrupt_weights_fail_the_sha256_check(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    for i in range(1000, 1010):
+        data[-i] ^= 0x5A
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="sha256"):
+        Scorer(model)
+
+
+def test_missing_model_dir(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError):
+        Scorer(tmp_path / "nowhere")
+
+
+def test_backend_choice() -> None:
+    assert resolve_backend("torch", "cpu", MODEL) == "torch"
+    assert resolve_backend("auto", "cuda", MODEL) == "torch"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("onnx", "cuda", MODEL)
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("tensorrt", "cpu", MODEL)
