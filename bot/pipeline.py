@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -294,8 +295,27 @@ class Pipeline:
             self.spam.warm(self.store.recent_messages(newest - timedelta(hours=6)))
 
     def stop(self) -> None:
-        """Ask the stages to finish what they hold and return."""
+        """Ask the stages to stop after the unit of work each is in (a chunk, a tick).
+
+        Everything done so far is committed and keyed, so the next run resumes from there.
+        """
         self._stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` was called (the run ended early)."""
+        return self._stopping.is_set()
+
+    async def run_until_signalled(self, sources: Sequence[Source]) -> PipelineStats:
+        """``run`` with SIGINT/SIGTERM turned into a graceful ``stop()``."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            return await self.run(sources)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     # ------------------------------------------------------------------ intake
 
@@ -349,7 +369,7 @@ class Pipeline:
     def score_pending(self) -> datetime | None:
         """Score everything stored and unscored; return the newest time scored."""
         newest = None
-        while True:
+        while not self._stopping.is_set():
             todo = self.store.unscored(self.config.score_chunk)
             if not todo:
                 return newest
@@ -364,6 +384,7 @@ class Pipeline:
                 self._score_one_by_one(keys, texts)
             newest = self._newest_of(keys) or newest
             self.stats.bump()
+        return newest
 
     def _score_one_by_one(self, keys: list[tuple[str, str, str]], texts: list[str]) -> None:
         for key, text in zip(keys, texts, strict=True):
@@ -394,7 +415,8 @@ class Pipeline:
             # Scoring is CPU-bound: run it off the event loop so intake and chat keep going.
             await asyncio.to_thread(self.score_pending)
             await self._to_index.put(until)
-        await asyncio.to_thread(self.score_pending)
+        if not self._stopping.is_set():
+            await asyncio.to_thread(self.score_pending)
         await self._to_index.close()
 
     # ------------------------------------------------------------------ index, alerts
@@ -403,6 +425,8 @@ class Pipeline:
         """Run every due tick up to ``until``; return how many alerts were new."""
         new = 0
         for t in self.index.due_ticks(until):
+            if self._stopping.is_set():
+                break
             raised = self.index.tick(t)
             new += len(raised)
             self.stats.ticks += 1
@@ -426,7 +450,7 @@ class Pipeline:
             if await asyncio.to_thread(self.run_ticks, until):
                 await self.deliver()
         newest = self.store.newest_message_time()
-        if newest is not None:
+        if newest is not None and not self._stopping.is_set():
             await asyncio.to_thread(self.run_ticks, newest)
         await self.deliver()
 
