@@ -139,7 +139,7 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--texts-json", required=True, type=Path)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", default="auto")
     p.add_argument("--val", type=Path, default=None)
     args = p.parse_args(argv)
@@ -179,7 +179,7 @@ def run_bench(
     n: int = 2000,
     val_path: Path | None = DEFAULT_VAL,
     device: str = "cpu",
-    batch_size: int = 64,
+    batch_size: int = 32,
     total: int = 0,
     out: TextIO = sys.stdout,
 ) -> dict:
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000, help="distinct texts, then repeated to --total")
     p.add_argument("--total", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     args = p.parse_args(argv)
     texts = distinct_texts(args.texts, args.n)

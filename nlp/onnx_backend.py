@@ -19,6 +19,8 @@ INT8_FILE = "model.int8.onnx"
 SHA_FILE = "model.int8.onnx.sha256"
 CACHE_ENV = "MOODRING_CACHE_DIR"
 OPSET = 17
+#: Bumped whenever export or quantization changes, so older cached builds are rebuilt.
+RECIPE = 2
 
 
 def onnx_available() -> bool:
@@ -44,20 +46,22 @@ def _sha256(path: Path) -> str:
 
 
 def is_cached(path: Path) -> bool:
-    """Whether ``path`` exists and matches the sha256 recorded beside it at build time."""
+    """Whether ``path`` exists, matches the sha256 recorded beside it at build time and was
+    built by the current :data:`RECIPE`."""
     sha_path = path.with_name(SHA_FILE)
     if not (path.is_file() and sha_path.is_file()):
         return False
-    return sha_path.read_text().strip() == _sha256(path)
+    return sha_path.read_text().split() == [_sha256(path), f"recipe={RECIPE}"]
 
 
 def export_int8(model_dir: Path, out_path: Path) -> str:
     """Export ``model_dir`` to ONNX in fp32 and quantize it dynamically to int8.
 
     The export traces the eager-attention fp32 model with the legacy TorchScript exporter
-    (dynamic batch and sequence axes); weights of every MatMul/Gemm become per-channel QInt8,
-    activations are quantized at run time. Both steps are deterministic, so the same
-    weights give a byte-identical file.
+    (dynamic batch and sequence axes); weights of the MatMul/Gemm nodes become per-channel
+    QInt8 (but see :func:`_sensitive_nodes`), activations are quantized at run time, one
+    scale per batch tensor, so a text's scores move slightly with its batch-mates. Both steps
+    are deterministic, so the same weights give a byte-identical file.
 
     Args:
         model_dir: a transformers sequence-classification model directory.
@@ -94,16 +98,35 @@ def export_int8(model_dir: Path, out_path: Path) -> str:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        # Per-channel weights keep validation macro recall within 0.5 points of fp32;
-        # per-tensor lost ~1.7 points on the shipped model.
+        # Per-channel weights; the FFN output projections of the first two layers stay fp32.
+        # Measured on val.tsv (fp32: 0.7510 macro recall): all-int8 per-tensor 0.734, all-int8
+        # per-channel 0.739 to 0.747 depending on batch size, these two layers in fp32 0.749
+        # to 0.755 at about the same speed; static (calibrated) int8 was slower and worse.
         logging.disable(logging.INFO)  # the quantizer logs one INFO line per tensor to root
         try:
             quantize_dynamic(
-                str(fp32), str(out_path), per_channel=True, weight_type=QuantType.QInt8
+                str(fp32),
+                str(out_path),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=_sensitive_nodes(fp32),
             )
         finally:
             logging.disable(logging.NOTSET)
     return _sha256(out_path)
+
+
+def _sensitive_nodes(fp32: Path) -> list[str]:
+    """MatMul nodes left in fp32: the FFN output projection of encoder layers 0 and 1."""
+    import onnx
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and any(node.name.startswith(f"/bert/encoder/layer.{k}/output/dense/") for k in (0, 1))
+    ]
 
 
 def ensure_int8(model_dir: Path, weights_sha256: str, root: Path | None = None) -> Path:
@@ -131,7 +154,7 @@ def ensure_int8(model_dir: Path, weights_sha256: str, root: Path | None = None) 
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         staged = Path(tmp) / INT8_FILE
         digest = export_int8(model_dir, staged)
-        (Path(tmp) / SHA_FILE).write_text(digest + "\n")
+        (Path(tmp) / SHA_FILE).write_text(f"{digest}  recipe={RECIPE}\n")
         os.replace(staged, path)
         os.replace(Path(tmp) / SHA_FILE, path.with_name(SHA_FILE))
     log.warning("built %s in %.1f s", path, time.monotonic() - t0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ def synthetic_text(rng: random.Random, mood: str) -> str:
     words = [rng.choice(ASSETS), *rng.sample(pool, 3), *rng.sample(NEUTRAL, 2)]
     rng.shuffle(words)
     return " ".join(words)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the int8 models that tests build out of the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("moodring-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOODRING_CACHE_DIR", str(path))
+    yield path
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

@@ -64,17 +64,27 @@ def write_stream(path: Path) -> int:
     return n
 
 
+def make_pipeline(store: Store, scorer: Scorer, sinks: dict, **config) -> Pipeline:
+    """The real pipeline with the real helpers; only the scorer's model is tiny."""
+    return Pipeline(
+        store=store,
+        scorer=scorer,
+        assets=AssetTable.load(),
+        language=LanguageDetector(),
+        spam=SpamMarker(SpamConfig()),
+        sinks=sinks,
+        config=PipelineConfig(**config),
+    )
+
+
 def run_once(db: Path, stream: Path, model: Path, sink: RecordingSink) -> PipelineStats:
     store = Store(db)
     try:
-        pipeline = Pipeline(
-            store=store,
-            scorer=Scorer(model, cache_size=0),
-            assets=AssetTable.load(),
-            language=LanguageDetector(),
-            spam=SpamMarker(SpamConfig()),
-            sinks={"chat": sink},
-            config=PipelineConfig(sinks_targets=(("chat", "group-1"),)),
+        pipeline = make_pipeline(
+            store,
+            Scorer(model, cache_size=0),
+            {"chat": sink},
+            sinks_targets=(("chat", "group-1"),),
         )
         source = ReplaySource(stream, platform="replay", community="test")
         return asyncio.run(pipeline.run([source]))
@@ -152,14 +162,7 @@ def test_poison_message_is_set_aside_and_the_rest_flow(
     lines[5] = json.dumps(bad)
     poisoned.write_text("\n".join(lines[:200]) + "\n")
     store = Store(tmp_path / "p.db")
-    pipeline = Pipeline(
-        store=store,
-        scorer=Fussy(tiny_model_dir, cache_size=0),
-        assets=AssetTable.load(),
-        language=LanguageDetector(),
-        spam=SpamMarker(SpamConfig()),
-        sinks={},
-    )
+    pipeline = make_pipeline(store, Fussy(tiny_model_dir, cache_size=0), {})
     stats = asyncio.run(pipeline.run([ReplaySource(poisoned, platform="replay")]))
     assert stats.failed == 1 and stats.scored == 199
     [(status, error)] = store.query("SELECT status, error FROM messages WHERE text = 'poison pill'")
