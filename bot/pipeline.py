@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.alerts import AlertParams, AlertState, evaluate
+from bot.errors import SourceFailed
 from bot.index import IndexParams, Point, compute_reading
 from bot.queue import Closed, InProcessQueue
 from bot.render import render_alert
@@ -358,8 +359,7 @@ class Pipeline:
                 if self._stopping.is_set():
                     break
         except ConnectorError as exc:
-            log.error("source %s failed: %s", source.name, exc)
-            raise
+            raise SourceFailed(f"source {source.name} failed: {exc}") from exc
         finally:
             if batch:
                 await self._flush(batch)
