@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -185,6 +186,50 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.commands import CommandContext, UsageError, handle, parse_command_text
+    from bot.store import Store
+    from connectors.types import Command
+
+    if not settings.db.is_file():
+        raise ConfigError(f"no database at {settings.db}: run `moodring demo` first, or give --db")
+    try:
+        name, cmd_args = parse_command_text(args.text)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from exc
+    store = Store(settings.db)
+    try:
+        now = _parse_at(args.at) if args.at else store.newest_message_time()
+        if now is None:
+            raise ConfigError(f"{settings.db} holds no messages yet")
+        command = Command(
+            platform=args.platform,
+            community=args.community,
+            channel="cli",
+            user="cli",
+            name=name,
+            args=cmd_args,
+            roles=frozenset({"admin"}),
+        )
+        reply = handle(command, CommandContext(store=store, now=now))
+    finally:
+        store.close()
+    sys.stdout.write(reply.text + "\n")
+    if reply.image is not None:
+        path = Path(args.out or reply.image_name)
+        path.write_bytes(reply.image)
+        sys.stdout.write(f"chart written to {path.resolve()}\n")
+    return 0
+
+
+def _parse_at(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--at: not an ISO date/time: {text!r}") from exc
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 # ---------------------------------------------------------------------- model commands
 
 
@@ -280,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--replay", nargs="*", help="CSV/JSONL files to replay as sources")
     r.add_argument("--speed", type=float)
     r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("ask", help='run a chat command on the local database, e.g. "/mood BTC"')
+    a.add_argument("text", help='the command, quoted: "/mood BTC 24h"')
+    a.add_argument("--at", help="answer as of this UTC time (default: the newest message)")
+    a.add_argument("--community", default="cli", help="answer as if asked in this community")
+    a.add_argument("--platform", default="cli", help="…on this platform")
+    a.add_argument("--out", help="where to write a chart PNG (default: ASSET-SPAN.png)")
+    a.set_defaults(func=cmd_ask)
 
     e = sub.add_parser("eval", help="score a labelled TSV and print metrics (JSON last line)")
     e.add_argument("file")

@@ -117,7 +117,7 @@ class IndexEngine:
             pos = bisect.bisect_right(self._times, row.created_at)
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
-            self._points.insert(pos, _point(row))
+            self._points.insert(pos, point_of(row))
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
 
@@ -246,7 +246,8 @@ def _floor(ts: datetime, step_s: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % step_s, UTC)
 
 
-def _point(row: ScoredRow) -> Point:
+def point_of(row: ScoredRow) -> Point:
+    """The index's view of a stored, scored message."""
     return Point(
         created_at=row.created_at,
         author=row.author,

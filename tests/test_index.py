@@ -74,7 +74,13 @@ points_strategy = st.lists(
 )
 windows = st.sampled_from(["1h", "24h", "7d"])
 params_strategy = st.sampled_from([IndexParams(), EAGER])
-fast = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same examples every time, so a red build is reproducible.
+fast = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @fast
@@ -104,7 +110,7 @@ def test_reading_moves_up_when_one_message_turns_more_positive(points, window, p
     counted = [
         i
         for i, p in enumerate(points)
-        if start < p.created_at <= NOW and not p.spam and not p.set_aside and p.polarity < 1.0
+        if start < p.created_at <= NOW and not p.spam and not p.set_aside and p.polarity < 0.999
     ]
     assume(counted)
     i = counted[pick % len(counted)]

@@ -1,0 +1,307 @@
+"""Chat commands, platform-agnostic: a `Command` in, a `Reply` out, read from the store."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
+from bot.pipeline import point_of
+from bot.render import reading_text, scope_label
+from bot.store import ScoredRow, Store, iso, parse_ts
+from bot.types import MoodReading, Scope
+from connectors.types import Command, Reply
+
+log = logging.getLogger(__name__)
+
+WINDOWS = ("1h", "24h", "7d")
+CHART_SPANS = {"7d": 7, "30d": 30}
+_ASSET_RE = re.compile(r"^\$?[A-Za-z][A-Za-z0-9]{1,9}(?:\.X)?$")
+
+HELP = """moodring reads this community's messages and gives a 0–100 mood index
+(0–25 Extreme Fear · 26–46 Fear · 47–54 Neutral · 55–75 Greed · 76–100 Extreme Greed).
+
+/mood [ASSET] [1h|24h|7d] — the mood here and across all sources
+/fear — the market-wide reading and its components
+/why [ASSET] — what drives the reading, with the posts that moved it
+/trending — assets whose mentions rose most, with their mood
+/chart ASSET [7d|30d] — a chart of mood, volume and price
+/price ASSET — the latest stored price and the mood beside it
+/levels ASSET — support and resistance levels
+/help — this message"""
+
+USAGE = {
+    "mood": "/mood [ASSET] [1h|24h|7d]   e.g. /mood BTC 24h",
+    "fear": "/fear",
+    "why": "/why [ASSET]   e.g. /why ETH",
+    "trending": "/trending",
+    "chart": "/chart ASSET [7d|30d]   e.g. /chart BTC 30d",
+    "price": "/price ASSET   e.g. /price BTC",
+    "levels": "/levels ASSET   e.g. /levels BTC",
+}
+
+
+class UsageError(ValueError):
+    """Bad arguments: the reply is the command's usage line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """What a command needs: the store, "now", and the index parameters."""
+
+    store: Store
+    now: datetime
+    params: IndexParams = field(default_factory=IndexParams)
+
+
+def parse_command_text(text: str) -> tuple[str, tuple[str, ...]]:
+    """``"/mood@moodring_bot BTC 24h"`` → ``("mood", ("BTC", "24h"))``."""
+    parts = text.strip().split()
+    if not parts or not parts[0].startswith("/"):
+        raise UsageError("commands start with /, e.g. /mood BTC")
+    name = parts[0][1:].split("@", 1)[0].lower()
+    return name, tuple(parts[1:])
+
+
+def _asset(arg: str) -> str:
+    if not _ASSET_RE.match(arg):
+        raise UsageError(f"{arg[:20]!r} is not an asset symbol")
+    return arg.lstrip("$").upper().removesuffix(".X")
+
+
+def _split_args(args: tuple[str, ...], options: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """One optional asset and one optional option (window/span), in any order."""
+    asset = option = None
+    for arg in args:
+        if arg.lower() in options:
+            if option is not None:
+                raise UsageError("one window at most")
+            option = arg.lower()
+        elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
+            raise UsageError(f"{arg[:10]!r} is not one of {', '.join(options) or 'the options'}")
+        elif asset is None:
+            asset = _asset(arg)
+        else:
+            raise UsageError("one asset at most")
+    return asset, option
+
+
+# ---------------------------------------------------------------------- readings on demand
+
+
+def _rows(ctx: CommandContext, since: datetime) -> list[ScoredRow]:
+    return ctx.store.scored_since(since, ctx.now)
+
+
+def _points(rows: list[ScoredRow], scope: Scope) -> list[Point]:
+    return [
+        point_of(r)
+        for r in rows
+        if (scope.asset == "*" or scope.asset in r.assets)
+        and (scope.community == "*" or r.community == scope.community)
+        and (scope.platform == "*" or r.platform == scope.platform)
+    ]
+
+
+def reading_at(
+    ctx: CommandContext, scope: Scope, window: str, at: datetime | None = None
+) -> tuple[MoodReading, list[Point]]:
+    """The reading of ``scope`` over ``window`` as of ``at`` (default ``ctx.now``)."""
+    at = at or ctx.now
+    spec = ctx.params.spec(window)
+    since = at - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
+    rows = ctx.store.scored_since(since, at)
+    points = _points(rows, scope)
+    tracked = ctx.store.oldest_message_time()
+    return compute_reading(points, scope, window, at, ctx.params, tracked_since=tracked), points
+
+
+def _change(ctx: CommandContext, scope: Scope, window: str, now_value: float | None) -> str:
+    if now_value is None:
+        return ""
+    back = timedelta(hours=1) if window == "1h" else timedelta(days=1)
+    before, _ = reading_at(ctx, scope, window, ctx.now - back)
+    if before.value is None:
+        return ""
+    delta = round(now_value) - round(before.value)
+    return f", {delta:+d} vs {'1h' if window == '1h' else '24h'} ago"
+
+
+def _mood_line(ctx: CommandContext, scope: Scope, window: str) -> str:
+    reading, _ = reading_at(ctx, scope, window)
+    extra = ""
+    if reading.spam_count or reading.set_aside:
+        extra = f"; set aside: {reading.spam_count} spam, {reading.set_aside} not English"
+    return (
+        f"{scope_label(scope)}: {reading_text(reading)}"
+        f"{_change(ctx, scope, window, reading.value)}{extra}"
+    )
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def cmd_help(cmd: Command, ctx: CommandContext) -> Reply:
+    return Reply(text=HELP)
+
+
+def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, window = _split_args(cmd.args, WINDOWS)
+    window = window or "24h"
+    lines = [f"Mood as of {ctx.now:%Y-%m-%d %H:%M} UTC"]
+    here = Scope(asset=asset or "*", community=cmd.community, platform=cmd.platform)
+    lines.append("• here — " + _mood_line(ctx, here, window))
+    lines.append("• all sources — " + _mood_line(ctx, Scope(asset=asset or "*"), window))
+    return Reply(text="\n".join(lines))
+
+
+def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
+    if cmd.args:
+        raise UsageError("no arguments")
+    reading, _ = reading_at(ctx, Scope(), "24h")
+    c = reading.components
+    lines = [
+        f"Market mood (all sources, 24h) as of {ctx.now:%Y-%m-%d %H:%M} UTC:",
+        reading_text(reading),
+    ]
+    if "sentiment" in c:
+        lines += [
+            f"• social sentiment: {c['sentiment']:.0f}/100"
+            f" (mean polarity {c['raw_sentiment']:+.2f})",
+            f"• social volume: {c['volume']:.0f}/100 ({c['volume_ratio']:.1f}× its baseline)",
+        ]
+    lines.append("Price components (volatility, momentum, drawdown) are not in this version yet.")
+    return Reply(text="\n".join(lines))
+
+
+def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = _split_args(cmd.args, ())
+    scope = Scope(asset=asset or "*")
+    reading, points = reading_at(ctx, scope, "24h")
+    lines = [f"Why {scope_label(scope)} reads {reading_text(reading)}"]
+    c = reading.components
+    if "sentiment" in c:
+        lines.append(
+            f"sentiment {c['sentiment']:.0f}/100 from {reading.sample_size} messages by "
+            f"{c['authors']:.0f} authors; volume {c['volume_ratio']:.1f}× baseline → "
+            f"{c['volume']:.0f}/100"
+        )
+    if reading.value is None:
+        return Reply(text="\n".join(lines))
+    direction = 1 if reading.value >= 50 else -1
+    # Quotes only from public sources or from the asking community; never an author.
+    top = drivers(points, ctx.now, "24h", direction, k=3, community=cmd.community)
+    if top:
+        lines.append("Moved most by:")
+        lines += [f"  “{_quote(p.text)}” ({p.polarity:+.2f})" for p in top]
+    return Reply(text="\n".join(lines))
+
+
+def _quote(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
+    if cmd.args:
+        raise UsageError("no arguments")
+    spec = ctx.params.spec("24h")
+    rows = _rows(ctx, ctx.now - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1)))
+    assets = sorted({a for r in rows for a in r.assets})
+    ranked = []
+    for asset in assets:
+        points = _points(rows, Scope(asset=asset))
+        count, ratio = mentions_ratio(points, ctx.now, "24h", ctx.params)
+        if count >= 10:
+            ranked.append((ratio, count, asset))
+    ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    if not ranked:
+        return Reply(text="Nothing is trending yet: too few mentions in the last 24h.")
+    lines = ["Trending (mentions in 24h vs their usual):"]
+    for ratio, count, asset in ranked[:5]:
+        reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
+        lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
+    return Reply(text="\n".join(lines))
+
+
+def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
+    return [
+        (parse_ts(ts), close)
+        for ts, close in ctx.store.closes(asset, "1d")
+        if parse_ts(ts) <= ctx.now
+    ]
+
+
+def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = _split_args(cmd.args, ())
+    if asset is None:
+        raise UsageError("name an asset")
+    closes = _closes(ctx, asset)
+    if not closes:
+        return Reply(text=f"No stored prices for {asset} yet.")
+    (day, close) = closes[-1]
+    text = f"{asset} ${close:,.0f} (daily close {day:%Y-%m-%d})"
+    if len(closes) > 1:
+        text += f", {100 * (close / closes[-2][1] - 1):+.1f}% on the day"
+    reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
+    return Reply(text=f"{text}; mood {reading_text(reading)}")
+
+
+def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = _split_args(cmd.args, ())
+    if asset is None:
+        raise UsageError("name an asset")
+    return Reply(text=f"No levels yet for {asset}: support and resistance come in a later version.")
+
+
+def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.charts import mood_chart
+
+    asset, span = _split_args(cmd.args, tuple(CHART_SPANS))
+    if asset is None:
+        raise UsageError("name an asset")
+    days = CHART_SPANS[span or "7d"]
+    since = ctx.now - timedelta(days=days)
+    scope = Scope(asset=asset)
+    readings = [(r.at, r.value) for r in ctx.store.readings(scope, "24h", since, ctx.now)]
+    volume_rows = ctx.store.query(
+        "SELECT substr(created_at, 1, 10), COUNT(*) FROM message_assets"
+        " WHERE asset = ? AND created_at >= ? AND created_at <= ? GROUP BY 1 ORDER BY 1",
+        [asset, iso(since), iso(ctx.now)],
+    )
+    volumes = [(parse_ts(day + "T00:00:00+00:00"), n) for day, n in volume_rows]
+    prices = [(d, c) for d, c in _closes(ctx, asset) if d >= since]
+    if not readings and not volumes:
+        return Reply(text=f"No data for {asset} in the last {days} days.")
+    png = mood_chart(f"{asset} mood — {days}d to {ctx.now:%Y-%m-%d}", readings, volumes, prices)
+    last = next((v for _, v in reversed(readings) if v is not None), None)
+    caption = f"{asset} mood over {days}d" + (f", now {round(last)}/100" if last else "")
+    return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
+
+
+HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
+    "start": cmd_help,
+    "help": cmd_help,
+    "mood": cmd_mood,
+    "fear": cmd_fear,
+    "why": cmd_why,
+    "trending": cmd_trending,
+    "price": cmd_price,
+    "levels": cmd_levels,
+    "chart": cmd_chart,
+}
+
+
+def handle(cmd: Command, ctx: CommandContext) -> Reply:
+    """Answer one command. Never raises for user input: bad input gets a usage line."""
+    handler = HANDLERS.get(cmd.name)
+    if handler is None:
+        known = " ".join(f"/{n}" for n in HANDLERS if n != "start")
+        return Reply(text=f"Unknown command /{cmd.name[:32]}. Try: {known}")
+    try:
+        return handler(cmd, ctx)
+    except UsageError as exc:
+        return Reply(text=f"{exc}. Usage: {USAGE.get(cmd.name, '/help')}")

@@ -1,0 +1,117 @@
+"""Chat commands over a database filled by the real pipeline (tiny model), and `moodring ask`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.charts import png_size
+from bot.cli import main
+from bot.commands import CommandContext, handle, parse_command_text
+from bot.store import Store
+from connectors.types import Command
+from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("commands")
+    stream = folder / "posts.jsonl"
+    write_stream(stream)
+    path = folder / "moodring.db"
+    run_once(path, stream, tiny_model_dir, RecordingSink())
+    store = Store(path)
+    store.add_prices(
+        "BTC",
+        "1d",
+        [
+            {
+                "ts": (START + timedelta(days=d)).isoformat(),
+                "open": 1.0,
+                "high": 1.0,
+                "low": 1.0,
+                "close": 20000.0 - 500 * d,
+                "volume": 1.0,
+            }
+            for d in range(4)
+        ],
+        "test",
+    )
+    store.close()
+    return path
+
+
+def ask(db: Path, text: str, community: str = "test") -> str:
+    store = Store(db)
+    try:
+        name, args = parse_command_text(text)
+        cmd = Command("replay", community, "c", "u", name, args)
+        now = store.newest_message_time()
+        assert now is not None
+        reply = handle(cmd, CommandContext(store=store, now=now))
+    finally:
+        store.close()
+    assert reply.text
+    return reply.text
+
+
+def test_mood_here_and_everywhere(db: Path) -> None:
+    text = ask(db, "/mood BTC")
+    assert "here — BTC in test:" in text and "all sources — BTC:" in text
+    assert "Fear" in text  # the synthetic stream ends in a day of panic
+    assert "/100" in text and "msgs" in text
+
+
+def test_a_new_community_is_collecting(db: Path) -> None:
+    assert "collecting" in ask(db, "/mood", community="brand-new-group").splitlines()[1]
+
+
+def test_why_quotes_the_drivers_without_authors(db: Path) -> None:
+    text = ask(db, "/why")
+    assert "Moved most by:" in text and "“" in text
+    assert "user" not in text  # authors are never shown
+
+
+def test_fear_trending_price_levels(db: Path) -> None:
+    assert "social sentiment" in ask(db, "/fear")
+    assert "BTC" in ask(db, "/trending") or "Nothing is trending" in ask(db, "/trending")
+    price = ask(db, "/price BTC")
+    assert price.startswith("BTC $19,000") and "-2.6% on the day" in price and "mood" in price
+    assert "No stored prices for ETH" in ask(db, "/price ETH")
+    assert "No levels yet" in ask(db, "/levels BTC")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/frobnicate", "Unknown command /frobnicate"),
+        ("/mood BTC ETH", "one asset at most"),
+        ("/mood BTC 2w", "'2w' is not one of"),
+        ("/price", "name an asset"),
+        ("/mood <script>", "is not an asset symbol"),
+        ("/fear now", "no arguments"),
+    ],
+)
+def test_bad_input_gets_a_usage_line(db: Path, text: str, expected: str) -> None:
+    assert expected in ask(db, text)
+
+
+def test_ask_cli_writes_a_chart(db: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "chart.png"
+    assert main(["--db", str(db), "ask", "/chart BTC 7d", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "chart written to" in printed
+    assert png_size(out.read_bytes()) == (1200, 700)
+
+
+def test_ask_cli_without_a_database(tmp_path: Path, capsys) -> None:
+    assert main(["--db", str(tmp_path / "none.db"), "ask", "/mood"]) == 2
+    assert "run `moodring demo` first" in capsys.readouterr().err
+
+
+def test_ask_at_a_time_in_the_past(db: Path, capsys) -> None:
+    at = (START + timedelta(days=1)).isoformat()
+    assert main(["--db", str(db), "ask", "/mood", "--at", at, "--community", "test"]) == 0
+    assert (START + timedelta(days=1)).strftime("%Y-%m-%d %H:%M") in capsys.readouterr().out
