@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -12,6 +13,13 @@ from bot.index import IndexParams, Point, compute_reading, drivers, mentions_rat
 from bot.pipeline import point_of
 from bot.render import reading_text, scope_label
 from bot.store import ScoredRow, Store, iso, parse_ts
+from bot.subscriptions import (
+    Subscription,
+    SubscriptionError,
+    describe,
+    parse_quiet,
+    parse_subscribe,
+)
 from bot.types import MoodReading, Scope
 from connectors.types import Command, Reply
 
@@ -31,6 +39,9 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 /chart ASSET [7d|30d] — a chart of mood, volume and price
 /price ASSET — the latest stored price and the mood beside it
 /levels ASSET — support and resistance levels
+/subscribe [ASSET] [extreme|swing|hype|levels|divergence|all] — get alerts
+/unsubscribe [ASSET] · /alerts — stop them · list yours
+/quiet 22-7 [Europe/Berlin] — hold alerts at night, get one digest in the morning
 /help — this message"""
 
 USAGE = {
@@ -41,6 +52,10 @@ USAGE = {
     "chart": "/chart ASSET [7d|30d]   e.g. /chart BTC 30d",
     "price": "/price ASSET   e.g. /price BTC",
     "levels": "/levels ASSET   e.g. /levels BTC",
+    "subscribe": "/subscribe [ASSET] [extreme|swing|hype|levels|divergence|all]",
+    "unsubscribe": "/unsubscribe [ASSET]",
+    "alerts": "/alerts",
+    "quiet": "/quiet HOURS [TIMEZONE]   e.g. /quiet 22-7 Europe/Berlin",
 }
 
 
@@ -282,6 +297,69 @@ def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
 
 
+def _target(cmd: Command) -> str:
+    """Where a subscriber's alerts go: this chat if it is a DM or a moderator asked in a
+    group (delivery to the group), else the user's own DM."""
+    if cmd.is_private or "admin" in cmd.roles:
+        return cmd.channel
+    return cmd.user
+
+
+def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
+    try:
+        asset, kinds = parse_subscribe(cmd.args)
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    sub = Subscription(
+        platform=cmd.platform,
+        community=cmd.community,
+        target=_target(cmd),
+        user=cmd.user,
+        asset=asset,
+        kinds=kinds,
+    )
+    ctx.store.subscribe(sub, ctx.now)
+    where = "here" if sub.target == cmd.channel else "by direct message"
+    return Reply(text=f"Subscribed {where}: {describe(sub)}. /alerts lists yours.")
+
+
+def cmd_unsubscribe(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = _split_args(cmd.args, ())
+    n = ctx.store.unsubscribe(cmd.platform, cmd.user, None if asset is None else asset)
+    if not n:
+        return Reply(text="You had no such subscription. /alerts lists yours.")
+    return Reply(text=f"Unsubscribed ({n} removed).")
+
+
+def cmd_alerts(cmd: Command, ctx: CommandContext) -> Reply:
+    if cmd.args:
+        raise UsageError("no arguments")
+    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    if not subs:
+        return Reply(text="No subscriptions. Try /subscribe BTC extreme")
+    return Reply(text="Your alerts:\n" + "\n".join(f"• {describe(s)}" for s in subs))
+
+
+def cmd_quiet(cmd: Command, ctx: CommandContext) -> Reply:
+    if not cmd.args or len(cmd.args) > 2:
+        raise UsageError("give hours and optionally a time zone")
+    try:
+        start, end, tz = parse_quiet(cmd.args[0], cmd.args[1] if len(cmd.args) > 1 else "UTC")
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    if not subs:
+        return Reply(text="No subscriptions to quiet. Try /subscribe BTC extreme")
+    for sub in subs:
+        ctx.store.subscribe(
+            dataclasses.replace(sub, quiet_start=start, quiet_end=end, tz=tz), ctx.now
+        )
+    return Reply(
+        text=f"Quiet from {start:02d}:00 to {end:02d}:00 {tz}; what arrives then comes as one "
+        "digest when they end."
+    )
+
+
 HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "start": cmd_help,
     "help": cmd_help,
@@ -292,6 +370,10 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "price": cmd_price,
     "levels": cmd_levels,
     "chart": cmd_chart,
+    "subscribe": cmd_subscribe,
+    "unsubscribe": cmd_unsubscribe,
+    "alerts": cmd_alerts,
+    "quiet": cmd_quiet,
 }
 
 

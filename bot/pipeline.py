@@ -22,7 +22,7 @@ from bot.alerts import AlertParams, AlertState, evaluate
 from bot.errors import SourceFailed
 from bot.index import IndexParams, Point, compute_reading
 from bot.queue import Closed, InProcessQueue
-from bot.render import render_alert
+from bot.render import render_alert, render_digest
 from bot.spam import SpamMarker
 from bot.store import ScoredRow, Store, StoredMessage, iso, parse_ts
 from bot.types import Alert, MoodReading, Scope
@@ -211,11 +211,18 @@ class IndexEngine:
                     alerts += raised
                     states[(scope.key(), window)] = state.to_json()
                 history.append(reading)
+        subscriptions = self.store.subscriptions() if alerts else []
+
+        def targets(alert: Alert) -> list[tuple[str, str]]:
+            found = list(self.config.sinks_targets)
+            found += [(s.platform, s.target) for s in subscriptions if s.matches(alert)]
+            return list(dict.fromkeys(found))
+
         new = self.store.save_tick(
             readings,
             alerts,
             states,
-            self.config.sinks_targets,
+            targets,
             (TICK_CHECKPOINT, iso(now)),
             datetime.now(UTC),
         )
@@ -457,27 +464,65 @@ class Pipeline:
 
     # ------------------------------------------------------------------ delivery
 
-    async def deliver(self) -> int:
-        """Send every unsent outbox row through its sink; ``sent_at`` right after each send."""
+    async def deliver(self, now: datetime | None = None) -> int:
+        """Send every unsent outbox row through its sink; ``sent_at`` right after each send.
+
+        Per target: alerts over its daily cap are given up (kept, marked "capped"); during
+        its quiet hours they wait, and when those end everything waiting goes as one digest.
+        """
+        now = now or datetime.now(UTC)
         sent = 0
         for name, sink in self.sinks.items():
+            pending: dict[str, list[Alert]] = {}
             for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
-                if attempts >= self.config.max_attempts:
+                if attempts < self.config.max_attempts:
+                    pending.setdefault(target, []).append(alert)
+            subs = {s.target: s for s in self.store.subscriptions(platform=name)}
+            for target, alerts in pending.items():
+                sub = subs.get(target)
+                if sub is not None and sub.quiet_at(now):
                     continue
-                try:
-                    await sink.send(render_alert(alert, target))
-                except RecipientGone as exc:
-                    log.warning("recipient %s gone: %s", target, exc)
-                    self.store.mark_attempt(alert.key, name, target, "gone")
+                if sub is not None:
+                    room = sub.daily_cap - self.store.sent_since(name, target, now - timedelta(1))
+                    for alert in alerts[max(room, 0) :]:
+                        self.store.give_up(
+                            alert.key, name, target, "daily cap", self.config.max_attempts
+                        )
+                    alerts = alerts[: max(room, 0)]
+                if not alerts:
                     continue
-                except DeliveryError as exc:
-                    log.warning("delivery of %s to %s failed: %s", alert.key, target, exc)
-                    self.store.mark_attempt(alert.key, name, target, str(exc))
-                    continue
-                self.store.mark_sent(alert.key, name, target, datetime.now(UTC))
-                sent += 1
-                self.stats.delivered += 1
+                if sub is not None and sub.quiet_start is not None and len(alerts) > 1:
+                    # What waited through quiet hours goes as one digest.
+                    sent += await self._send(name, sink, target, alerts, now)
+                else:
+                    for alert in alerts:
+                        sent += await self._send(name, sink, target, [alert], now)
         return sent
+
+    async def _send(
+        self, name: str, sink: Sink, target: str, alerts: list[Alert], now: datetime
+    ) -> int:
+        reply = (
+            render_alert(alerts[0], target) if len(alerts) == 1 else render_digest(alerts, target)
+        )
+        try:
+            await sink.send(reply)
+        except RecipientGone as exc:
+            log.warning("recipient %s on %s gone (%s): unsubscribing", target, name, exc)
+            for alert in alerts:
+                self.store.give_up(alert.key, name, target, "gone", self.config.max_attempts)
+            self.store.unsubscribe_target(name, target)
+            return 0
+        except DeliveryError as exc:
+            log.warning("delivery to %s on %s failed: %s", target, name, exc)
+            for alert in alerts:
+                self.store.mark_attempt(alert.key, name, target, str(exc))
+            return 0
+        # Right after the send: a crash before this line repeats this one message only.
+        for alert in alerts:
+            self.store.mark_sent(alert.key, name, target, now)
+        self.stats.delivered += len(alerts)
+        return len(alerts)
 
     # ------------------------------------------------------------------ run
 

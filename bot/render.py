@@ -39,3 +39,13 @@ def reading_text(reading: MoodReading) -> str:
         f"{round(reading.value)}/100 {reading.band} ({reading.window}, "
         f"{reading.sample_size} msgs, confidence {reading.confidence:.2f})"
     )
+
+
+def render_digest(alerts: list[Alert], target: str = "") -> Reply:
+    """Several held-back alerts (quiet hours) as one message, oldest first."""
+    lines = [f"🔔 {len(alerts)} alerts while you were away:"]
+    for alert in sorted(alerts, key=lambda a: (a.at, a.key)):
+        lines.append(f"• {alert.at:%m-%d %H:%M} UTC — {alert.title}")
+        if alert.detail:
+            lines.append(f"  {alert.detail}")
+    return Reply(text="\n".join(lines), target=target)

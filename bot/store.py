@@ -14,7 +14,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from bot.errors import StoreError
+from bot.subscriptions import Subscription
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Message
 from nlp.types import Score
@@ -176,6 +177,30 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     db["outbox"].create_index(["sent_at"])
     db["checkpoints"].create({"name": str, "value": str, "updated_at": str}, pk="name")
+
+
+@migrations()
+def m002_chat_inbox_and_subscriptions(db: sqlite_utils.Database) -> None:
+    """Raw chat updates stored before the platform is told they arrived; richer subscriptions."""
+    db["chat_inbox"].create(
+        {
+            "platform": str,
+            "update_id": int,
+            "payload": str,  # the raw update, JSON
+            "received_at": str,
+            "done_at": str,  # NULL until processed
+            "error": str,
+        },
+        pk=("platform", "update_id"),
+    )
+    db["chat_inbox"].create_index(["platform", "done_at"])
+    subs = db["subscriptions"]
+    subs.add_column("daily_cap", int)
+    subs.add_column("quiet_start", int)  # hour of day, subscriber's time zone
+    subs.add_column("quiet_end", int)
+    subs.add_column("tz", str)
+    subs.add_column("active", int)
+    subs.create_index(["platform", "target"])
 
 
 def iso(ts: datetime) -> str:
@@ -491,12 +516,13 @@ class Store:
         readings: Sequence[MoodReading],
         alerts: Sequence[Alert],
         states: dict[tuple[str, str], str],
-        outbox_targets: Sequence[tuple[str, str]],
+        outbox_targets: Callable[[Alert], Sequence[tuple[str, str]]],
         checkpoint: tuple[str, str],
         now: datetime,
     ) -> list[Alert]:
         """Store one index tick atomically: readings, new alerts, their outbox rows, rule
-        state and the tick checkpoint. Returns the alerts that were new."""
+        state and the tick checkpoint. ``outbox_targets(alert)`` names the (sink, target)
+        pairs that should receive each new alert. Returns the alerts that were new."""
         new: list[Alert] = []
         with self.transaction() as db:
             for r in readings:
@@ -537,7 +563,7 @@ class Store:
                 )
                 if cur.rowcount:
                     new.append(a)
-                    for sink, target in outbox_targets:
+                    for sink, target in outbox_targets(a):
                         db.execute(
                             "INSERT OR IGNORE INTO outbox (alert_key, sink, target, created_at,"
                             " attempts) VALUES (?, ?, ?, ?, 0)",
@@ -643,6 +669,154 @@ class Store:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
                 " WHERE alert_key = ? AND sink = ? AND target = ?",
                 [error[:500], alert_key, sink, target],
+            )
+
+    # ------------------------------------------------------------------ subscriptions
+
+    @_locked
+    def subscribe(self, sub: Subscription, now: datetime) -> None:
+        """Add or update a subscription, keyed on (platform, target, user, asset)."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM subscriptions WHERE platform = ? AND target = ? AND user = ?"
+                " AND asset = ?",
+                [sub.platform, sub.target, sub.user, sub.asset],
+            )
+            db.execute(
+                "INSERT INTO subscriptions (platform, community, target, user, asset, kinds,"
+                " created_at, daily_cap, quiet_start, quiet_end, tz, active)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [
+                    sub.platform,
+                    sub.community,
+                    sub.target,
+                    sub.user,
+                    sub.asset,
+                    ",".join(sub.kinds),
+                    iso(now),
+                    sub.daily_cap,
+                    sub.quiet_start,
+                    sub.quiet_end,
+                    sub.tz,
+                ],
+            )
+
+    @_locked
+    def unsubscribe(self, platform: str, user: str, asset: str | None = None) -> int:
+        """Remove a user's subscriptions (of one asset, or all); returns how many."""
+        sql = "DELETE FROM subscriptions WHERE platform = ? AND user = ?"
+        params: list[Any] = [platform, user]
+        if asset is not None:
+            sql += " AND asset = ?"
+            params.append(asset)
+        with self.transaction() as db:
+            return db.execute(sql, params).rowcount
+
+    @_locked
+    def unsubscribe_target(self, platform: str, target: str) -> int:
+        """Drop every subscription delivered to ``target`` (it blocked the bot or is gone)."""
+        with self.transaction() as db:
+            return db.execute(
+                "DELETE FROM subscriptions WHERE platform = ? AND target = ?", [platform, target]
+            ).rowcount
+
+    @_locked
+    def subscriptions(
+        self, platform: str | None = None, user: str | None = None
+    ) -> list[Subscription]:
+        sql = (
+            "SELECT platform, community, target, user, asset, kinds, daily_cap, quiet_start,"
+            " quiet_end, tz FROM subscriptions WHERE active = 1"
+        )
+        params: list[Any] = []
+        if platform is not None:
+            sql += " AND platform = ?"
+            params.append(platform)
+        if user is not None:
+            sql += " AND user = ?"
+            params.append(user)
+        return [
+            Subscription(
+                platform=r[0],
+                community=r[1],
+                target=r[2],
+                user=r[3],
+                asset=r[4],
+                kinds=tuple(k for k in (r[5] or "").split(",") if k),
+                daily_cap=r[6] if r[6] is not None else 10,
+                quiet_start=r[7],
+                quiet_end=r[8],
+                tz=r[9] or "UTC",
+            )
+            for r in self.db.execute(sql + " ORDER BY id", params).fetchall()
+        ]
+
+    @_locked
+    def sent_since(self, sink: str, target: str, since: datetime) -> int:
+        """How many alerts ``target`` has been sent since ``since`` (for the daily cap)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sink = ? AND target = ? AND sent_at >= ?",
+            [sink, target, iso(since)],
+        ).fetchone()
+        return int(row[0])
+
+    @_locked
+    def give_up(self, alert_key: str, sink: str, target: str, reason: str, attempts: int) -> None:
+        """Stop trying an outbox row (capped, or the recipient is gone), keeping why."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = ?, last_error = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [attempts, reason, alert_key, sink, target],
+            )
+
+    # ------------------------------------------------------------------ chat inbox
+
+    @_locked
+    def save_updates(
+        self, platform: str, updates: Sequence[tuple[int, str]], next_offset: int, now: datetime
+    ) -> int:
+        """Store raw updates and the next offset in one transaction; returns how many were new.
+
+        Only after this commits may the platform be asked for more (which confirms these).
+        """
+        added = 0
+        with self.transaction() as db:
+            for update_id, payload in updates:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO chat_inbox (platform, update_id, payload, received_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [platform, update_id, payload, iso(now)],
+                )
+                added += cur.rowcount
+            self._set_checkpoint(db, f"{platform}:offset", str(next_offset), now)
+        return added
+
+    @_locked
+    def next_offset(self, platform: str) -> int | None:
+        value = self.checkpoint(f"{platform}:offset")
+        return int(value) if value is not None else None
+
+    @_locked
+    def pending_updates(self, platform: str, limit: int = 100) -> list[tuple[int, str]]:
+        """Stored updates not yet processed, oldest first."""
+        return [
+            (int(r[0]), r[1])
+            for r in self.db.execute(
+                "SELECT update_id, payload FROM chat_inbox WHERE platform = ? AND done_at IS NULL"
+                " ORDER BY update_id LIMIT ?",
+                [platform, limit],
+            ).fetchall()
+        ]
+
+    @_locked
+    def mark_update_done(
+        self, platform: str, update_id: int, now: datetime, error: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE chat_inbox SET done_at = ?, error = ? WHERE platform = ? AND update_id = ?",
+                [iso(now), error, platform, update_id],
             )
 
     # ------------------------------------------------------------------ checkpoints

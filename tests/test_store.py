@@ -37,7 +37,7 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
     store = Store(db)  # migrating again is a no-op
     assert store.query("SELECT COUNT(*) FROM messages") == [(1,)]
     applied = store.query("SELECT name FROM _sqlite_migrations")
-    assert applied == [("m001_initial",)]
+    assert applied == [("m001_initial",), ("m002_chat_inbox_and_subscriptions",)]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()
 
@@ -73,9 +73,13 @@ def test_a_tick_is_atomic_and_alerts_enter_the_outbox_once() -> None:
     reading = MoodReading(scope, "24h", T0, 20.0, "Extreme Fear", {"sentiment": 10.0}, 100, 0.8)
     alert = Alert("extreme-fear:BTC|*|*:24h:1", "extreme", scope, T0, "BTC entered Extreme Fear")
     targets = [("console", ""), ("telegram", "42")]
-    new = store.save_tick([reading], [alert], {}, targets, ("index_tick", T0.isoformat()), T0)
+    new = store.save_tick(
+        [reading], [alert], {}, lambda a: targets, ("index_tick", T0.isoformat()), T0
+    )
     assert new == [alert]
-    again = store.save_tick([reading], [alert], {}, targets, ("index_tick", T0.isoformat()), T0)
+    again = store.save_tick(
+        [reading], [alert], {}, lambda a: targets, ("index_tick", T0.isoformat()), T0
+    )
     assert again == []
     assert store.query("SELECT COUNT(*) FROM readings") == [(1,)]
     assert store.query("SELECT COUNT(*) FROM outbox") == [(2,)]

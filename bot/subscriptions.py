@@ -1,0 +1,95 @@
+"""Alert subscriptions: who gets which alerts, how many a day, and when to stay quiet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.types import Alert
+
+KINDS = ("extreme", "swing", "hype", "levels", "divergence")
+DEFAULT_DAILY_CAP = 10
+
+
+class SubscriptionError(ValueError):
+    """Bad /subscribe arguments; the message is shown to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One subscriber's wish: alerts of ``kinds`` about ``asset`` ("*" = any) to ``target``."""
+
+    platform: str
+    community: str
+    target: str  # where alerts go: a chat id (a DM is the user's own chat)
+    user: str
+    asset: str = "*"
+    kinds: tuple[str, ...] = KINDS
+    daily_cap: int = DEFAULT_DAILY_CAP
+    quiet_start: int | None = None  # hour of day in ``tz``; None = never quiet
+    quiet_end: int | None = None
+    tz: str = "UTC"
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether ``alert`` is one this subscriber asked for."""
+        kind = alert.kind.split("-", 1)[0]
+        asset_ok = self.asset == "*" or alert.scope.asset == self.asset
+        return asset_ok and kind in self.kinds
+
+    def quiet_at(self, now: datetime) -> bool:
+        """Whether ``now`` falls in the subscriber's quiet hours (their own time zone)."""
+        if self.quiet_start is None or self.quiet_end is None:
+            return False
+        local = now.astimezone(ZoneInfo(self.tz)).time()
+        start, end = time(self.quiet_start), time(self.quiet_end)
+        if start <= end:
+            return start <= local < end
+        return local >= start or local < end  # quiet hours across midnight, e.g. 22–7
+
+
+def parse_subscribe(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``("BTC", "extreme")`` → ``("BTC", ("extreme",))``; no asset = any; no kind = all."""
+    asset = "*"
+    kinds: list[str] = []
+    for arg in args:
+        word = arg.lower()
+        if word == "all":
+            kinds = list(KINDS)
+        elif word in KINDS:
+            kinds.append(word)
+        elif asset == "*" and arg.lstrip("$").replace(".X", "").isalnum() and len(arg) <= 12:
+            asset = arg.lstrip("$").upper().removesuffix(".X")
+        else:
+            raise SubscriptionError(
+                f"{arg[:20]!r} is neither an asset nor one of {', '.join(KINDS)}"
+            )
+    return asset, tuple(dict.fromkeys(kinds)) or KINDS
+
+
+def parse_quiet(text: str, tz: str) -> tuple[int, int, str]:
+    """``"22-7"`` and ``"Europe/Berlin"`` → ``(22, 7, "Europe/Berlin")``."""
+    try:
+        start_s, end_s = text.split("-", 1)
+        start, end = int(start_s), int(end_s)
+    except ValueError as exc:
+        raise SubscriptionError("quiet hours look like 22-7 (from 22:00 to 07:00)") from exc
+    if not (0 <= start < 24 and 0 <= end < 24) or start == end:
+        raise SubscriptionError("quiet hours are two different hours between 0 and 23")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SubscriptionError(f"unknown time zone {tz[:40]!r} (e.g. Europe/Berlin)") from exc
+    return start, end, tz
+
+
+def describe(sub: Subscription) -> str:
+    """One line for /alerts."""
+    what = "any asset" if sub.asset == "*" else sub.asset
+    kinds = "all alerts" if set(sub.kinds) == set(KINDS) else ", ".join(sub.kinds)
+    quiet = (
+        f", quiet {sub.quiet_start:02d}:00–{sub.quiet_end:02d}:00 {sub.tz}"
+        if sub.quiet_start is not None
+        else ""
+    )
+    return f"{what}: {kinds} (up to {sub.daily_cap} a day{quiet})"

@@ -1,0 +1,155 @@
+"""Subscriptions: matching, quiet hours, the daily cap, digests and blocked recipients."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.commands import CommandContext, handle
+from bot.store import Store
+from bot.subscriptions import KINDS, Subscription, SubscriptionError, parse_quiet, parse_subscribe
+from bot.types import Alert, Scope
+from connectors.errors import DeliveryError, RecipientGone
+from connectors.types import Command, Reply
+from nlp.scorer import Scorer
+from tests.test_pipeline_e2e import make_pipeline
+
+NOW = datetime(2022, 7, 1, 12, tzinfo=UTC)
+
+
+def alert(n: int, kind: str = "extreme-fear", asset: str = "BTC") -> Alert:
+    return Alert(f"{kind}:{asset}|*|*:24h:{n}", kind, Scope(asset=asset), NOW, f"alert {n}")
+
+
+def test_matching_by_asset_and_kind() -> None:
+    sub = Subscription("telegram", "g", "42", "u", asset="BTC", kinds=("extreme",))
+    assert sub.matches(alert(1, "extreme-fear"))
+    assert not sub.matches(alert(1, "hype"))
+    assert not sub.matches(alert(1, "extreme-greed", asset="ETH"))
+    anything = Subscription("telegram", "g", "42", "u")
+    assert anything.matches(alert(1, "swing-down", asset="SOL"))
+
+
+def test_quiet_hours_across_midnight_in_the_subscribers_zone() -> None:
+    sub = Subscription("t", "g", "1", "u", quiet_start=22, quiet_end=7, tz="Europe/Berlin")
+    # 12:00 UTC is 14:00 in Berlin (summer): awake. 21:30 UTC is 23:30 there: quiet.
+    assert not sub.quiet_at(NOW)
+    assert sub.quiet_at(NOW.replace(hour=21, minute=30))
+    assert sub.quiet_at(NOW.replace(hour=4))  # 06:00 in Berlin
+    assert not sub.quiet_at(NOW.replace(hour=5))  # 07:00 in Berlin
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), ("*", KINDS)),
+        (("BTC",), ("BTC", KINDS)),
+        (("$eth.X", "hype", "swing"), ("ETH", ("hype", "swing"))),
+        (("all",), ("*", KINDS)),
+    ],
+)
+def test_parse_subscribe(args, expected) -> None:
+    assert parse_subscribe(args) == expected
+
+
+def test_bad_subscribe_and_quiet_arguments() -> None:
+    with pytest.raises(SubscriptionError):
+        parse_subscribe(("BTC", "ETH"))
+    with pytest.raises(SubscriptionError):
+        parse_quiet("25-7", "UTC")
+    with pytest.raises(SubscriptionError, match="time zone"):
+        parse_quiet("22-7", "Mars/Olympus")
+
+
+def command(name: str, *args: str, private: bool = True, roles=frozenset()) -> Command:
+    return Command("telegram", "g1", "dm-7" if private else "g1", "7", name, args, roles, private)
+
+
+def test_subscribe_commands_round_trip() -> None:
+    store = Store(":memory:", memory=True)
+    ctx = CommandContext(store=store, now=NOW)
+    assert "Subscribed here" in handle(command("subscribe", "BTC", "extreme"), ctx).text
+    in_group = handle(command("subscribe", "ETH", private=False), ctx).text
+    assert "by direct message" in in_group  # a member in a group gets DMs, not the group
+    admin = handle(command("subscribe", private=False, roles=frozenset({"admin"})), ctx).text
+    assert "Subscribed here" in admin
+    listing = handle(command("alerts"), ctx).text
+    assert "BTC: extreme" in listing and "ETH: all alerts" in listing
+    assert "Quiet from 22:00" in handle(command("quiet", "22-7", "Europe/Berlin"), ctx).text
+    assert "quiet 22:00–07:00 Europe/Berlin" in handle(command("alerts"), ctx).text
+    assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "BTC"), ctx).text
+    assert "no such subscription" in handle(command("unsubscribe", "BTC"), ctx).text
+    assert "Usage: /subscribe" in handle(command("subscribe", "BTC", "ETH"), ctx).text
+
+
+class FlakySink:
+    """The chat boundary, with scripted failures."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.sent: list[Reply] = []
+        self.failures = failures or []
+
+    async def send(self, reply: Reply) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(reply)
+
+
+def queue_alerts(store: Store, alerts: list[Alert]) -> None:
+    subs = store.subscriptions()
+    store.save_tick(
+        [],
+        alerts,
+        {},
+        lambda a: [(s.platform, s.target) for s in subs if s.matches(a)],
+        ("index_tick", NOW.isoformat()),
+        NOW,
+    )
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_model_dir: Path):
+    store = Store(tmp_path / "s.db")
+    sink = FlakySink()
+    pipeline = make_pipeline(store, Scorer(tiny_model_dir, cache_size=0), {"telegram": sink})
+    yield store, sink, pipeline
+    store.close()
+
+
+def test_daily_cap_gives_up_the_rest(setup) -> None:
+    store, sink, pipeline = setup
+    store.subscribe(Subscription("telegram", "g", "42", "u", daily_cap=2), NOW)
+    queue_alerts(store, [alert(i) for i in range(5)])
+    assert asyncio.run(pipeline.deliver(NOW)) == 2
+    assert len(sink.sent) == 2
+    assert asyncio.run(pipeline.deliver(NOW)) == 0  # capped ones are not retried
+    assert store.query("SELECT COUNT(*) FROM outbox WHERE last_error = 'daily cap'") == [(3,)]
+
+
+def test_quiet_hours_hold_alerts_then_send_one_digest(setup) -> None:
+    store, sink, pipeline = setup
+    store.subscribe(Subscription("telegram", "g", "42", "u", quiet_start=22, quiet_end=7), NOW)
+    queue_alerts(store, [alert(1), alert(2, "hype")])
+    night = NOW.replace(hour=23)
+    assert asyncio.run(pipeline.deliver(night)) == 0 and sink.sent == []
+    morning = (NOW + timedelta(days=1)).replace(hour=8)
+    assert asyncio.run(pipeline.deliver(morning)) == 2
+    [digest] = sink.sent
+    assert digest.text.startswith("🔔 2 alerts while you were away") and digest.target == "42"
+    assert asyncio.run(pipeline.deliver(morning)) == 0
+
+
+def test_platform_errors_are_retried_and_blocked_users_unsubscribed(setup) -> None:
+    store, sink, pipeline = setup
+    store.subscribe(Subscription("telegram", "g", "42", "u"), NOW)
+    store.subscribe(Subscription("telegram", "g", "43", "v"), NOW)
+    queue_alerts(store, [alert(1)])
+    sink.failures = [DeliveryError("429", retry_after=1.0), RecipientGone("blocked")]
+    assert asyncio.run(pipeline.deliver(NOW)) == 0
+    assert [s.target for s in store.subscriptions()] == ["42"]  # 43 blocked the bot
+    assert asyncio.run(pipeline.deliver(NOW)) == 1  # 42's send is retried and lands once
+    assert asyncio.run(pipeline.deliver(NOW)) == 0
+    assert [r.target for r in sink.sent] == ["42"]
