@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from bot.alerts import AlertParams, AlertState, evaluate
 from bot.errors import SourceFailed
@@ -40,6 +41,13 @@ log = logging.getLogger(__name__)
 TICK_CHECKPOINT = "index_tick"
 #: How far back the index looks: the 7d window plus its 4-window baseline, and a day spare.
 LOOKBACK = timedelta(days=36)
+
+
+@runtime_checkable
+class Acking(Protocol):
+    """A source with its own durable inbox: told which messages are now safely stored."""
+
+    def ack(self, messages: Sequence[Message]) -> None: ...
 
 
 class ScorerLike:
@@ -74,6 +82,8 @@ class PipelineConfig:
 
     batch_size: int = 256  # messages per intake transaction
     score_chunk: int = 1024  # texts per scorer call: more texts, better length bucketing
+    flush_s: float = 0.5  # a quiet source's partial batch is stored after this long
+    delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
     queue_size: int = 64  # in batches
     tick_s: int = 3600
     assets: tuple[str, ...] = ("BTC", "ETH")
@@ -344,33 +354,54 @@ class Pipeline:
             set_aside=set_aside,
         )
 
-    async def _flush(self, batch: list[Message]) -> None:
+    async def _flush(self, batch: list[Message], source: Source | None = None) -> None:
         fresh = [
             m for m in batch if not self.store.has_message(m.platform, m.channel, m.message_id)
         ]
         prepared = [self.prepare(m) for m in fresh]
         if prepared:
             self.stats.added += self.store.add_messages(prepared, datetime.now(UTC))
+        # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
+        if isinstance(source, Acking):
+            source.ack(batch)
         self.stats.seen += len(batch)
         self.stats.bump()
         # Backpressure: this waits while the scorer is ``queue_size`` batches behind.
         await self._to_score.put(max(m.created_at for m in batch))
 
     async def intake(self, source: Source) -> None:
+        """Store messages from ``source`` in batches: when a batch is full, or when the
+        source has been quiet for ``flush_s`` (so a live chat's messages are not held)."""
         batch: list[Message] = []
+        messages = source.messages().__aiter__()
+        pending: asyncio.Future[Message] | None = None
         try:
-            async for message in source.messages():
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(messages.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=self.config.flush_s)
+                if not done:
+                    if batch:
+                        await self._flush(batch, source)
+                        batch = []
+                    continue
+                try:
+                    message = pending.result()
+                except StopAsyncIteration:
+                    pending = None
+                    break
+                pending = None
                 batch.append(message)
                 if len(batch) >= self.config.batch_size:
-                    await self._flush(batch)
+                    await self._flush(batch, source)
                     batch = []
-                if self._stopping.is_set():
-                    break
         except ConnectorError as exc:
             raise SourceFailed(f"source {source.name} failed: {exc}") from exc
         finally:
+            if pending is not None:
+                pending.cancel()
             if batch:
-                await self._flush(batch)
+                await self._flush(batch, source)
 
     # ------------------------------------------------------------------ scoring
 
@@ -526,12 +557,26 @@ class Pipeline:
 
     # ------------------------------------------------------------------ run
 
-    async def run(self, sources: Sequence[Source]) -> PipelineStats:
-        """Run all stages until every source ends (or ``stop()``), then drain."""
+    async def delivery_loop(self) -> None:
+        """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
+            except TimeoutError:
+                await self.deliver()
+
+    async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
+        """Run all stages until every source ends (or ``stop()``), then drain.
+
+        ``live`` adds the periodic delivery loop (a replay delivers after each tick)."""
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
+        delivery = asyncio.create_task(self.delivery_loop()) if live else None
         try:
             await asyncio.gather(*(self.intake(s) for s in sources))
         finally:
             await self._to_score.close()
             await asyncio.gather(*workers)
+            if delivery is not None:
+                self.stop()
+                await delivery
         return self.stats
