@@ -169,21 +169,64 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
 
-    sources = []
-    for path in args.replay or []:
-        sources.append(ReplaySource(Path(path), speed=args.speed))
-    for name in ("telegram", "discord", "x"):
-        log.info("connector %s off: not built in this version (replay sources only)", name)
-    if not sources:
-        raise ConfigError("nothing to listen to: give --replay FILE (live connectors come later)")
+    sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
+    if settings.telegram_token is None:
+        log.info("connector telegram off: MOODRING_TELEGRAM_TOKEN is not set")
+    for name in ("discord", "x"):
+        log.info("connector %s off: not built in this version", name)
+    if not sources and settings.telegram_token is None:
+        raise ConfigError(
+            "nothing to listen to: set MOODRING_TELEGRAM_TOKEN, or give --replay FILE"
+        )
     store = Store(settings.db)
     try:
-        pipeline = _pipeline(settings, store, {"console": ConsoleSink(sys.stdout)}, PipelineStats())
-        stats = asyncio.run(pipeline.run_until_signalled(sources))
-        log.info("%s: %s", "stopped" if pipeline.stopped else "done", stats)
+        sinks: dict = {"console": ConsoleSink(sys.stdout)}
+        pipeline = _pipeline(settings, store, sinks, PipelineStats())
+        asyncio.run(_serve(settings, store, pipeline, sources, sinks))
+        log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.stats)
     finally:
         store.close()
     return 0
+
+
+async def _serve(settings: Settings, store, pipeline, sources: list, sinks: dict) -> None:
+    """Run the pipeline with the chat front ends that have tokens, in this one event loop."""
+    if settings.telegram_token is None:
+        await pipeline.run_until_signalled(sources, live=True)
+        return
+    from bot.chat import ChatSource
+    from connectors.errors import ConnectorError
+    from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
+
+    token = settings.telegram_token.get_secret_value()
+    try:
+        tg = build_bot(token, settings.telegram_api_url)
+        await tg.initialize()  # getMe: fails fast on a bad token
+    except Exception as exc:  # PTB raises its own tree; say it in one line, without the token
+        raise ConfigError(f"Telegram login failed: {type(exc).__name__}") from None
+    try:
+        log.info("connector telegram on as @%s", tg.username)
+        sinks["telegram"] = TelegramSink(tg)
+        poller = TelegramPoller(tg, store)
+        chat = ChatSource(
+            "telegram",
+            poller,
+            sinks["telegram"],
+            store,
+            lambda cmd: roles_for(tg, cmd),
+            pipeline.stopping,
+        )
+        poll = asyncio.create_task(poller.run(pipeline.stopping))
+        try:
+            await pipeline.run_until_signalled([*sources, chat], live=True)
+        finally:
+            pipeline.stop()
+            try:
+                await poll
+            except ConnectorError as exc:
+                log.error("telegram polling stopped: %s", exc)
+    finally:
+        await tg.shutdown()
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -321,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("run", help="the long-running bot (replay sources for now)")
+    r = sub.add_parser("run", help="the long-running bot: Telegram (with a token) and replays")
     r.add_argument("--replay", nargs="*", help="CSV/JSONL files to replay as sources")
     r.add_argument("--speed", type=float)
     r.set_defaults(func=cmd_run)

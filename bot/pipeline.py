@@ -321,6 +321,11 @@ class Pipeline:
         self._stopping.set()
 
     @property
+    def stopping(self) -> asyncio.Event:
+        """Set when the run should end; long-running connectors watch it too."""
+        return self._stopping
+
+    @property
     def stopped(self) -> bool:
         """Whether ``stop()`` was called (the run ended early)."""
         return self._stopping.is_set()

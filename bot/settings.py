@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     #: Queue bound between stages: intake waits when scoring falls this far behind.
     queue_size: int = 2048
     telegram_token: SecretStr | None = None
+    #: A self-hosted Bot API server (or a test peer); None = Telegram's own.
+    telegram_api_url: str | None = None
     discord_token: SecretStr | None = None
     x_bearer_token: SecretStr | None = None
 

@@ -1,0 +1,133 @@
+"""Chat front ends in the pipeline: a platform's stored inbox read as a message source that
+also answers commands, with per-user and per-chat rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from bot.commands import CommandContext, handle
+from bot.store import Store
+from connectors.base import Sink
+from connectors.errors import DeliveryError
+from connectors.types import Command, Message, Reply
+
+log = logging.getLogger(__name__)
+
+#: Commands that change where alerts go in a group; they need the asker's real roles.
+ROLE_COMMANDS = frozenset({"subscribe", "unsubscribe"})
+
+
+class RateLimiter:
+    """Sliding-window limits per user and per chat (``now`` passed in, so it is testable)."""
+
+    def __init__(self, per_user: int = 5, per_chat: int = 20, window_s: float = 60.0) -> None:
+        self.per_user, self.per_chat, self.window_s = per_user, per_chat, window_s
+        self._hits: dict[tuple[str, str], deque[float]] = {}
+
+    def allow(self, cmd: Command, now: float) -> bool:
+        keys = [("user", f"{cmd.platform}:{cmd.user}"), ("chat", f"{cmd.platform}:{cmd.channel}")]
+        limits = {"user": self.per_user, "chat": self.per_chat}
+        for key in keys:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= limits[key[0]]:
+                return False
+        for key in keys:
+            self._hits[key].append(now)
+        if len(self._hits) > 10_000:  # forget idle keys so memory stays bounded
+            for key in [k for k, v in self._hits.items() if not v]:
+                del self._hits[key]
+        return True
+
+
+class EventFeed:
+    """What a chat connector offers: stored, translated updates (``TelegramPoller`` fits)."""
+
+    async def events(
+        self, limit: int = 100
+    ) -> list[tuple[int, Message | Command | None]]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class ChatSource:
+    """Reads a chat platform's durable inbox.
+
+    Messages are yielded to the pipeline and acknowledged (the inbox row marked done) only
+    once the pipeline has stored them; commands are answered here and then marked done, so a
+    crash re-answers at most the command it interrupted.
+    """
+
+    def __init__(
+        self,
+        platform: str,
+        feed: EventFeed,
+        sink: Sink,
+        store: Store,
+        roles_for: Callable[[Command], Awaitable[frozenset[str]]],
+        stopping: asyncio.Event,
+        limiter: RateLimiter | None = None,
+        idle_s: float = 0.5,
+    ) -> None:
+        self.name = platform
+        self.platform = platform
+        self.feed = feed
+        self.sink = sink
+        self.store = store
+        self.roles_for = roles_for
+        self.stopping = stopping
+        self.limiter = limiter or RateLimiter()
+        self.idle_s = idle_s
+        self._in_flight: dict[tuple[str, str, str], int] = {}
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while not self.stopping.is_set():
+            events = await self.feed.events()
+            fresh = [(uid, ev) for uid, ev in events if uid not in self._in_flight.values()]
+            if not fresh:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=self.idle_s)
+                continue
+            for update_id, event in fresh:
+                if isinstance(event, Message):
+                    self._in_flight[(event.platform, event.channel, event.message_id)] = update_id
+                    yield event
+                elif isinstance(event, Command):
+                    await self.answer(event)
+                    self._done(update_id)
+                else:
+                    self._done(update_id)
+
+    def ack(self, messages: Sequence[Message]) -> None:
+        """The pipeline stored these: forget their inbox rows."""
+        for m in messages:
+            update_id = self._in_flight.pop((m.platform, m.channel, m.message_id), None)
+            if update_id is not None:
+                self._done(update_id)
+
+    def _done(self, update_id: int, error: str | None = None) -> None:
+        self.store.mark_update_done(self.platform, update_id, datetime.now(UTC), error)
+
+    async def answer(self, cmd: Command) -> None:
+        """Answer one command in the chat it came from (errors logged, never raised)."""
+        now = datetime.now(UTC)
+        if not self.limiter.allow(cmd, now.timestamp()):
+            log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+            return
+        if cmd.name in ROLE_COMMANDS and not cmd.is_private:
+            cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
+        try:
+            reply = await asyncio.to_thread(handle, cmd, CommandContext(store=self.store, now=now))
+        except Exception:  # a bug must not take the chat down; the user still gets an answer
+            log.exception("command /%s failed", cmd.name)
+            reply = Reply(text="Sorry, that failed on our side. Try again in a minute.")
+        try:
+            await self.sink.send(dataclasses.replace(reply, target=cmd.channel))
+        except DeliveryError as exc:
+            log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)

@@ -1,0 +1,149 @@
+"""End to end on Telegram: group messages in through the real PTB client and the fake Bot
+API, scored and stored once; commands answered in plain text; alerts delivered to a
+subscriber once; a restart loses and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.chat import ChatSource, RateLimiter
+from bot.store import Store
+from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
+from connectors.types import Command
+from nlp.scorer import Scorer
+from tests.conftest import synthetic_text
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.test_pipeline_e2e import make_pipeline
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+GROUP = -1001234567890
+ADMIN = 42
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTelegram]:
+    server = FakeTelegram()
+    server.admins[GROUP] = [ADMIN]
+    server.start()
+    yield server
+    server.stop()
+
+
+def group_update(update_id: int, text: str, user_id: int, at: datetime) -> dict:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "from": {"id": user_id, "is_bot": False, "first_name": f"u{user_id}"},
+            "chat": {"id": GROUP, "title": "Crypto Talk", "type": "supergroup"},
+            "date": int(at.timestamp()),
+            "text": text,
+            **(
+                {"entities": [{"offset": 0, "length": len(text.split()[0]), "type": "bot_command"}]}
+                if text.startswith("/")
+                else {}
+            ),
+        },
+    }
+
+
+async def serve_until(store: Store, fake: FakeTelegram, model: Path, done, timeout: float = 30):
+    """Run the real pipeline + Telegram front end until ``done()`` or the timeout."""
+    tg = build_bot(TOKEN, fake.base_url)
+    await tg.initialize()
+    sink = TelegramSink(tg)
+    pipeline = make_pipeline(store, Scorer(model, cache_size=0), {"telegram": sink}, flush_s=0.1)
+    poller = TelegramPoller(tg, store, timeout=0)
+    chat = ChatSource(
+        "telegram",
+        poller,
+        sink,
+        store,
+        lambda cmd: roles_for(tg, cmd),
+        pipeline.stopping,
+        limiter=RateLimiter(per_user=3, per_chat=50),
+        idle_s=0.05,
+    )
+    poll = asyncio.create_task(poller.run(pipeline.stopping))
+    run = asyncio.create_task(pipeline.run([chat], live=True))
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    pipeline.stop()
+    await asyncio.gather(run, poll)
+    await tg.shutdown()
+    return pipeline.stats
+
+
+def sent_texts(fake: FakeTelegram) -> list[str]:
+    return [c.params["text"] for c in fake.requests("sendMessage")]
+
+
+def test_group_chat_end_to_end(tmp_path: Path, fake: FakeTelegram, tiny_model_dir: Path) -> None:
+    rng = random.Random(5)
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = Store(tmp_path / "tg.db")
+    # An admin subscribes the group to alerts; then a calm day and panicking last hours.
+    fake.queue_update(group_update(1, "/subscribe", ADMIN, now - timedelta(hours=31)))
+    n = 1
+    for k in range(160):
+        at = now - timedelta(hours=30) + timedelta(minutes=11 * k)
+        mood = "negative" if at > now - timedelta(hours=8) else rng.choice(["positive", "neutral"])
+        n += 1
+        fake.queue_update(group_update(n, synthetic_text(rng, mood), 1000 + rng.randrange(40), at))
+    nasty = "*bold* <b>x</b> @everyone [link](http://evil.example)"
+    fake.queue_update(group_update(n + 1, nasty, 1001, now))
+    n += 1
+    messages = n - 1  # every update but the /subscribe
+
+    def alerted() -> bool:
+        return any("Extreme Fear" in t for t in sent_texts(fake))
+
+    asyncio.run(serve_until(store, fake, tiny_model_dir, alerted))
+    stored = store.query("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM messages")
+    assert stored == [(messages, messages)]  # the command was answered, not scored
+    assert store.query("SELECT COUNT(*) FROM scores") == [(messages,)]
+    assert store.query("SELECT COUNT(*) FROM chat_inbox WHERE done_at IS NULL") == [(0,)]
+    alerts = [c for c in fake.requests("sendMessage") if "Extreme Fear" in c.params["text"]]
+    assert len(alerts) >= 1 and all(c.params["chat_id"] == str(GROUP) for c in alerts)
+    assert len({c.params["text"] for c in alerts}) == len(alerts)  # each alert once
+
+    # Commands: a member asks for the mood; a member and an admin subscribe in the group.
+    before = len(fake.requests("sendMessage"))
+    fake.queue_update(group_update(n + 1, "/mood", 1005, now))
+    fake.queue_update(group_update(n + 2, "/subscribe extreme", 1006, now))
+    fake.queue_update(group_update(n + 3, "/why", 1007, now))
+
+    def answered() -> bool:
+        return len(fake.requests("sendMessage")) >= before + 3
+
+    stats = asyncio.run(serve_until(store, fake, tiny_model_dir, answered))
+    assert stats.added == 0 and stats.delivered == 0  # a restart stores or sends nothing twice
+    texts = sent_texts(fake)
+    mood = next(t for t in texts if t.startswith("Mood as of"))
+    assert f"here — all assets in {GROUP}" in mood and "Fear" in mood
+    assert any("Subscribed by direct message" in t for t in texts)  # member → DM
+    assert any("Subscribed here" in t for t in texts)  # admin (getChatAdministrators) → group
+    calls = fake.requests("sendMessage")
+    assert all("parse_mode" not in c.params for c in calls)
+    why = next(c for c in calls if c.params["text"].startswith("Why"))
+    assert why.params["chat_id"] == str(GROUP)
+    assert "u10" not in why.params["text"]  # quotes, never authors
+    assert store.query("SELECT COUNT(*) FROM chat_inbox WHERE done_at IS NULL") == [(0,)]
+    store.close()
+
+
+def test_rate_limit_per_user() -> None:
+    limiter = RateLimiter(per_user=2, per_chat=10, window_s=60)
+    cmd = Command("telegram", "g", "g", "u1", "mood")
+    assert limiter.allow(cmd, 0) and limiter.allow(cmd, 1)
+    assert not limiter.allow(cmd, 2)
+    assert limiter.allow(Command("telegram", "g", "g", "u2", "mood"), 2)
+    assert limiter.allow(cmd, 61)  # the window slid
