@@ -330,13 +330,15 @@ class Pipeline:
         """Whether ``stop()`` was called (the run ended early)."""
         return self._stopping.is_set()
 
-    async def run_until_signalled(self, sources: Sequence[Source]) -> PipelineStats:
+    async def run_until_signalled(
+        self, sources: Sequence[Source], live: bool = False
+    ) -> PipelineStats:
         """``run`` with SIGINT/SIGTERM turned into a graceful ``stop()``."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         try:
-            return await self.run(sources)
+            return await self.run(sources, live=live)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
