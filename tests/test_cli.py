@@ -71,3 +71,15 @@ def test_unknown_command_prints_usage() -> None:
 def test_help(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True)
     assert proc.returncode == 0 and "moodring" in proc.stdout
+
+
+def test_every_cli_command_is_documented_in_the_readme() -> None:
+    """Like sqlite-utils' test_docs: a command nobody can find is a command nobody uses."""
+    import argparse
+
+    from bot.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [name for name in sub.choices if f"moodring {name}" not in readme]
+    assert missing == []
