@@ -20,7 +20,7 @@ from connectors.types import Command, Message, Reply
 log = logging.getLogger(__name__)
 
 #: Commands that change where alerts go in a group; they need the asker's real roles.
-ROLE_COMMANDS = frozenset({"subscribe", "unsubscribe"})
+ROLE_COMMANDS = frozenset({"subscribe", "unsubscribe", "summary"})
 
 
 class RateLimiter:

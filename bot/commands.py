@@ -42,6 +42,7 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 /subscribe [ASSET] [extreme|swing|hype|levels|divergence|all] — get alerts
 /unsubscribe [ASSET] · /alerts — stop them · list yours
 /quiet 22-7 [Europe/Berlin] — hold alerts at night, get one digest in the morning
+/summary [24h|7d] — moderators: this community's mood, extremes, topics and spam
 /help — this message"""
 
 USAGE = {
@@ -56,6 +57,7 @@ USAGE = {
     "unsubscribe": "/unsubscribe [ASSET]",
     "alerts": "/alerts",
     "quiet": "/quiet HOURS [TIMEZONE]   e.g. /quiet 22-7 Europe/Berlin",
+    "summary": "/summary [24h|7d]   (moderators)",
 }
 
 
@@ -297,6 +299,57 @@ def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
 
 
+MODERATOR_COMMANDS = frozenset({"summary"})
+SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
+    """Moderators: this community's mood trend, extremes, topics, spam and busiest channels."""
+    _, span = _split_args(cmd.args, tuple(SUMMARY_SPANS))
+    span = span or "24h"
+    since = ctx.now - SUMMARY_SPANS[span]
+    rows = [
+        r
+        for r in ctx.store.scored_since(since, ctx.now)
+        if r.community == cmd.community and r.platform == cmd.platform
+    ]
+    if not rows:
+        return Reply(text=f"No messages from this community in the last {span}.")
+    here = Scope(community=cmd.community, platform=cmd.platform)
+    window = "24h" if span == "24h" else "7d"
+    now_reading, _ = reading_at(ctx, here, window)
+    then_reading, _ = reading_at(ctx, here, window, since)
+    spam = sum(r.spam for r in rows)
+    lines = [
+        f"Summary of the last {span} ({len(rows)} messages, {spam} spam = "
+        f"{100 * spam / len(rows):.0f}%):"
+    ]
+    trend = f"mood now {reading_text(now_reading)}"
+    if then_reading.value is not None and now_reading.value is not None:
+        trend += f", {round(now_reading.value) - round(then_reading.value):+d} over {span}"
+    lines.append("• " + trend)
+    clean = [r for r in rows if not r.spam and not r.set_aside and r.text.strip()]
+    if clean:
+        best = max(clean, key=lambda r: (r.polarity, r.key))
+        worst = min(clean, key=lambda r: (r.polarity, r.key))
+        lines.append(f"• most bullish: “{_quote(best.text, 120)}” ({best.polarity:+.2f})")
+        lines.append(f"• most bearish: “{_quote(worst.text, 120)}” ({worst.polarity:+.2f})")
+    mentions: dict[str, int] = {}
+    for r in clean:
+        for a in r.assets:
+            mentions[a] = mentions.get(a, 0) + 1
+    if mentions:
+        top = sorted(mentions.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        lines.append("• talked about: " + ", ".join(f"{a} ({n})" for a, n in top))
+    channels: dict[str, int] = {}
+    for r in rows:
+        channel = r.key.split(":", 2)[1]
+        channels[channel] = channels.get(channel, 0) + 1
+    busiest = sorted(channels.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    lines.append("• busiest channels: " + ", ".join(f"{c} ({n})" for c, n in busiest))
+    return Reply(text="\n".join(lines))
+
+
 def _target(cmd: Command) -> str:
     """Where a subscriber's alerts go: this chat if it is a DM or a moderator asked in a
     group (delivery to the group), else the user's own DM."""
@@ -374,6 +427,7 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "unsubscribe": cmd_unsubscribe,
     "alerts": cmd_alerts,
     "quiet": cmd_quiet,
+    "summary": cmd_summary,
 }
 
 
@@ -383,6 +437,8 @@ def handle(cmd: Command, ctx: CommandContext) -> Reply:
     if handler is None:
         known = " ".join(f"/{n}" for n in HANDLERS if n != "start")
         return Reply(text=f"Unknown command /{cmd.name[:32]}. Try: {known}")
+    if cmd.name in MODERATOR_COMMANDS and "admin" not in cmd.roles:
+        return Reply(text=f"/{cmd.name} is for this chat's moderators only.")
     try:
         return handler(cmd, ctx)
     except UsageError as exc:

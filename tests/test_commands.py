@@ -115,3 +115,19 @@ def test_ask_at_a_time_in_the_past(db: Path, capsys) -> None:
     at = (START + timedelta(days=1)).isoformat()
     assert main(["--db", str(db), "ask", "/mood", "--at", at, "--community", "test"]) == 0
     assert (START + timedelta(days=1)).strftime("%Y-%m-%d %H:%M") in capsys.readouterr().out
+
+
+def test_summary_is_for_moderators_only(db: Path) -> None:
+    store = Store(db)
+    try:
+        now = store.newest_message_time()
+        assert now is not None
+        ctx = CommandContext(store=store, now=now)
+        member = Command("replay", "test", "c", "u", "summary", ("24h",))
+        assert "moderators only" in handle(member, ctx).text
+        admin = Command("replay", "test", "c", "u", "summary", ("24h",), frozenset({"admin"}))
+        text = handle(admin, ctx).text
+    finally:
+        store.close()
+    assert text.startswith("Summary of the last 24h")
+    assert "most bearish:" in text and "talked about:" in text and "spam" in text
