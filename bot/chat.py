@@ -84,19 +84,22 @@ class ChatSource:
         self.stopping = stopping
         self.limiter = limiter or RateLimiter()
         self.idle_s = idle_s
-        self._in_flight: dict[tuple[str, str, str], int] = {}
+        # Message key → inbox rows not yet stored by the pipeline (a post and its edits).
+        self._in_flight: dict[tuple[str, str, str], list[int]] = {}
 
     async def messages(self) -> AsyncIterator[Message]:
         while not self.stopping.is_set():
             events = await self.feed.events()
-            fresh = [(uid, ev) for uid, ev in events if uid not in self._in_flight.values()]
+            busy = {uid for uids in self._in_flight.values() for uid in uids}
+            fresh = [(uid, ev) for uid, ev in events if uid not in busy]
             if not fresh:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=self.idle_s)
                 continue
             for update_id, event in fresh:
                 if isinstance(event, Message):
-                    self._in_flight[(event.platform, event.channel, event.message_id)] = update_id
+                    key = (event.platform, event.channel, event.message_id)
+                    self._in_flight.setdefault(key, []).append(update_id)
                     yield event
                 elif isinstance(event, Command):
                     await self.answer(event)
@@ -107,8 +110,7 @@ class ChatSource:
     def ack(self, messages: Sequence[Message]) -> None:
         """The pipeline stored these: forget their inbox rows."""
         for m in messages:
-            update_id = self._in_flight.pop((m.platform, m.channel, m.message_id), None)
-            if update_id is not None:
+            for update_id in self._in_flight.pop((m.platform, m.channel, m.message_id), []):
                 self._done(update_id)
 
     def _done(self, update_id: int, error: str | None = None) -> None:

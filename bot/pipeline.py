@@ -30,6 +30,7 @@ from bot.types import Alert, MoodReading, Scope
 from connectors.base import Sink, Source
 from connectors.errors import ConnectorError, DeliveryError, RecipientGone
 from connectors.types import Message
+from nlp import spamtext
 from nlp.assets import AssetTable
 from nlp.errors import NlpError
 from nlp.language import LanguageDetector, detect_language, is_english
@@ -63,6 +64,7 @@ class PipelineStats:
 
     seen: int = 0
     added: int = 0
+    edited: int = 0
     scored: int = 0
     failed: int = 0
     ticks: int = 0
@@ -345,8 +347,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ intake
 
-    def prepare(self, message: Message) -> StoredMessage:
-        """Pure-ish per-message work done at intake: normalise, assets, language, spam."""
+    def prepare(self, message: Message, edit: bool = False) -> StoredMessage:
+        """Per-message work done at intake: normalise, assets, language, spam.
+
+        An edit is checked only by the text rules (links, shill patterns): the stream rules
+        would take it for a near-duplicate of its own first version."""
         norm = normalize(message.text)
         assets = self.assets.extract(message.text or "")
         set_aside = None
@@ -357,17 +362,33 @@ class Pipeline:
             message=message,
             norm_text=norm,
             assets=assets,
-            spam_reason=self.spam.check(message, norm),
+            spam_reason=(
+                (
+                    spamtext.shill_reason(message.text)
+                    or ("link_only" if spamtext.is_link_only(norm) else None)
+                )
+                if edit
+                else self.spam.check(message, norm)
+            ),
             set_aside=set_aside,
         )
 
     async def _flush(self, batch: list[Message], source: Source | None = None) -> None:
-        fresh = [
-            m for m in batch if not self.store.has_message(m.platform, m.channel, m.message_id)
-        ]
-        prepared = [self.prepare(m) for m in fresh]
-        if prepared:
-            self.stats.added += self.store.add_messages(prepared, datetime.now(UTC))
+        # The same key twice in one batch is a post and its edit: the last text wins.
+        latest = {(m.platform, m.channel, m.message_id): m for m in batch}
+        stored = self.store.stored_texts(list(latest))
+        fresh, edited = [], []
+        for key, m in latest.items():
+            if key not in stored:
+                fresh.append(self.prepare(m))
+            elif stored[key] is not None and stored[key] != m.text and m.text:
+                # An edit (same key, new text). A replay of the same post changes nothing, and
+                # nor does one whose stored text retention already purged.
+                edited.append(self.prepare(m, edit=True))
+        if fresh:
+            self.stats.added += self.store.add_messages(fresh, datetime.now(UTC))
+        if edited:
+            self.stats.edited += self.store.update_edited(edited)
         # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
         if isinstance(source, Acking):
             source.ack(batch)

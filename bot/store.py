@@ -345,6 +345,53 @@ class Store:
         return added
 
     @_locked
+    def stored_texts(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str | None]:
+        """The stored raw text of the keys that exist (``None`` where retention purged it)."""
+        out = {}
+        for key in keys:
+            row = self.db.execute(
+                "SELECT text FROM messages WHERE platform = ? AND channel = ? AND message_id = ?",
+                list(key),
+            ).fetchone()
+            if row is not None:
+                out[key] = row[0]
+        return out
+
+    @_locked
+    def update_edited(self, items: Sequence[StoredMessage]) -> int:
+        """An edited message: new text, assets and marks; scored again (status back to new)."""
+        with self.transaction() as db:
+            for item in items:
+                m = item.message
+                key = [m.platform, m.channel, m.message_id]
+                db.execute(
+                    "UPDATE messages SET text = ?, norm_text = ?, assets = ?, spam_reason = ?,"
+                    " set_aside = ?, status = 'new', error = NULL"
+                    " WHERE platform = ? AND channel = ? AND message_id = ?",
+                    [
+                        m.text,
+                        item.norm_text,
+                        json.dumps(list(item.assets)),
+                        item.spam_reason,
+                        item.set_aside,
+                        *key,
+                    ],
+                )
+                db.execute(
+                    "DELETE FROM message_assets WHERE platform = ? AND channel = ?"
+                    " AND message_id = ?",
+                    key,
+                )
+                for asset in item.assets:
+                    db.execute(
+                        "INSERT OR IGNORE INTO message_assets VALUES (?, ?, ?, ?, ?)",
+                        [*key, asset, iso(m.created_at)],
+                    )
+        return len(items)
+
+    @_locked
     def unscored(self, limit: int) -> list[tuple[tuple[str, str, str], str]]:
         """Keys and normalised texts of stored messages not yet scored, oldest first."""
         rows = self.db.execute(

@@ -147,3 +147,24 @@ def test_rate_limit_per_user() -> None:
     assert not limiter.allow(cmd, 2)
     assert limiter.allow(Command("telegram", "g", "g", "u2", "mood"), 2)
     assert limiter.allow(cmd, 61)  # the window slid
+
+
+def test_an_edited_telegram_message_updates_the_stored_text(
+    tmp_path: Path, fake: FakeTelegram, tiny_model_dir: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = Store(tmp_path / "edit.db")
+    original = group_update(1, "$BTC crash dump rekt", 1001, now)
+    fake.queue_update(original)
+    edit = {"update_id": 2, "edited_message": {**original["message"], "text": "$BTC moon pump"}}
+    edit["edited_message"]["edit_date"] = int(now.timestamp()) + 60
+    fake.queue_update(edit)
+
+    def edited() -> bool:
+        rows = store.query("SELECT text, status FROM messages")
+        return rows == [("$BTC moon pump", "scored")]
+
+    asyncio.run(serve_until(store, fake, tiny_model_dir, edited, timeout=15))
+    assert store.query("SELECT text, status FROM messages") == [("$BTC moon pump", "scored")]
+    assert store.query("SELECT COUNT(*) FROM chat_inbox WHERE done_at IS NULL") == [(0,)]
+    store.close()

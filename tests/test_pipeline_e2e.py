@@ -168,3 +168,45 @@ def test_poison_message_is_set_aside_and_the_rest_flow(
     [(status, error)] = store.query("SELECT status, error FROM messages WHERE text = 'poison pill'")
     assert status == "failed" and "cannot score" in error
     store.close()
+
+
+def test_an_edit_updates_the_stored_text_and_is_scored_again(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    at = START.isoformat()
+    first = tmp_path / "first.jsonl"
+    first.write_text(
+        json.dumps({"id": "1", "created_at": at, "author": "a", "text": "$BTC crash dump rekt"})
+        + "\n"
+    )
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(
+        json.dumps({"id": "1", "created_at": at, "author": "a", "text": "$ETH moon pump gains"})
+        + "\n"
+    )
+    store = Store(tmp_path / "e.db")
+    scorer = Scorer(tiny_model_dir, cache_size=0)
+    asyncio.run(
+        make_pipeline(store, scorer, {}).run(
+            [ReplaySource(first, platform="replay", community="c")]
+        )
+    )
+    [(p_before,)] = store.query("SELECT p_pos - p_neg FROM scores")
+    stats = asyncio.run(
+        make_pipeline(store, scorer, {}).run(
+            [ReplaySource(edited, platform="replay", community="c")]
+        )
+    )
+    assert stats.edited == 1 and stats.added == 0 and stats.scored == 1
+    assert store.query("SELECT text, status FROM messages") == [("$ETH moon pump gains", "scored")]
+    assert store.query("SELECT asset FROM message_assets") == [("ETH",)]
+    [(p_after,)] = store.query("SELECT p_pos - p_neg FROM scores")
+    assert p_after > p_before
+    # The same edit replayed again changes nothing.
+    again = asyncio.run(
+        make_pipeline(store, scorer, {}).run(
+            [ReplaySource(edited, platform="replay", community="c")]
+        )
+    )
+    assert again.edited == 0 and again.scored == 0
+    store.close()
