@@ -66,19 +66,26 @@ def load_scorer(settings: Settings, cache_size: int = 4096):
 # ---------------------------------------------------------------------- demo / run
 
 
-def _pipeline(settings: Settings, store, sinks, stats, config=None):
-    from bot.pipeline import Pipeline, PipelineConfig
-    from bot.spam import SpamConfig, SpamMarker
-    from nlp.assets import AssetTable
-    from nlp.language import LanguageDetector
+def _pipeline_config(settings: Settings, **overrides):
+    from bot.pipeline import PipelineConfig
 
-    config = config or PipelineConfig(
+    return PipelineConfig(
         tick_s=settings.tick_s,
         assets=tuple(settings.assets),
         min_asset_mentions=settings.min_asset_mentions,
         queue_size=max(1, settings.queue_size // 256),
         retention_days=settings.retention_days,
+        **overrides,
     )
+
+
+def _pipeline(settings: Settings, store, sinks, stats, config=None):
+    from bot.pipeline import Pipeline
+    from bot.spam import SpamConfig, SpamMarker
+    from nlp.assets import AssetTable
+    from nlp.language import LanguageDetector
+
+    config = config or _pipeline_config(settings)
     return Pipeline(
         store=store,
         scorer=load_scorer(settings),
@@ -181,7 +188,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.db)
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
-        pipeline = _pipeline(settings, store, sinks, PipelineStats())
+        # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
+        config = _pipeline_config(settings, tick_to_clock=not sources)
+        pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
         asyncio.run(_serve(settings, store, pipeline, sources, sinks))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.stats)
     finally:

@@ -86,6 +86,7 @@ class PipelineConfig:
     score_chunk: int = 1024  # texts per scorer call: more texts, better length bucketing
     flush_s: float = 0.5  # a quiet source's partial batch is stored after this long
     delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
+    tick_to_clock: bool = False  # live chats: tick on the wall clock too, so quiet hours tick
     queue_size: int = 64  # in batches
     tick_s: int = 3600
     assets: tuple[str, ...] = ("BTC", "ETH")
@@ -591,6 +592,8 @@ class Pipeline:
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
             except TimeoutError:
+                if self.config.tick_to_clock:
+                    await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
                 await self.deliver()
 
     async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:

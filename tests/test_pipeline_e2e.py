@@ -16,7 +16,7 @@ import pytest
 
 from bot.pipeline import Pipeline, PipelineConfig, PipelineStats
 from bot.spam import SpamConfig, SpamMarker
-from bot.store import Store
+from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
 from connectors.types import Reply
 from nlp.assets import AssetTable
@@ -209,4 +209,51 @@ def test_an_edit_updates_the_stored_text_and_is_scored_again(
         )
     )
     assert again.edited == 0 and again.scored == 0
+    store.close()
+
+
+def test_a_quiet_live_chat_still_ticks_on_the_clock(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """No message crosses the hour, yet the live index keeps ticking up to now."""
+    now = datetime.now(UTC)
+    posts = tmp_path / "recent.jsonl"
+    posts.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": str(i),
+                    "created_at": (
+                        now - timedelta(hours=5) + timedelta(minutes=10 * i)
+                    ).isoformat(),
+                    "author": f"a{i}",
+                    "text": f"$BTC chart watching {i}",
+                }
+            )
+            for i in range(20)
+        )
+        + "\n"
+    )
+    store = Store(tmp_path / "live.db")
+    scorer = Scorer(tiny_model_dir, cache_size=0)
+    asyncio.run(make_pipeline(store, scorer, {}).run([ReplaySource(posts, platform="replay")]))
+    before = store.checkpoint("index_tick")
+    assert before is not None and parse_ts(before) < now - timedelta(hours=1, minutes=30)
+    pipeline = make_pipeline(store, scorer, {}, tick_to_clock=True, delivery_s=0.05)
+
+    class Silent:
+        name = "silent"
+
+        async def messages(self):
+            await pipeline.stopping.wait()
+            return
+            yield  # an async generator that never yields
+
+    async def main() -> None:
+        run = asyncio.create_task(pipeline.run([Silent()], live=True))
+        await asyncio.sleep(1.0)
+        pipeline.stop()
+        await run
+
+    asyncio.run(main())
+    after = parse_ts(store.checkpoint("index_tick") or "")
+    assert after > now - timedelta(hours=1)
     store.close()
