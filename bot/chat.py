@@ -10,6 +10,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from bot.commands import CommandContext, handle
 from bot.store import Store
@@ -47,13 +48,10 @@ class RateLimiter:
         return True
 
 
-class EventFeed:
+class EventFeed(Protocol):
     """What a chat connector offers: stored, translated updates (``TelegramPoller`` fits)."""
 
-    async def events(
-        self, limit: int = 100
-    ) -> list[tuple[int, Message | Command | None]]:  # pragma: no cover - protocol
-        raise NotImplementedError
+    async def events(self, limit: int = 100) -> list[tuple[int, Message | Command | None]]: ...
 
 
 class ChatSource:

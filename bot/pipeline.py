@@ -51,11 +51,10 @@ class Acking(Protocol):
     def ack(self, messages: Sequence[Message]) -> None: ...
 
 
-class ScorerLike:
+class ScorerLike(Protocol):
     """What the pipeline needs of a scorer (``nlp.scorer.Scorer`` fits)."""
 
-    def score(self, texts: Sequence[str]) -> list[Score]:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def score(self, texts: Sequence[str]) -> list[Score]: ...
 
 
 @dataclass(slots=True)
