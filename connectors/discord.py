@@ -1,0 +1,578 @@
+"""The Discord connector: guild messages in, slash commands answered, replies out (discord.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.utils import MISSING
+
+from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.types import Command, Message, Reply
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+TEXT_LIMIT = 2000  # message content, in characters
+DEFAULT_BACKFILL_LIMIT = 500  # per channel and reconnect; older gaps are given up
+DEFAULT_DEFER_AFTER = 2.0  # seconds; Discord drops an interaction not acknowledged in 3 s
+FAILED_TEXT = "Sorry, that failed on our side. Try again in a minute."
+
+# Only what users write; joins, pins, boosts and the like are not community mood.
+_USER_MESSAGE_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+_ARG_SPLIT = re.compile(r"[\s,]+")
+
+Answer = Callable[[Command], Awaitable[Reply]]
+OnMessage = Callable[[Message], Awaitable[None]]
+OnDelete = Callable[[str, str, str], Awaitable[None]]
+LastSeen = Callable[[str], int | None]
+
+
+# ---------------------------------------------------------------------- translation
+
+
+def message_to_event(msg: discord.Message, own_id: int | None = None) -> Message | None:
+    """Translate a guild text-channel or thread message into a Message, or None.
+
+    Bots (ourselves included), webhooks, system messages, direct messages and messages
+    without text give None. An edited message gives the same key and the original
+    ``created_at`` (the caller upserts). Discord servers are private communities, so
+    ``public`` is False.
+
+    Args:
+        msg: a message from discord.py's cache, an event, or ``channel.history``.
+        own_id: our bot user's id (ignored even if Discord stops flagging it as a bot).
+
+    Returns:
+        The Message, or None when the message is not community chatter.
+    """
+    if msg.guild is None or not isinstance(msg.channel, discord.TextChannel | discord.Thread):
+        return None
+    if msg.author.bot or msg.webhook_id is not None or msg.author.id == own_id:
+        return None
+    if msg.type not in _USER_MESSAGE_TYPES or not msg.content.strip():
+        return None
+    return Message(
+        platform=PLATFORM,
+        community=str(msg.guild.id),
+        channel=str(msg.channel.id),
+        message_id=str(msg.id),
+        author=str(msg.author.id),
+        text=msg.content,
+        created_at=msg.created_at,  # from the snowflake: aware UTC, unchanged by edits
+        likes=sum(reaction.count for reaction in msg.reactions),
+        replies=msg.thread.message_count if msg.thread is not None else 0,
+        public=False,
+    )
+
+
+def interaction_to_command(
+    interaction: discord.Interaction, admin_roles: Collection[str] = ()
+) -> Command:
+    """Translate a slash-command interaction into a Command.
+
+    Arguments follow the command's declared parameter order (not the order the user filled
+    them in), skipping empty ones; a value with spaces or commas (``kinds: "extreme swing"``)
+    becomes several arguments, as typed text would. The user is an admin when they have
+    Manage Server or a role named in ``admin_roles`` (case-insensitive).
+
+    Args:
+        interaction: an application-command interaction, as the command tree dispatched it.
+        admin_roles: role names that count as moderators besides Manage Server.
+
+    Returns:
+        The Command; ``is_private`` for a direct message.
+    """
+    command = interaction.command
+    name = command.name if command is not None else str((interaction.data or {}).get("name", ""))
+    args: list[str] = []
+    parameters = command.parameters if isinstance(command, app_commands.Command) else []
+    for parameter in parameters:
+        value = getattr(interaction.namespace, parameter.name, None)
+        if value is not None:
+            args.extend(part for part in _ARG_SPLIT.split(str(value)) if part)
+    channel = str(interaction.channel_id)
+    guild_id = interaction.guild_id
+    return Command(
+        platform=PLATFORM,
+        community=str(guild_id) if guild_id is not None else channel,
+        channel=channel,
+        user=str(interaction.user.id),
+        name=name,
+        args=tuple(args),
+        roles=_roles(interaction.user, admin_roles),
+        is_private=guild_id is None,
+    )
+
+
+def _roles(user: discord.User | discord.Member, admin_roles: Collection[str]) -> frozenset[str]:
+    if not isinstance(user, discord.Member):
+        return frozenset()  # a DM: no server, no roles
+    wanted = {name.casefold() for name in admin_roles}
+    if user.guild_permissions.manage_guild or any(
+        role.name.casefold() in wanted for role in user.roles
+    ):
+        return frozenset({"admin"})
+    return frozenset()
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Split text into chunks of at most ``limit`` characters, at line ends where possible.
+
+    A single line longer than ``limit`` is cut inside. Blank-only text gives ``[]``.
+    """
+    chunks: list[str] = []
+    while text.strip():
+        if len(text) <= limit:
+            head, text = text, ""
+        else:
+            newline = text.rfind("\n", 0, limit + 1)
+            cut = newline if newline > 0 else limit
+            head, text = text[:cut], text[cut:].lstrip("\n")
+        head = head.rstrip("\n")
+        if head.strip():  # Discord rejects an all-blank message
+            chunks.append(head)
+    return chunks
+
+
+def _file(reply: Reply) -> discord.File:
+    assert reply.image is not None
+    return discord.File(io.BytesIO(reply.image), filename=reply.image_name)
+
+
+# ---------------------------------------------------------------------- the client
+
+
+class DiscordConnector:
+    """Owns a ``discord.Client``: guild messages go to ``on_message``, slash commands to
+    ``answer``, edits and deletes to their callbacks; after each READY (a fresh session, not
+    a resume) the listened channels are backfilled from the last seen message.
+
+    Example::
+
+        connector = DiscordConnector(answer=answer, on_message=store_message,
+                                     on_delete=forget, last_seen=last_seen)
+        await connector.run(token, stop)
+    """
+
+    def __init__(
+        self,
+        *,
+        answer: Answer,
+        on_message: OnMessage,
+        on_delete: OnDelete,
+        last_seen: LastSeen,
+        channel_ids: Iterable[int] = (),
+        admin_roles: Collection[str] = (),
+        sync_commands: bool = True,
+        backfill_limit: int = DEFAULT_BACKFILL_LIMIT,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        max_ratelimit_timeout: float = 30.0,
+    ) -> None:
+        """Build the client and its command tree; nothing connects until ``run``.
+
+        Args:
+            answer: answers a Command (rate limits, roles policy and errors are its business).
+            on_message: receives each guild message, edit and backfilled message.
+            on_delete: receives ``("discord", channel_id, message_id)`` for each deletion.
+            last_seen: the newest stored message id of a channel (our string id), or None.
+            channel_ids: the channels (or thread parents) to listen to; empty means all.
+            admin_roles: role names that count as moderators besides Manage Server.
+            sync_commands: publish the slash commands globally at login (Discord keeps them;
+                turn off once published to save a request).
+            backfill_limit: the most messages fetched per channel after a new session.
+            defer_after: seconds to wait for ``answer`` before acknowledging with "thinking…"
+                and sending the reply as a follow-up.
+            max_ratelimit_timeout: longer rate-limit waits raise instead of sleeping, so the
+                caller's delivery queue decides when to retry.
+        """
+        self.answer = answer
+        self.on_message = on_message
+        self.on_delete = on_delete
+        self.last_seen = last_seen
+        self.channel_ids = frozenset(channel_ids)
+        self.admin_roles = tuple(admin_roles)
+        self.sync_commands = sync_commands
+        self.backfill_limit = backfill_limit
+        self.defer_after = defer_after
+        self.sessions = 0  # READY events seen: each is a new gateway session
+        self.client = _Client(self, max_ratelimit_timeout)
+        self.tree = self.client.tree
+        _register_commands(self)
+
+    async def run(self, token: str, stop: asyncio.Event) -> None:
+        """Connect and serve until ``stop`` is set; discord.py reconnects on its own.
+
+        Raises:
+            SourceUnavailable: the token was rejected, the Message Content intent is not
+                enabled for the application, or the gateway closed for good.
+        """
+        async with self.client:
+            serve = asyncio.ensure_future(self.client.start(token))
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({serve, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+                if not serve.done():
+                    await self.client.close()  # makes start() return
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await serve
+            try:
+                serve.result()
+            except discord.LoginFailure as exc:
+                raise SourceUnavailable("discord rejected the bot token") from exc
+            except discord.PrivilegedIntentsRequired as exc:
+                raise SourceUnavailable(
+                    "discord: enable the Message Content intent for this application"
+                ) from exc
+            except (discord.DiscordException, OSError) as exc:
+                # discord.py retries transient failures itself; what reaches here is fatal.
+                raise SourceUnavailable(f"discord connection failed: {exc!r}") from exc
+
+    # -------------------------------------------------------------- events (from _Client)
+
+    def listens_to(self, channel: Any) -> bool:
+        """Whether messages in ``channel`` (a channel or thread) are ours to read."""
+        if not self.channel_ids:
+            return True
+        parent_id = getattr(channel, "parent_id", None)
+        return channel.id in self.channel_ids or parent_id in self.channel_ids
+
+    def _listens_to_id(self, channel_id: int) -> bool:
+        channel = self.client.get_channel(channel_id)
+        if channel is None:
+            return not self.channel_ids or channel_id in self.channel_ids
+        return self.listens_to(channel)
+
+    def _own_id(self) -> int | None:
+        return self.client.user.id if self.client.user is not None else None
+
+    async def handle_message(self, msg: discord.Message) -> None:
+        """Hand a new or edited guild message on, if it is one we listen to."""
+        if not self.listens_to(msg.channel):
+            return
+        event = message_to_event(msg, self._own_id())
+        if event is not None:
+            await self.on_message(event)
+
+    async def handle_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edit that changed the text: the same key with the new text."""
+        if "content" not in payload.data:
+            return  # embeds unfurled, pinned, ...: the text did not change
+        await self.handle_message(payload.message)
+
+    async def handle_delete(self, channel_id: int, message_ids: Iterable[int]) -> None:
+        """Deleted messages: tell ``on_delete`` (unknown ids are its business)."""
+        if not self._listens_to_id(channel_id):
+            return
+        for message_id in message_ids:
+            await self.on_delete(PLATFORM, str(channel_id), str(message_id))
+
+    async def handle_ready(self) -> None:
+        """A new gateway session: events since the last one are lost, so backfill."""
+        self.sessions += 1
+        logger.info("discord: session %d ready, backfilling", self.sessions)
+        await self.backfill()
+
+    def backfill_channels(self) -> list[discord.TextChannel | discord.Thread]:
+        """The channels to backfill: the configured ones we can see, else every text channel."""
+        if self.channel_ids:
+            found = [self.client.get_channel(channel_id) for channel_id in self.channel_ids]
+            channels = [c for c in found if isinstance(c, discord.TextChannel | discord.Thread)]
+        else:
+            channels = [
+                channel
+                for guild in self.client.guilds
+                for channel in guild.text_channels
+                if channel.permissions_for(guild.me).read_message_history
+            ]
+        return sorted(channels, key=lambda c: c.id)
+
+    async def backfill(self) -> int:
+        """Fetch, oldest first, what each channel got after its last seen message.
+
+        A channel never seen (``last_seen`` gives None) is skipped: old history is not live
+        mood. Errors are logged per channel, never raised.
+
+        Returns:
+            How many Messages were handed to ``on_message``.
+        """
+        sent = 0
+        own_id = self._own_id()
+        for channel in self.backfill_channels():
+            last = self.last_seen(str(channel.id))
+            if last is None:
+                continue
+            try:
+                async for msg in channel.history(
+                    limit=self.backfill_limit, after=discord.Object(last), oldest_first=True
+                ):
+                    event = message_to_event(msg, own_id)
+                    if event is not None:
+                        await self.on_message(event)
+                        sent += 1
+            except discord.HTTPException as exc:
+                logger.warning(
+                    "discord: cannot backfill channel %s (%s %s)", channel.id, exc.status, exc.code
+                )
+        logger.info("discord: backfilled %d messages", sent)
+        return sent
+
+    async def respond(self, interaction: discord.Interaction) -> None:
+        """Answer a slash command: ``answer`` it, then reply with mentions disabled."""
+        command = interaction_to_command(interaction, self.admin_roles)
+        task = asyncio.ensure_future(self._answer(command))
+        done, _ = await asyncio.wait({task}, timeout=self.defer_after)
+        deferred = not done
+        if deferred:
+            # Slow (a chart, a busy store): acknowledge now, reply as a follow-up.
+            await interaction.response.defer(thinking=True)
+        reply = await task
+        chunks = split_text(reply.text) or [""]
+        file = _file(reply) if reply.image is not None else MISSING
+        none = discord.AllowedMentions.none()
+        if deferred:  # the "thinking…" message becomes the reply
+            await interaction.edit_original_response(
+                content=chunks[0],
+                attachments=[file] if file is not MISSING else MISSING,
+                allowed_mentions=none,
+            )
+        else:
+            await interaction.response.send_message(
+                content=chunks[0], file=file, allowed_mentions=none
+            )
+        for chunk in chunks[1:]:
+            await interaction.followup.send(content=chunk, allowed_mentions=none)
+
+    async def _answer(self, command: Command) -> Reply:
+        try:
+            return await self.answer(command)
+        except Exception:  # a bug must not leave the user with "The application did not respond"
+            logger.exception("discord: /%s failed", command.name)
+            return Reply(text=FAILED_TEXT)
+
+
+class _Client(discord.Client):
+    """A discord.Client that forwards its events to a DiscordConnector."""
+
+    def __init__(self, connector: DiscordConnector, max_ratelimit_timeout: float) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.message_content = True  # privileged: must be enabled in the developer portal
+        intents.dm_messages = True
+        super().__init__(
+            intents=intents,
+            # Replies quote user text; nothing we send may ever ping anyone.
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_ratelimit_timeout=max_ratelimit_timeout,
+        )
+        self.connector = connector
+        # On the client, where discord.py convention (and test harnesses) look for it.
+        self.tree = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        if self.connector.sync_commands:
+            synced = await self.connector.tree.sync()
+            logger.info("discord: %d slash commands published", len(synced))
+
+    async def on_ready(self) -> None:
+        await self.connector.handle_ready()
+
+    async def on_resumed(self) -> None:
+        logger.info("discord: session resumed; Discord replays what was missed")
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.connector.handle_message(message)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        await self.connector.handle_edit(payload)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self.connector.handle_delete(payload.channel_id, [payload.message_id])
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await self.connector.handle_delete(payload.channel_id, sorted(payload.message_ids))
+
+
+# ---------------------------------------------------------------------- slash commands
+
+Window = Literal["1h", "24h", "7d"]
+ChartSpan = Literal["7d", "30d"]
+SummarySpan = Literal["24h", "7d"]
+
+
+def _register_commands(connector: DiscordConnector) -> None:
+    """Add the slash commands, mirroring the chat grammar; each one goes to ``respond``."""
+    tree = connector.tree
+    respond = connector.respond
+
+    @tree.command(name="mood", description="Community mood for an asset (or the market)")
+    @app_commands.describe(asset="e.g. BTC", window="how far back")
+    async def mood(
+        interaction: discord.Interaction, asset: str | None = None, window: Window | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="fear", description="The fear and greed reading")
+    async def fear(interaction: discord.Interaction) -> None:
+        await respond(interaction)
+
+    @tree.command(name="why", description="The posts behind the mood")
+    @app_commands.describe(asset="e.g. ETH")
+    async def why(interaction: discord.Interaction, asset: str | None = None) -> None:
+        await respond(interaction)
+
+    @tree.command(name="trending", description="Assets people talk about most")
+    async def trending(interaction: discord.Interaction) -> None:
+        await respond(interaction)
+
+    @tree.command(name="chart", description="Mood and price chart")
+    @app_commands.describe(asset="e.g. BTC", span="how far back")
+    async def chart(
+        interaction: discord.Interaction, asset: str, span: ChartSpan | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="price", description="The latest stored price and the mood beside it")
+    @app_commands.describe(asset="e.g. BTC")
+    async def price(interaction: discord.Interaction, asset: str) -> None:
+        await respond(interaction)
+
+    @tree.command(name="levels", description="Support and resistance levels")
+    @app_commands.describe(asset="e.g. BTC")
+    async def levels(interaction: discord.Interaction, asset: str) -> None:
+        await respond(interaction)
+
+    @tree.command(name="subscribe", description="Get mood alerts")
+    @app_commands.describe(asset="e.g. BTC", kinds="extreme, swing, hype, levels, divergence, all")
+    async def subscribe(
+        interaction: discord.Interaction, asset: str | None = None, kinds: str | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="unsubscribe", description="Stop mood alerts")
+    @app_commands.describe(asset="e.g. BTC; empty stops all")
+    async def unsubscribe(interaction: discord.Interaction, asset: str | None = None) -> None:
+        await respond(interaction)
+
+    @tree.command(name="alerts", description="List your alerts")
+    async def alerts(interaction: discord.Interaction) -> None:
+        await respond(interaction)
+
+    @tree.command(name="quiet", description="Hold alerts at night; one digest in the morning")
+    @app_commands.describe(hours="e.g. 22-7", timezone="e.g. Europe/Berlin")
+    async def quiet(
+        interaction: discord.Interaction, hours: str, timezone: str | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="summary", description="Moderators: this server's mood, topics and spam")
+    @app_commands.describe(span="how far back")
+    async def summary(interaction: discord.Interaction, span: SummarySpan | None = None) -> None:
+        await respond(interaction)
+
+    @tree.command(name="help", description="What moodring can do")
+    async def help_(interaction: discord.Interaction) -> None:
+        await respond(interaction)
+
+
+# ---------------------------------------------------------------------- sending
+
+
+class DiscordSink:
+    """Sends Replies as plain content that can never mention anyone.
+
+    ``reply.target`` is a channel or thread id (``"1234"``) or ``"user:<id>"`` for a direct
+    message. Text over 2000 characters is split on line boundaries; an image goes out as an
+    attachment on the first message.
+
+    Example::
+
+        sink = DiscordSink(connector.client)
+        await sink.send(Reply("BTC mood 62", target="1234", image=png))
+    """
+
+    def __init__(self, client: discord.Client) -> None:
+        """Create the sink over a logged-in ``discord.Client``."""
+        self.client = client
+
+    async def send(self, reply: Reply) -> None:
+        """Deliver one reply.
+
+        A reply that needs several messages is sent in order; if one fails, the earlier ones
+        were delivered (the caller's retry repeats them).
+
+        Raises:
+            DeliveryError: the send failed; ``retry_after`` is set when rate limited.
+            RecipientGone: no access (kicked, DMs closed, missing permission) or the channel
+                or user no longer exists.
+        """
+        if not reply.target:
+            raise DeliveryError("discord reply has no target")
+        none = discord.AllowedMentions.none()
+        try:
+            channel = await self._channel(reply.target)
+            chunks = split_text(reply.text)
+            if reply.image is not None:
+                first = chunks.pop(0) if chunks else None
+                await channel.send(content=first, file=_file(reply), allowed_mentions=none)
+            for chunk in chunks:
+                await channel.send(content=chunk, allowed_mentions=none)
+        except discord.RateLimited as exc:  # a wait longer than max_ratelimit_timeout
+            raise DeliveryError(
+                f"discord send to {reply.target} rate limited", retry_after=exc.retry_after
+            ) from exc
+        except discord.HTTPException as exc:
+            raise delivery_error(exc, reply.target) from exc
+        except (OSError, TimeoutError) as exc:  # network (aiohttp errors are OSErrors)
+            raise DeliveryError(f"discord send to {reply.target} failed: {exc!r}") from exc
+
+    async def _channel(self, target: str) -> discord.abc.Messageable:
+        kind, sep, raw = target.partition(":")
+        if sep and kind == "user":
+            user_id = _snowflake(raw, target)
+            user = self.client.get_user(user_id) or await self.client.fetch_user(user_id)
+            return user.dm_channel or await user.create_dm()
+        channel_id = _snowflake(target, target)
+        channel = self.client.get_channel(channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            return channel
+        return self.client.get_partial_messageable(channel_id)  # no fetch: send and see
+
+
+def _snowflake(text: str, target: str) -> int:
+    if not text.isdigit():
+        raise RecipientGone(f"discord target {target!r} is not a channel or user:<id>")
+    return int(text)
+
+
+def delivery_error(exc: discord.HTTPException, target: str) -> DeliveryError:
+    """Map a discord.py HTTP error to ours: 403/404 → RecipientGone; 429 → retry_after."""
+    detail = f"discord send to {target} failed: {exc.status} {exc.code} {exc.text[:200]}"
+    if isinstance(exc, discord.Forbidden | discord.NotFound):
+        return RecipientGone(detail)
+    if exc.status == 429:
+        return DeliveryError(detail, retry_after=_retry_after(exc))
+    return DeliveryError(detail)
+
+
+def _retry_after(exc: discord.HTTPException) -> float | None:
+    value = getattr(exc, "retry_after", None)
+    if value is None:
+        headers = getattr(exc.response, "headers", None) or {}
+        value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
