@@ -48,6 +48,43 @@ class RateLimiter:
         return True
 
 
+async def answer_command(cmd: Command, store: Store, limiter: RateLimiter) -> Reply | None:
+    """The reply to a command, or None when the user is over their rate limit."""
+    now = datetime.now(UTC)
+    if not limiter.allow(cmd, now.timestamp()):
+        log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+        return None
+    try:
+        return await asyncio.to_thread(handle, cmd, CommandContext(store=store, now=now))
+    except Exception:  # a bug must not take the chat down; the user still gets an answer
+        log.exception("command /%s failed", cmd.name)
+        return Reply(text="Sorry, that failed on our side. Try again in a minute.")
+
+
+class QueueSource:
+    """A push-style platform (Discord's gateway calls us) as a pipeline Source.
+
+    Messages wait in a bounded in-memory queue until intake stores them. A crash can lose what
+    waits there, which is why the Discord connector backfills from the newest stored id on
+    every new session.
+    """
+
+    def __init__(self, name: str, stopping: asyncio.Event, maxsize: int = 10_000) -> None:
+        self.name = name
+        self.stopping = stopping
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+
+    async def put(self, message: Message) -> None:
+        await self._queue.put(message)  # waits when intake is behind: backpressure
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while not self.stopping.is_set():
+            try:
+                yield await asyncio.wait_for(self._queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+
+
 class EventFeed(Protocol):
     """What a chat connector offers: stored, translated updates (``TelegramPoller`` fits)."""
 
@@ -116,18 +153,44 @@ class ChatSource:
 
     async def answer(self, cmd: Command) -> None:
         """Answer one command in the chat it came from (errors logged, never raised)."""
-        now = datetime.now(UTC)
-        if not self.limiter.allow(cmd, now.timestamp()):
-            log.info("rate limit: %s in %s", cmd.user, cmd.channel)
-            return
         if cmd.name in ROLE_COMMANDS and not cmd.is_private:
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
-        try:
-            reply = await asyncio.to_thread(handle, cmd, CommandContext(store=self.store, now=now))
-        except Exception:  # a bug must not take the chat down; the user still gets an answer
-            log.exception("command /%s failed", cmd.name)
-            reply = Reply(text="Sorry, that failed on our side. Try again in a minute.")
+        reply = await answer_command(cmd, self.store, self.limiter)
+        if reply is None:
+            return
         try:
             await self.sink.send(dataclasses.replace(reply, target=cmd.channel))
         except DeliveryError as exc:
             log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)
+
+
+def discord_front(
+    store: Store,
+    stopping: asyncio.Event,
+    channel_ids: Sequence[int] = (),
+    admin_roles: Sequence[str] = (),
+    limiter: RateLimiter | None = None,
+):
+    """Discord's connector wired to the bot: messages into a queue source, slash commands
+    answered from the store, deletions removed, backfill from the newest stored id."""
+    from connectors.discord import DiscordConnector
+
+    source = QueueSource("discord", stopping)
+    limiter = limiter or RateLimiter()
+
+    async def answer(cmd: Command) -> Reply:
+        reply = await answer_command(cmd, store, limiter)
+        return reply or Reply(text="Slow down a little: try again in a minute.")
+
+    async def on_delete(platform: str, channel: str, message_id: str) -> None:
+        await asyncio.to_thread(store.delete_message, platform, channel, message_id)
+
+    connector = DiscordConnector(
+        answer=answer,
+        on_message=source.put,
+        on_delete=on_delete,
+        last_seen=lambda channel: store.last_message_id("discord", channel),
+        channel_ids=channel_ids,
+        admin_roles=admin_roles,
+    )
+    return connector, source

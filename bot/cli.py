@@ -177,13 +177,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.replay import ReplaySource
 
     sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
-    if settings.telegram_token is None:
-        log.info("connector telegram off: MOODRING_TELEGRAM_TOKEN is not set")
-    for name in ("discord", "x"):
-        log.info("connector %s off: not built in this version", name)
-    if not sources and settings.telegram_token is None:
+    tokens = {"telegram": settings.telegram_token, "discord": settings.discord_token}
+    for name, token in tokens.items():
+        if token is None:
+            log.info("connector %s off: MOODRING_%s_TOKEN is not set", name, name.upper())
+    log.info("connector x off: not built in this version")
+    if not sources and all(t is None for t in tokens.values()):
         raise ConfigError(
-            "nothing to listen to: set MOODRING_TELEGRAM_TOKEN, or give --replay FILE"
+            "nothing to listen to: set MOODRING_TELEGRAM_TOKEN or MOODRING_DISCORD_TOKEN, "
+            "or give --replay FILE"
         )
     store = Store(settings.db)
     try:
@@ -199,43 +201,72 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, store, pipeline, sources: list, sinks: dict) -> None:
-    """Run the pipeline with the chat front ends that have tokens, in this one event loop."""
-    if settings.telegram_token is None:
-        await pipeline.run_until_signalled(sources, live=True)
-        return
+    """Run the pipeline with every chat front end that has a token, in this one event loop."""
+    from contextlib import AsyncExitStack
+
+    tasks: list[asyncio.Task] = []
+    async with AsyncExitStack() as stack:
+        if settings.telegram_token is not None:
+            sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
+        if settings.discord_token is not None:
+            sources.append(_discord(settings, store, pipeline, sinks, tasks))
+        try:
+            await pipeline.run_until_signalled(sources, live=True)
+        finally:
+            pipeline.stop()
+            # Failures were logged as they happened (``_watched``).
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _watched(coro, name: str) -> asyncio.Task:
+    """A front end's task whose failure is logged when it happens, not only at shutdown."""
+
+    def report(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped: %s (the other connectors keep running)", name, task.exception())
+
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(report)
+    return task
+
+
+async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tasks: list):
     from bot.chat import ChatSource
-    from connectors.errors import ConnectorError
     from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
 
     token = settings.telegram_token.get_secret_value()
+    tg = build_bot(token, settings.telegram_api_url)
     try:
-        tg = build_bot(token, settings.telegram_api_url)
         await tg.initialize()  # getMe: fails fast on a bad token
-    except Exception as exc:  # PTB raises its own tree; say it in one line, without the token
+    except Exception as exc:  # PTB raises its own tree; one line, without the token
         raise ConfigError(f"Telegram login failed: {type(exc).__name__}") from None
-    try:
-        log.info("connector telegram on as @%s", tg.username)
-        sinks["telegram"] = TelegramSink(tg)
-        poller = TelegramPoller(tg, store)
-        chat = ChatSource(
-            "telegram",
-            poller,
-            sinks["telegram"],
-            store,
-            lambda cmd: roles_for(tg, cmd),
-            pipeline.stopping,
-        )
-        poll = asyncio.create_task(poller.run(pipeline.stopping))
-        try:
-            await pipeline.run_until_signalled([*sources, chat], live=True)
-        finally:
-            pipeline.stop()
-            try:
-                await poll
-            except ConnectorError as exc:
-                log.error("telegram polling stopped: %s", exc)
-    finally:
-        await tg.shutdown()
+    stack.push_async_callback(tg.shutdown)
+    log.info("connector telegram on as @%s", tg.username)
+    sinks["telegram"] = TelegramSink(tg)
+    poller = TelegramPoller(tg, store)
+    tasks.append(_watched(poller.run(pipeline.stopping), "telegram polling"))
+    return ChatSource(
+        "telegram",
+        poller,
+        sinks["telegram"],
+        store,
+        lambda cmd: roles_for(tg, cmd),
+        pipeline.stopping,
+    )
+
+
+def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
+    from bot.chat import discord_front
+    from connectors.discord import DiscordSink
+
+    connector, source = discord_front(
+        store, pipeline.stopping, settings.discord_channel_ids, settings.discord_admin_roles
+    )
+    sinks["discord"] = DiscordSink(connector.client)
+    token = settings.discord_token.get_secret_value()
+    tasks.append(_watched(connector.run(token, pipeline.stopping), "discord"))
+    log.info("connector discord starting")
+    return source
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

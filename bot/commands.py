@@ -355,7 +355,8 @@ def _target(cmd: Command) -> str:
     group (delivery to the group), else the user's own DM."""
     if cmd.is_private or "admin" in cmd.roles:
         return cmd.channel
-    return cmd.user
+    # A Discord DM goes to the user, not to a channel id; Telegram's user id is their DM chat.
+    return f"user:{cmd.user}" if cmd.platform == "discord" else cmd.user
 
 
 def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:

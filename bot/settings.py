@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     #: A self-hosted Bot API server (or a test peer); None = Telegram's own.
     telegram_api_url: str | None = None
     discord_token: SecretStr | None = None
+    #: Discord channels to listen to (empty: every text channel the bot can read).
+    discord_channel_ids: tuple[int, ...] = ()
+    #: Discord role names that count as moderators, besides Manage Server.
+    discord_admin_roles: tuple[str, ...] = ()
     x_bearer_token: SecretStr | None = None
 
     @classmethod

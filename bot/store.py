@@ -360,6 +360,26 @@ class Store:
         return out
 
     @_locked
+    def delete_message(self, platform: str, channel: str, message_id: str) -> bool:
+        """A platform reported a deletion: the message leaves the store and future readings."""
+        key = [platform, channel, message_id]
+        where = " WHERE platform = ? AND channel = ? AND message_id = ?"
+        with self.transaction() as db:
+            for table in ("scores", "message_assets"):
+                db.execute(f"DELETE FROM {table}" + where, key)  # table names are ours
+            return bool(db.execute("DELETE FROM messages" + where, key).rowcount)
+
+    @_locked
+    def last_message_id(self, platform: str, channel: str) -> int | None:
+        """The newest numeric message id stored for a channel (Discord ids grow with time)."""
+        row = self.db.execute(
+            "SELECT MAX(CAST(message_id AS INTEGER)) FROM messages"
+            " WHERE platform = ? AND channel = ?",
+            [platform, channel],
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    @_locked
     def update_edited(self, items: Sequence[StoredMessage]) -> int:
         """An edited message: new text, assets and marks; scored again (status back to new)."""
         with self.transaction() as db:

@@ -1,0 +1,75 @@
+"""End to end on Discord (discord.py's real client under simcord): members post in a guild,
+messages are stored and scored once, slash commands are answered from the store without
+pinging anyone, and a deleted message leaves the store."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import simcord
+
+from bot.chat import discord_front
+from bot.store import Store
+from connectors.discord import DiscordSink
+from nlp.scorer import Scorer
+from tests.conftest import synthetic_text
+from tests.test_pipeline_e2e import make_pipeline
+
+
+async def wait_for(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert check()
+
+
+def test_guild_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
+    store = Store(tmp_path / "dc.db")
+    pipeline = make_pipeline(store, Scorer(tiny_model_dir, cache_size=0), {}, flush_s=0.1)
+    connector, source = discord_front(store, pipeline.stopping)
+    pipeline.sinks["discord"] = DiscordSink(connector.client)
+    rng = random.Random(11)
+
+    async def main() -> None:
+        async with simcord.run(connector.client) as env:
+            guild = env.create_guild()
+            channel = guild.create_text_channel("general")
+            members = [guild.add_member(env.create_user(f"m{i}")) for i in range(8)]
+            run = asyncio.create_task(pipeline.run([source], live=True))
+            sent = []
+            for k in range(40):
+                mood = "negative" if k % 2 else "neutral"
+                author = rng.choice(members)
+                sent.append((author, await author.send(channel, synthetic_text(rng, mood))))
+            await wait_for(lambda: store.query("SELECT COUNT(*) FROM scores")[0][0] == 40)
+
+            result = await members[0].slash(channel, "mood")
+            reply = result.response.message.content
+            assert reply.startswith("Mood as of") and f"in {guild.id}" in reply
+
+            nasty = await members[1].send(channel, "@everyone $BTC <@123> **dump** now")
+            await wait_for(lambda: store.query("SELECT COUNT(*) FROM scores")[0][0] == 41)
+            why = (await members[2].slash(channel, "why")).response.message
+            assert not why.mention_everyone
+
+            author, first = sent[0]
+            await author.delete(first)
+            await wait_for(
+                lambda: (
+                    store.query(
+                        "SELECT COUNT(*) FROM messages WHERE message_id = ?", [str(first.id)]
+                    )
+                    == [(0,)]
+                )
+            )
+            assert store.query("SELECT COUNT(*) FROM scores") == [(40,)]
+            assert store.last_message_id("discord", str(channel.id)) == nasty.id
+            pipeline.stop()
+            await run
+
+    asyncio.run(main())
+    assert store.query("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM messages") == [(40, 40)]
+    store.close()
