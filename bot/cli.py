@@ -210,6 +210,9 @@ async def _serve(settings: Settings, store, pipeline, sources: list, sinks: dict
             sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
         if settings.discord_token is not None:
             sources.append(_discord(settings, store, pipeline, sinks, tasks))
+        from bot.digest import send_due_digests
+
+        pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
         try:
             await pipeline.run_until_signalled(sources, live=True)
         finally:

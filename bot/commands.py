@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
-from bot.pipeline import point_of
 from bot.render import reading_text, scope_label
 from bot.store import ScoredRow, Store, iso, parse_ts
 from bot.subscriptions import (
@@ -43,6 +42,7 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 /unsubscribe [ASSET] · /alerts — stop them · list yours
 /quiet 22-7 [Europe/Berlin] — hold alerts at night, get one digest in the morning
 /summary [24h|7d] — moderators: this community's mood, extremes, topics and spam
+/digest 8 [Europe/Berlin] — moderators: that summary by direct message every day
 /help — this message"""
 
 USAGE = {
@@ -58,6 +58,7 @@ USAGE = {
     "alerts": "/alerts",
     "quiet": "/quiet HOURS [TIMEZONE]   e.g. /quiet 22-7 Europe/Berlin",
     "summary": "/summary [24h|7d]   (moderators)",
+    "digest": "/digest HOUR [TIMEZONE] | /digest off   (moderators)",
 }
 
 
@@ -115,7 +116,7 @@ def _rows(ctx: CommandContext, since: datetime) -> list[ScoredRow]:
 
 def _points(rows: list[ScoredRow], scope: Scope) -> list[Point]:
     return [
-        point_of(r)
+        r.to_point()
         for r in rows
         if (scope.asset == "*" or scope.asset in r.assets)
         and (scope.community == "*" or r.community == scope.community)
@@ -299,7 +300,7 @@ def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
 
 
-MODERATOR_COMMANDS = frozenset({"summary"})
+MODERATOR_COMMANDS = frozenset({"summary", "digest"})
 SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -348,6 +349,33 @@ def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
     busiest = sorted(channels.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     lines.append("• busiest channels: " + ", ".join(f"{c} ({n})" for c, n in busiest))
     return Reply(text="\n".join(lines))
+
+
+def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
+    """Moderators: ``/digest HOUR [TZ]`` turns on a daily /summary by DM; ``/digest off``."""
+    dm = f"user:{cmd.user}" if cmd.platform == "discord" else cmd.user
+    if cmd.args[:1] == ("off",):
+        n = ctx.store.unsubscribe(cmd.platform, cmd.user, "digest")
+        return Reply(text="Daily digest off." if n else "The daily digest was not on.")
+    if not cmd.args or len(cmd.args) > 2 or not cmd.args[0].isdigit():
+        raise UsageError("give the hour to send it")
+    hour, tz = int(cmd.args[0]), cmd.args[1] if len(cmd.args) > 1 else "UTC"
+    try:
+        start, _, tz = parse_quiet(f"{hour}-{(hour + 1) % 24}", tz)
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    sub = Subscription(
+        platform=cmd.platform,
+        community=cmd.community,
+        target=dm,
+        user=cmd.user,
+        asset="digest",  # one digest subscription per moderator and community
+        kinds=("digest",),
+        quiet_start=start,  # the digest's hour
+        tz=tz,
+    )
+    ctx.store.subscribe(sub, ctx.now)
+    return Reply(text=f"Daily digest of this community by direct message at {hour:02d}:00 {tz}.")
 
 
 def _target(cmd: Command) -> str:
@@ -429,6 +457,7 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "alerts": cmd_alerts,
     "quiet": cmd_quiet,
     "summary": cmd_summary,
+    "digest": cmd_digest,
 }
 
 

@@ -14,7 +14,7 @@ import bisect
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -129,7 +129,7 @@ class IndexEngine:
             pos = bisect.bisect_right(self._times, row.created_at)
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
-            self._points.insert(pos, point_of(row))
+            self._points.insert(pos, row.to_point())
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
 
@@ -265,22 +265,6 @@ def _floor(ts: datetime, step_s: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % step_s, UTC)
 
 
-def point_of(row: ScoredRow) -> Point:
-    """The index's view of a stored, scored message."""
-    return Point(
-        created_at=row.created_at,
-        author=row.author,
-        polarity=row.polarity,
-        engagement=row.engagement,
-        spam=row.spam,
-        set_aside=row.set_aside,
-        message_key=row.key,
-        text=row.text,
-        public=row.public,
-        community=row.community,
-    )
-
-
 class Pipeline:
     """Runs the stages over one or more sources until they end or ``stop()`` is called."""
 
@@ -308,6 +292,8 @@ class Pipeline:
         self._to_score: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
         self._to_index: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
         self._stopping = asyncio.Event()
+        #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
+        self.periodic: list[Callable[[datetime], Awaitable[object]]] = []
         self._warm_spam()
 
     def _warm_spam(self) -> None:
@@ -594,6 +580,11 @@ class Pipeline:
                 if self.config.tick_to_clock:
                     await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
                 await self.deliver()
+                for job in self.periodic:
+                    try:
+                        await job(datetime.now(UTC))
+                    except Exception:  # one failing job must not stop delivery
+                        log.exception("periodic job failed")
 
     async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
         """Run all stages until every source ends (or ``stop()``), then drain.

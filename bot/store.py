@@ -25,6 +25,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from bot.errors import StoreError
+from bot.index import Point
 from bot.subscriptions import Subscription
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Message
@@ -239,6 +240,21 @@ class ScoredRow:
     public: bool
     text: str
     assets: tuple[str, ...]
+
+    def to_point(self) -> Point:
+        """The index's view of this message."""
+        return Point(
+            created_at=self.created_at,
+            author=self.author,
+            polarity=self.polarity,
+            engagement=self.engagement,
+            spam=self.spam,
+            set_aside=self.set_aside,
+            message_key=self.key,
+            text=self.text,
+            public=self.public,
+            community=self.community,
+        )
 
 
 class Store:

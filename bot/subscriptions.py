@@ -32,14 +32,15 @@ class Subscription:
     tz: str = "UTC"
 
     def matches(self, alert: Alert) -> bool:
-        """Whether ``alert`` is one this subscriber asked for."""
+        """Whether ``alert`` is one this subscriber asked for (a digest subscription takes
+        no alerts)."""
         kind = alert.kind.split("-", 1)[0]
         asset_ok = self.asset == "*" or alert.scope.asset == self.asset
         return asset_ok and kind in self.kinds
 
     def quiet_at(self, now: datetime) -> bool:
         """Whether ``now`` falls in the subscriber's quiet hours (their own time zone)."""
-        if self.quiet_start is None or self.quiet_end is None:
+        if self.quiet_start is None or self.quiet_end is None or "digest" in self.kinds:
             return False
         local = now.astimezone(ZoneInfo(self.tz)).time()
         start, end = time(self.quiet_start), time(self.quiet_end)
@@ -85,6 +86,8 @@ def parse_quiet(text: str, tz: str) -> tuple[int, int, str]:
 
 def describe(sub: Subscription) -> str:
     """One line for /alerts."""
+    if "digest" in sub.kinds:
+        return f"daily digest of {sub.community} at {sub.quiet_start or 0:02d}:00 {sub.tz}"
     what = "any asset" if sub.asset == "*" else sub.asset
     kinds = "all alerts" if set(sub.kinds) == set(KINDS) else ", ".join(sub.kinds)
     quiet = (

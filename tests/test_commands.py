@@ -131,3 +131,48 @@ def test_summary_is_for_moderators_only(db: Path) -> None:
         store.close()
     assert text.startswith("Summary of the last 24h")
     assert "most bearish:" in text and "talked about:" in text and "spam" in text
+
+
+def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    from bot.digest import send_due_digests
+    from connectors.types import Reply
+
+    copy = tmp_path / "digest.db"
+    shutil.copy(db, copy)
+    store = Store(copy)
+    now = store.newest_message_time()
+    assert now is not None
+    ctx = CommandContext(store=store, now=now)
+    member = Command("replay", "test", "c", "7", "digest", ("8",))
+    assert "moderators only" in handle(member, ctx).text
+    admin = Command(
+        "replay", "test", "c", "7", "digest", ("8", "Europe/Berlin"), frozenset({"admin"})
+    )
+    assert "at 08:00 Europe/Berlin" in handle(admin, ctx).text
+    assert (
+        "daily digest of test at 08:00"
+        in handle(Command("replay", "test", "c", "7", "alerts"), ctx).text
+    )
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[Reply] = []
+
+        async def send(self, reply: Reply) -> None:
+            self.sent.append(reply)
+
+    sink = Recorder()
+    day = now.replace(hour=5, minute=0)  # 07:00 in Berlin (summer): not yet
+    assert asyncio.run(send_due_digests(store, {"replay": sink}, day)) == 0
+    later = now.replace(hour=7, minute=0)  # 09:00 in Berlin: due
+    assert asyncio.run(send_due_digests(store, {"replay": sink}, later)) == 1
+    assert asyncio.run(send_due_digests(store, {"replay": sink}, later)) == 0  # once a day
+    [reply] = sink.sent
+    assert reply.target == "7" and reply.text.startswith("Daily digest for test")
+    assert "Summary of the last 24h" in reply.text
+    off = Command("replay", "test", "c", "7", "digest", ("off",), frozenset({"admin"}))
+    assert handle(off, ctx).text == "Daily digest off."
+    store.close()
