@@ -289,7 +289,10 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.stats = stats or PipelineStats()
         self.index = index or IndexEngine(store, self.config)
-        self._to_score: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
+        # (newest message time, whether a partial scoring chunk is allowed now)
+        self._to_score: InProcessQueue[tuple[datetime, bool]] = InProcessQueue(
+            self.config.queue_size
+        )
         self._to_index: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
         self._stopping = asyncio.Event()
         #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
@@ -359,7 +362,9 @@ class Pipeline:
             set_aside=set_aside,
         )
 
-    async def _flush(self, batch: list[Message], source: Source | None = None) -> None:
+    async def _flush(
+        self, batch: list[Message], source: Source | None = None, partial: bool = True
+    ) -> None:
         # The same key twice in one batch is a post and its edit: the last text wins.
         latest = {(m.platform, m.channel, m.message_id): m for m in batch}
         stored = self.store.stored_texts(list(latest))
@@ -381,7 +386,7 @@ class Pipeline:
         self.stats.seen += len(batch)
         self.stats.bump()
         # Backpressure: this waits while the scorer is ``queue_size`` batches behind.
-        await self._to_score.put(max(m.created_at for m in batch))
+        await self._to_score.put((max(m.created_at for m in batch), partial))
 
     async def intake(self, source: Source) -> None:
         """Store messages from ``source`` in batches: when a batch is full, or when the
@@ -407,7 +412,8 @@ class Pipeline:
                 pending = None
                 batch.append(message)
                 if len(batch) >= self.config.batch_size:
-                    await self._flush(batch, source)
+                    # A full batch while the source streams on: score only full chunks.
+                    await self._flush(batch, source, partial=False)
                     batch = []
         except ConnectorError as exc:
             raise SourceFailed(f"source {source.name} failed: {exc}") from exc
@@ -419,12 +425,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ scoring
 
-    def score_pending(self) -> datetime | None:
-        """Score everything stored and unscored; return the newest time scored."""
+    def score_pending(self, partial: bool = True) -> datetime | None:
+        """Score stored, unscored messages oldest first, in chunks of ``score_chunk``; return
+        the newest time scored.
+
+        Without ``partial`` only full chunks are scored. The int8 model's numbers depend a
+        little on which texts share a call, so a replay cut into the same chunks (by position
+        in the stream, not by timing) gives the same scores, readings and alerts every run.
+        """
         newest = None
         while not self._stopping.is_set():
             todo = self.store.unscored(self.config.score_chunk)
-            if not todo:
+            if not todo or (len(todo) < self.config.score_chunk and not partial):
                 return newest
             keys = [k for k, _ in todo]
             texts = [t for _, t in todo]
@@ -460,16 +472,21 @@ class Pipeline:
         return parse_ts(rows[0][0]) if rows else None
 
     async def scoring(self) -> None:
+        scored_until: datetime | None = None
         while True:
             try:
-                until = await self._to_score.get()
+                _, partial = await self._to_score.get()
             except Closed:
                 break
             # Scoring is CPU-bound: run it off the event loop so intake and chat keep going.
-            await asyncio.to_thread(self.score_pending)
-            await self._to_index.put(until)
+            newest = await asyncio.to_thread(self.score_pending, partial)
+            # The index may tick only up to what is scored: chunks go oldest first, so every
+            # stored message before ``newest`` has its score.
+            if newest is not None and (scored_until is None or newest > scored_until):
+                scored_until = newest
+                await self._to_index.put(newest)
         if not self._stopping.is_set():
-            await asyncio.to_thread(self.score_pending)
+            await asyncio.to_thread(self.score_pending, True)
         await self._to_index.close()
 
     # ------------------------------------------------------------------ index, alerts

@@ -257,3 +257,26 @@ def test_a_quiet_live_chat_still_ticks_on_the_clock(tmp_path: Path, tiny_model_d
     after = parse_ts(store.checkpoint("index_tick") or "")
     assert after > now - timedelta(hours=1)
     store.close()
+
+
+def test_replays_score_identically_whatever_the_timing(
+    tmp_path: Path, stream: tuple[Path, int], tiny_model_dir: Path
+) -> None:
+    """Chunks are cut by position in the stream, not by how far scoring lags intake, so the
+    int8 scores (which depend slightly on batch-mates) and the alerts repeat exactly."""
+    path, _ = stream
+    results = []
+    for name, batch_size in (("a", 64), ("b", 300)):
+        store = Store(tmp_path / f"{name}.db")
+        pipeline = make_pipeline(
+            store, Scorer(tiny_model_dir, cache_size=0), {}, batch_size=batch_size, score_chunk=128
+        )
+        asyncio.run(pipeline.run([ReplaySource(path, platform="replay", community="t")]))
+        results.append(
+            (
+                store.query("SELECT message_id, p_neg, p_pos FROM scores ORDER BY message_id"),
+                store.query("SELECT key FROM alerts ORDER BY key"),
+            )
+        )
+        store.close()
+    assert results[0] == results[1]
