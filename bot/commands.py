@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.community import apply_setting
 from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
 from bot.render import reading_text, scope_label
 from bot.store import ScoredRow, Store, iso, parse_ts
@@ -43,6 +44,7 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 /quiet 22-7 [Europe/Berlin] — hold alerts at night, get one digest in the morning
 /summary [24h|7d] — moderators: this community's mood, extremes, topics and spam
 /digest 8 [Europe/Berlin] — moderators: that summary by direct message every day
+/settings — moderators: alerts on/off, quiet hours, thresholds and cooldown for this chat
 /help — this message"""
 
 USAGE = {
@@ -59,6 +61,7 @@ USAGE = {
     "quiet": "/quiet HOURS [TIMEZONE]   e.g. /quiet 22-7 Europe/Berlin",
     "summary": "/summary [24h|7d]   (moderators)",
     "digest": "/digest HOUR [TIMEZONE] | /digest off   (moderators)",
+    "settings": "/settings [alerts on|off | quiet 22-7 [TZ] | extreme 20 80 | cooldown 6]",
 }
 
 
@@ -300,7 +303,7 @@ def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
 
 
-MODERATOR_COMMANDS = frozenset({"summary", "digest"})
+MODERATOR_COMMANDS = frozenset({"summary", "digest", "settings"})
 SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -376,6 +379,19 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
     )
     ctx.store.subscribe(sub, ctx.now)
     return Reply(text=f"Daily digest of this community by direct message at {hour:02d}:00 {tz}.")
+
+
+def cmd_settings(cmd: Command, ctx: CommandContext) -> Reply:
+    """Moderators: show or change this community's settings (see ``bot.community``)."""
+    current = ctx.store.community_settings(cmd.platform, cmd.community)
+    if not cmd.args:
+        return Reply(text=f"Settings of this community:\n{current.describe()}")
+    try:
+        changed = apply_setting(current, cmd.args)
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    ctx.store.set_community_settings(cmd.platform, cmd.community, changed, ctx.now)
+    return Reply(text=f"Saved. Settings of this community:\n{changed.describe()}")
 
 
 def _target(cmd: Command) -> str:
@@ -458,6 +474,7 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "quiet": cmd_quiet,
     "summary": cmd_summary,
     "digest": cmd_digest,
+    "settings": cmd_settings,
 }
 
 

@@ -96,6 +96,11 @@ class PipelineConfig:
     retention_days: int | None = None  # purge message texts older than this; None keeps them
 
 
+def _group_delivery(sub) -> bool:
+    """A subscription delivered into a group or channel, not to one person's DM."""
+    return sub.target != sub.user and not sub.target.startswith("user:")
+
+
 class IndexEngine:
     """Keeps the recent scored messages in memory and runs the index and alert rules."""
 
@@ -542,6 +547,12 @@ class Pipeline:
             subs = {s.target: s for s in self.store.subscriptions(platform=name)}
             for target, alerts in pending.items():
                 sub = subs.get(target)
+                if sub is not None and _group_delivery(sub):
+                    # The community's moderators decide what reaches their group.
+                    group = self.store.community_settings(name, sub.community)
+                    alerts = self._filter_for_group(name, target, alerts, group, now)
+                    if group.quiet_at(now):
+                        continue
                 if sub is not None and sub.quiet_at(now):
                     continue
                 if sub is not None:
@@ -560,6 +571,27 @@ class Pipeline:
                     for alert in alerts:
                         sent += await self._send(name, sink, target, [alert], now)
         return sent
+
+    def _filter_for_group(
+        self, name: str, target: str, alerts: list[Alert], group, now: datetime
+    ) -> list[Alert]:
+        keep = []
+        recent = group.cooldown_h and self.store.sent_since(
+            name, target, now - timedelta(hours=group.cooldown_h)
+        )
+        for alert in alerts:
+            reason = None
+            if not group.alerts:
+                reason = "muted by moderators"
+            elif not group.wants(alert):
+                reason = "below the community's threshold"
+            elif recent or (group.cooldown_h and keep):
+                reason = "community cooldown"
+            if reason is None:
+                keep.append(alert)
+            else:
+                self.store.give_up(alert.key, name, target, reason, self.config.max_attempts)
+        return keep
 
     async def _send(
         self, name: str, sink: Sink, target: str, alerts: list[Alert], now: datetime

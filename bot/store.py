@@ -9,6 +9,7 @@ Every write is keyed, so a replay or a restart never duplicates: messages on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from bot.community import CommunitySettings
 from bot.errors import StoreError
 from bot.index import Point
 from bot.subscriptions import Subscription
@@ -202,6 +204,15 @@ def m002_chat_inbox_and_subscriptions(db: sqlite_utils.Database) -> None:
     subs.add_column("tz", str)
     subs.add_column("active", int)
     subs.create_index(["platform", "target"])
+
+
+@migrations()
+def m003_community_settings(db: sqlite_utils.Database) -> None:
+    """Settings a community's moderators chose (one JSON document per community)."""
+    db["community_settings"].create(
+        {"platform": str, "community": str, "settings": str, "updated_at": str},
+        pk=("platform", "community"),
+    )
 
 
 def iso(ts: datetime) -> str:
@@ -851,6 +862,24 @@ class Store:
                 "UPDATE outbox SET attempts = ?, last_error = ?"
                 " WHERE alert_key = ? AND sink = ? AND target = ?",
                 [attempts, reason, alert_key, sink, target],
+            )
+
+    @_locked
+    def community_settings(self, platform: str, community: str) -> CommunitySettings:
+        row = self.db.execute(
+            "SELECT settings FROM community_settings WHERE platform = ? AND community = ?",
+            [platform, community],
+        ).fetchone()
+        return CommunitySettings(**json.loads(row[0])) if row else CommunitySettings()
+
+    @_locked
+    def set_community_settings(
+        self, platform: str, community: str, settings: CommunitySettings, now: datetime
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO community_settings VALUES (?, ?, ?, ?)",
+                [platform, community, json.dumps(dataclasses.asdict(settings)), iso(now)],
             )
 
     # ------------------------------------------------------------------ chat inbox

@@ -37,7 +37,11 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
     store = Store(db)  # migrating again is a no-op
     assert store.query("SELECT COUNT(*) FROM messages") == [(1,)]
     applied = store.query("SELECT name FROM _sqlite_migrations")
-    assert applied == [("m001_initial",), ("m002_chat_inbox_and_subscriptions",)]
+    assert applied == [
+        ("m001_initial",),
+        ("m002_chat_inbox_and_subscriptions",),
+        ("m003_community_settings",),
+    ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()
 

@@ -153,3 +153,35 @@ def test_platform_errors_are_retried_and_blocked_users_unsubscribed(setup) -> No
     assert asyncio.run(pipeline.deliver(NOW)) == 1  # 42's send is retried and lands once
     assert asyncio.run(pipeline.deliver(NOW)) == 0
     assert [r.target for r in sink.sent] == ["42"]
+
+
+def test_community_settings_govern_what_reaches_the_group(setup) -> None:
+    store, sink, pipeline = setup
+    # A moderator subscribed the group (target = the group chat); a member gets DMs.
+    store.subscribe(Subscription("telegram", "g1", "g1", "mod"), NOW)
+    store.subscribe(Subscription("telegram", "g1", "7", "7"), NOW)
+    ctx = CommandContext(store=store, now=NOW)
+    mod = frozenset({"admin"})
+    member = Command("telegram", "g1", "g1", "7", "settings", ("alerts", "off"))
+    assert "moderators only" in handle(member, ctx).text
+    say = lambda *args: handle(Command("telegram", "g1", "g1", "mod", "settings", args, mod), ctx)  # noqa: E731
+    assert "extreme alerts at: ≤ 25" in say().text
+    assert "≤ 20 (fear)" in say("extreme", "20", "80").text
+    assert "Usage" in say("extreme", "30", "80").text
+    mild = Alert("extreme-fear:*|*|*:24h:1", "extreme-fear", Scope(), NOW, "mild", value=24.0)
+    deep = Alert("extreme-fear:*|*|*:24h:2", "extreme-fear", Scope(), NOW, "deep", value=12.0)
+    queue_alerts(store, [mild, deep])
+    assert asyncio.run(pipeline.deliver(NOW)) == 3  # the group gets only "deep"; the DM both
+    assert sorted((r.target, r.text.splitlines()[0][2:]) for r in sink.sent) == [
+        ("7", "deep"),
+        ("7", "mild"),
+        ("g1", "deep"),
+    ]
+    assert "alerts in this chat: off" in say("alerts", "off").text
+    queue_alerts(store, [Alert("hype:BTC|*|*:24h:3", "hype", Scope("BTC"), NOW, "hype")])
+    assert asyncio.run(pipeline.deliver(NOW)) == 1 and sink.sent[-1].target == "7"
+    # Settings are per community: another group's are untouched.
+    assert (
+        "alerts in this chat: on"
+        in handle(Command("telegram", "g2", "g2", "mod", "settings", (), mod), ctx).text
+    )

@@ -1,0 +1,86 @@
+"""Per-community settings that moderators change with /settings (isolated per community)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from bot.subscriptions import SubscriptionError, parse_quiet
+from bot.types import Alert
+
+USAGE = (
+    "/settings · /settings alerts on|off · /settings quiet 22-7 [TZ] | off · "
+    "/settings extreme FEAR GREED (e.g. 20 80) · /settings cooldown HOURS"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommunitySettings:
+    """What a community's moderators chose for the alerts delivered into their group."""
+
+    alerts: bool = True
+    quiet_start: int | None = None
+    quiet_end: int | None = None
+    tz: str = "UTC"
+    fear_at: int = 25  # extreme alerts reach the group only at or beyond these values
+    greed_at: int = 76
+    cooldown_h: float = 0.0  # at least this long between two alerts in the group
+
+    def quiet_at(self, now: datetime) -> bool:
+        if self.quiet_start is None or self.quiet_end is None:
+            return False
+        local = now.astimezone(ZoneInfo(self.tz)).time()
+        start, end = time(self.quiet_start), time(self.quiet_end)
+        return start <= local < end if start <= end else (local >= start or local < end)
+
+    def wants(self, alert: Alert) -> bool:
+        """Whether an alert clears this community's own extreme thresholds."""
+        if not alert.kind.startswith("extreme") or alert.value is None:
+            return True
+        v = round(alert.value)
+        return v <= self.fear_at or v >= self.greed_at
+
+    def describe(self) -> str:
+        quiet = (
+            f"{self.quiet_start:02d}:00–{self.quiet_end:02d}:00 {self.tz}"
+            if self.quiet_start is not None
+            else "none"
+        )
+        return (
+            f"alerts in this chat: {'on' if self.alerts else 'off'}\n"
+            f"quiet hours: {quiet}\n"
+            f"extreme alerts at: ≤ {self.fear_at} (fear) or ≥ {self.greed_at} (greed)\n"
+            f"cooldown between alerts: {self.cooldown_h:g} h"
+        )
+
+
+def apply_setting(current: CommunitySettings, args: tuple[str, ...]) -> CommunitySettings:
+    """``("quiet", "22-7", "Europe/Berlin")`` → the settings with that change.
+
+    Raises:
+        SubscriptionError: with a message for the moderator.
+    """
+    key, *rest = args
+    key = key.lower()
+    if key == "alerts" and rest in (["on"], ["off"]):
+        return replace(current, alerts=rest[0] == "on")
+    if key == "quiet" and rest == ["off"]:
+        return replace(current, quiet_start=None, quiet_end=None)
+    if key == "quiet" and 1 <= len(rest) <= 2:
+        start, end, tz = parse_quiet(rest[0], rest[1] if len(rest) > 1 else "UTC")
+        return replace(current, quiet_start=start, quiet_end=end, tz=tz)
+    if key == "extreme" and len(rest) == 2 and all(r.isdigit() for r in rest):
+        fear, greed = int(rest[0]), int(rest[1])
+        if not (0 <= fear <= 25 and 76 <= greed <= 100):
+            raise SubscriptionError("extreme thresholds: fear 0–25, greed 76–100")
+        return replace(current, fear_at=fear, greed_at=greed)
+    if key == "cooldown" and len(rest) == 1:
+        try:
+            hours = float(rest[0].rstrip("h"))
+        except ValueError as exc:
+            raise SubscriptionError("cooldown is a number of hours, e.g. 6") from exc
+        if not 0 <= hours <= 168:
+            raise SubscriptionError("cooldown between 0 and 168 hours")
+        return replace(current, cooldown_h=hours)
+    raise SubscriptionError(USAGE)
