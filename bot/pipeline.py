@@ -302,6 +302,9 @@ class Pipeline:
         self._stopping = asyncio.Event()
         #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
         self.periodic: list[Callable[[datetime], Awaitable[object]]] = []
+        # (sink, target) → not before this time: the platform's retry_after, or backoff.
+        self._retry_at: dict[tuple[str, str], datetime] = {}
+        self._failures: dict[tuple[str, str], int] = {}
         self._warm_spam()
 
     def _warm_spam(self) -> None:
@@ -546,6 +549,8 @@ class Pipeline:
                     pending.setdefault(target, []).append(alert)
             subs = {s.target: s for s in self.store.subscriptions(platform=name)}
             for target, alerts in pending.items():
+                if self._retry_at.get((name, target), now) > now:
+                    continue  # rate limited or backing off: the rows wait, nothing is lost
                 sub = subs.get(target)
                 if sub is not None and _group_delivery(sub):
                     # The community's moderators decide what reaches their group.
@@ -608,10 +613,19 @@ class Pipeline:
             self.store.unsubscribe_target(name, target)
             return 0
         except DeliveryError as exc:
-            log.warning("delivery to %s on %s failed: %s", target, name, exc)
+            failures = self._failures.get((name, target), 0) + 1
+            self._failures[(name, target)] = failures
+            # Exponential backoff (5 s, 10 s, … capped at 15 min), never sooner than the
+            # platform's own retry_after (Telegram's and Discord's 429).
+            wait = max(exc.retry_after or 0.0, min(900.0, 5.0 * 2 ** (failures - 1)))
+            self._retry_at[(name, target)] = now + timedelta(seconds=wait)
+            log.warning(
+                "delivery to %s on %s failed (%s); next try in %.0f s", target, name, exc, wait
+            )
             for alert in alerts:
                 self.store.mark_attempt(alert.key, name, target, str(exc))
             return 0
+        self._failures.pop((name, target), None)
         # Right after the send: a crash before this line repeats this one message only.
         for alert in alerts:
             self.store.mark_sent(alert.key, name, target, now)

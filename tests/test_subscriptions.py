@@ -147,12 +147,31 @@ def test_platform_errors_are_retried_and_blocked_users_unsubscribed(setup) -> No
     store.subscribe(Subscription("telegram", "g", "42", "u"), NOW)
     store.subscribe(Subscription("telegram", "g", "43", "v"), NOW)
     queue_alerts(store, [alert(1)])
-    sink.failures = [DeliveryError("429", retry_after=1.0), RecipientGone("blocked")]
+    sink.failures = [DeliveryError("429", retry_after=30.0), RecipientGone("blocked")]
     assert asyncio.run(pipeline.deliver(NOW)) == 0
     assert [s.target for s in store.subscriptions()] == ["42"]  # 43 blocked the bot
-    assert asyncio.run(pipeline.deliver(NOW)) == 1  # 42's send is retried and lands once
-    assert asyncio.run(pipeline.deliver(NOW)) == 0
+    # 42 asked us to wait 30 s: not before, then the send lands once.
+    assert asyncio.run(pipeline.deliver(NOW + timedelta(seconds=20))) == 0
+    assert asyncio.run(pipeline.deliver(NOW + timedelta(seconds=31))) == 1
+    assert asyncio.run(pipeline.deliver(NOW + timedelta(seconds=60))) == 0
     assert [r.target for r in sink.sent] == ["42"]
+
+
+def test_repeated_platform_errors_back_off_exponentially(setup) -> None:
+    store, sink, pipeline = setup
+    store.subscribe(Subscription("telegram", "g", "42", "u"), NOW)
+    queue_alerts(store, [alert(1)])
+    sink.failures = [DeliveryError("500"), DeliveryError("500"), DeliveryError("500")]
+    t = NOW
+    tries = []
+    for step in range(40):  # one call a second for 40 s
+        t = NOW + timedelta(seconds=step)
+        before = len(sink.failures)
+        sent = asyncio.run(pipeline.deliver(t))
+        if sent or len(sink.failures) < before:
+            tries.append(step)
+    assert tries == [0, 5, 15, 35]  # waits of 5, 10 and 20 s, then it lands
+    assert len(sink.sent) == 1
 
 
 def test_community_settings_govern_what_reaches_the_group(setup) -> None:
