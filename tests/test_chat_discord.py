@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import discord
 import simcord
 
 from bot.chat import discord_front
 from bot.store import Store
+from bot.types import Alert, Scope
 from connectors.discord import DiscordSink
 from nlp.scorer import Scorer
 from tests.conftest import synthetic_text
@@ -67,6 +70,44 @@ def test_guild_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
             )
             assert store.query("SELECT COUNT(*) FROM scores") == [(40,)]
             assert store.last_message_id("discord", str(channel.id)) == nasty.id
+
+            # A member's /summary is refused; a Manage Server member subscribes the channel.
+            managers = guild.create_role(
+                "Managers", permissions=discord.Permissions(manage_guild=True)
+            )
+            boss = guild.add_member(env.create_user("boss"), roles=[managers])
+            refused = (await members[4].slash(channel, "summary")).response.message.content
+            assert "moderators only" in refused
+            subscribed = (await boss.slash(channel, "subscribe")).response.message.content
+            assert subscribed.startswith("Subscribed here")
+            # An alert raised for the channel's subscription arrives once, pinging nobody.
+            now = datetime.now(UTC)
+            alert = Alert(
+                "extreme-fear:*|*|*:24h:9",
+                "extreme-fear",
+                Scope(),
+                now,
+                "all sources mood entered Extreme Fear: 12/100 @everyone",
+                value=12.0,
+            )
+            subs = store.subscriptions("discord")
+            store.save_tick(
+                [],
+                [alert],
+                {},
+                lambda a: [(s.platform, s.target) for s in subs],
+                ("index_tick", now.isoformat()),
+                now,
+            )
+            assert await pipeline.deliver() == 1
+            assert await pipeline.deliver() == 0
+            simcord.assert_sent(channel, contains="entered Extreme Fear: 12/100")
+            posts = [
+                e
+                for e in env.http_requests
+                if e.method == "POST" and e.path.endswith(f"/channels/{channel.id}/messages")
+            ]
+            assert len(posts) == 1 and posts[0].json["allowed_mentions"] == {"parse": []}
             pipeline.stop()
             await run
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.charts import png_size
 from bot.chat import ChatSource, RateLimiter
 from bot.store import Store
 from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
@@ -137,6 +138,26 @@ def test_group_chat_end_to_end(tmp_path: Path, fake: FakeTelegram, tiny_model_di
     assert why.params["chat_id"] == str(GROUP)
     assert "u10" not in why.params["text"]  # quotes, never authors
     assert store.query("SELECT COUNT(*) FROM chat_inbox WHERE done_at IS NULL") == [(0,)]
+
+    # A chart comes back as a photo; a member's /summary is refused, an admin's answered.
+    fake.queue_update(group_update(n + 4, "/chart BTC 7d", 1008, now))
+    fake.queue_update(group_update(n + 5, "/summary", 1009, now))
+    fake.queue_update(group_update(n + 6, "/summary", ADMIN, now))
+    texts_before = len(fake.requests("sendMessage"))
+
+    def charted() -> bool:
+        return (
+            bool(fake.requests("sendPhoto"))
+            and len(fake.requests("sendMessage")) >= texts_before + 2
+        )
+
+    asyncio.run(serve_until(store, fake, tiny_model_dir, charted))
+    [photo] = fake.requests("sendPhoto")
+    png = next(iter(photo.files.values())).data
+    assert png_size(png) == (1200, 700) and photo.params["chat_id"] == str(GROUP)
+    texts = sent_texts(fake)[texts_before:]
+    assert any("for this chat's moderators only" in t for t in texts)
+    assert any(t.startswith("Summary of the last 24h") for t in texts)
     store.close()
 
 
