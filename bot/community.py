@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -9,9 +10,11 @@ from zoneinfo import ZoneInfo
 from bot.subscriptions import SubscriptionError, parse_quiet
 from bot.types import Alert
 
+_CHANNEL = re.compile(r"<?#?[\w:-]{1,40}>?")
 USAGE = (
     "/settings · /settings alerts on|off · /settings quiet 22-7 [TZ] | off · "
-    "/settings extreme FEAR GREED (e.g. 20 80) · /settings cooldown HOURS"
+    "/settings extreme FEAR GREED (e.g. 20 80) · /settings cooldown HOURS · "
+    "/settings listen on|off · /settings channels all|ID…"
 )
 
 
@@ -26,6 +29,12 @@ class CommunitySettings:
     fear_at: int = 25  # extreme alerts reach the group only at or beyond these values
     greed_at: int = 76
     cooldown_h: float = 0.0  # at least this long between two alerts in the group
+    listen: bool = True  # read (and score) this community's messages at all
+    channels: tuple[str, ...] = ()  # only these channels (empty: all the bot can see)
+
+    def listens_to(self, channel: str) -> bool:
+        """Whether messages posted in ``channel`` of this community are read."""
+        return self.listen and (not self.channels or channel in self.channels)
 
     def quiet_at(self, now: datetime) -> bool:
         if self.quiet_start is None or self.quiet_end is None:
@@ -51,7 +60,8 @@ class CommunitySettings:
             f"alerts in this chat: {'on' if self.alerts else 'off'}\n"
             f"quiet hours: {quiet}\n"
             f"extreme alerts at: ≤ {self.fear_at} (fear) or ≥ {self.greed_at} (greed)\n"
-            f"cooldown between alerts: {self.cooldown_h:g} h"
+            f"cooldown between alerts: {self.cooldown_h:g} h\n"
+            f"listening: {'off' if not self.listen else ', '.join(self.channels) or 'all channels'}"
         )
 
 
@@ -83,4 +93,11 @@ def apply_setting(current: CommunitySettings, args: tuple[str, ...]) -> Communit
         if not 0 <= hours <= 168:
             raise SubscriptionError("cooldown between 0 and 168 hours")
         return replace(current, cooldown_h=hours)
+    if key == "listen" and rest in (["on"], ["off"]):
+        return replace(current, listen=rest[0] == "on")
+    if key == "channels" and rest == ["all"]:
+        return replace(current, channels=())
+    if key == "channels" and rest and all(_CHANNEL.fullmatch(r) for r in rest):
+        # "<#123>" is how Discord writes a channel mention; keep the id.
+        return replace(current, channels=tuple(r.strip("<#>") for r in rest))
     raise SubscriptionError(USAGE)

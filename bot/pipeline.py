@@ -373,8 +373,14 @@ class Pipeline:
     async def _flush(
         self, batch: list[Message], source: Source | None = None, partial: bool = True
     ) -> None:
+        # Communities whose moderators turned listening off (or narrowed it) are not read.
+        settings = {
+            key: self.store.community_settings(*key)
+            for key in {(m.platform, m.community) for m in batch}
+        }
+        heard = [m for m in batch if settings[(m.platform, m.community)].listens_to(m.channel)]
         # The same key twice in one batch is a post and its edit: the last text wins.
-        latest = {(m.platform, m.channel, m.message_id): m for m in batch}
+        latest = {(m.platform, m.channel, m.message_id): m for m in heard}
         stored = self.store.stored_texts(list(latest))
         fresh, edited = [], []
         for key, m in latest.items():

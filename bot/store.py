@@ -870,7 +870,11 @@ class Store:
             "SELECT settings FROM community_settings WHERE platform = ? AND community = ?",
             [platform, community],
         ).fetchone()
-        return CommunitySettings(**json.loads(row[0])) if row else CommunitySettings()
+        if not row:
+            return CommunitySettings()
+        data = json.loads(row[0])
+        data["channels"] = tuple(data.get("channels", ()))
+        return CommunitySettings(**data)
 
     @_locked
     def set_community_settings(

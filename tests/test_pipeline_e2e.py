@@ -280,3 +280,35 @@ def test_replays_score_identically_whatever_the_timing(
         )
         store.close()
     assert results[0] == results[1]
+
+
+def test_moderators_choose_which_channels_are_read(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from bot.community import CommunitySettings, apply_setting
+
+    rows = [
+        {
+            "id": str(i),
+            "created_at": START.isoformat(),
+            "author": f"a{i}",
+            "text": f"$BTC up {i}",
+            "community": community,
+            "channel": channel,
+        }
+        for i, (community, channel) in enumerate(
+            [("quiet", "c1"), ("quiet", "c2"), ("picky", "c1"), ("picky", "c2"), ("open", "c1")]
+        )
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    store = Store(tmp_path / "listen.db")
+    off = apply_setting(CommunitySettings(), ("listen", "off"))
+    picky = apply_setting(CommunitySettings(), ("channels", "c2"))
+    store.set_community_settings("replay", "quiet", off, START)
+    store.set_community_settings("replay", "picky", picky, START)
+    pipeline = make_pipeline(store, Scorer(tiny_model_dir, cache_size=0), {})
+    asyncio.run(pipeline.run([ReplaySource(path, platform="replay")]))
+    assert store.query("SELECT community, channel FROM messages ORDER BY community") == [
+        ("open", "c1"),
+        ("picky", "c2"),
+    ]
+    store.close()
