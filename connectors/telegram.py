@@ -124,6 +124,11 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
 
     if chat_type not in _COMMUNITY_CHATS:
         return None  # private chatter is not community mood
+    if post.get("is_automatic_forward"):
+        return None  # a linked channel's post copied into its group: counted once, as the post
+    sender = post.get("from")
+    if isinstance(sender, dict) and sender.get("is_bot") and "sender_chat" not in post:
+        return None  # other bots' posts (price feeds, our own alerts) are not community mood
     return Message(
         platform="telegram",
         community=str(chat_id),

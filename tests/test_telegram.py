@@ -612,3 +612,14 @@ def test_the_token_never_reaches_the_logs(
     assert ours and all(TOKEN not in r.getMessage() for r in ours)
     assert TOKEN not in caplog.text
     assert "<token>" in caplog.text
+
+
+def test_automatic_forwards_and_other_bots_are_not_community_mood() -> None:
+    forward = message_update(40, "Channel post copied into the group", is_automatic_forward=True)
+    assert update_to_event(forward, BOT_USERNAME) is None
+    other_bot = message_update(
+        41, "BTC price: 64,000", **{"from": {"id": 9, "is_bot": True, "first_name": "PriceBot"}}
+    )
+    assert update_to_event(other_bot, BOT_USERNAME) is None
+    person = message_update(42, "BTC looks strong")
+    assert isinstance(update_to_event(person, BOT_USERNAME), Message)
