@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.index import IndexParams, Point, drivers, mentions_ratio
+from bot.render import quote
 from bot.types import Alert, MoodReading, Scope, band_of
 
 EXTREME = "extreme"
@@ -353,11 +354,4 @@ def _evidence(
     """Quotes of the messages that drove the alert: public ones only, since an alert can go to
     communities other than the one a message was posted in."""
     picks = drivers(points, now, window, direction, k=params.evidence_count, params=index_params)
-    return tuple(_quote(p.text, params.quote_chars) for p in picks)
-
-
-def _quote(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    return flat[: limit - 1].rstrip() + "…"
+    return tuple(quote(p.text, params.quote_chars) for p in picks)

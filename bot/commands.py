@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from bot.community import apply_setting
 from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
-from bot.render import reading_text, scope_label
+from bot.render import quote, reading_text, scope_label
 from bot.store import ScoredRow, Store, iso, parse_ts
 from bot.subscriptions import (
     Subscription,
@@ -217,13 +217,8 @@ def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
     top = drivers(points, ctx.now, "24h", direction, k=3, community=cmd.community)
     if top:
         lines.append("Moved most by:")
-        lines += [f"  “{_quote(p.text)}” ({p.polarity:+.2f})" for p in top]
+        lines += [f"  “{quote(p.text)}” ({p.polarity:+.2f})" for p in top]
     return Reply(text="\n".join(lines))
-
-
-def _quote(text: str, limit: int = 140) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
@@ -336,8 +331,8 @@ def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
     if clean:
         best = max(clean, key=lambda r: (r.polarity, r.key))
         worst = min(clean, key=lambda r: (r.polarity, r.key))
-        lines.append(f"• most bullish: “{_quote(best.text, 120)}” ({best.polarity:+.2f})")
-        lines.append(f"• most bearish: “{_quote(worst.text, 120)}” ({worst.polarity:+.2f})")
+        lines.append(f"• most bullish: “{quote(best.text, 120)}” ({best.polarity:+.2f})")
+        lines.append(f"• most bearish: “{quote(worst.text, 120)}” ({worst.polarity:+.2f})")
     mentions: dict[str, int] = {}
     for r in clean:
         for a in r.assets:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, time
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from bot.subscriptions import SubscriptionError, parse_quiet
+from bot.subscriptions import SubscriptionError, in_quiet_hours, parse_quiet
 from bot.types import Alert
 
 _CHANNEL = re.compile(r"<?#?[\w:-]{1,40}>?")
@@ -37,11 +36,7 @@ class CommunitySettings:
         return self.listen and (not self.channels or channel in self.channels)
 
     def quiet_at(self, now: datetime) -> bool:
-        if self.quiet_start is None or self.quiet_end is None:
-            return False
-        local = now.astimezone(ZoneInfo(self.tz)).time()
-        start, end = time(self.quiet_start), time(self.quiet_end)
-        return start <= local < end if start <= end else (local >= start or local < end)
+        return in_quiet_hours(now, self.quiet_start, self.quiet_end, self.tz)
 
     def wants(self, alert: Alert) -> bool:
         """Whether an alert clears this community's own extreme thresholds."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.errors import ConfigError
-from bot.store import Store, iso, parse_ts
+from bot.store import Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,3 @@ def check_demo_file(path: Path) -> Path:
     if not path.is_file():
         raise ConfigError(f"demo data missing: {path} (reinstall moodring)")
     return path
-
-
-def newest_tick(store: Store) -> datetime | None:
-    value = store.checkpoint("index_tick")
-    return parse_ts(value) if value else None

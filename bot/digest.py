@@ -15,8 +15,6 @@ from connectors.types import Command
 
 log = logging.getLogger(__name__)
 
-DIGEST = "digest"
-
 
 def due(hour: int, tz: str, now: datetime, last_sent_day: str | None) -> str | None:
     """The local date to send for, if ``now`` is at or past ``hour`` today and today's digest
@@ -32,7 +30,7 @@ async def send_due_digests(store: Store, sinks: dict[str, Sink], now: datetime) 
     """Send every digest that is due; each at most once per local day (checkpointed)."""
     sent = 0
     for sub in store.subscriptions():
-        if DIGEST not in sub.kinds or sub.platform not in sinks:
+        if not sub.is_digest or sub.platform not in sinks:
             continue
         key = f"digest:{sub.platform}:{sub.community}:{sub.target}"
         day = due(sub.quiet_start or 0, sub.tz, now, store.checkpoint(key))

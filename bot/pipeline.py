@@ -553,7 +553,7 @@ class Pipeline:
             for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
                 if attempts < self.config.max_attempts:
                     pending.setdefault(target, []).append(alert)
-            subs = {s.target: s for s in self.store.subscriptions(platform=name)}
+            subs = {s.target: s for s in self.store.subscriptions(platform=name) if not s.is_digest}
             for target, alerts in pending.items():
                 if self._retry_at.get((name, target), now) > now:
                     continue  # rate limited or backing off: the rows wait, nothing is lost

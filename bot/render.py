@@ -18,6 +18,12 @@ def scope_label(scope: Scope) -> str:
     return what if scope.asset != "*" else "all sources"
 
 
+def quote(text: str, limit: int = 140) -> str:
+    """A post as a one-line quote of at most ``limit`` characters ("…" when cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def render_alert(alert: Alert, target: str = "") -> Reply:
     """An alert as a chat reply: title, the numbers, then the quoted drivers."""
     icon = next((v for k, v in KIND_ICON.items() if alert.kind.startswith(k)), "🔔")

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -268,6 +268,25 @@ class ScoredRow:
         )
 
 
+_ALERT_COLUMNS = "a.key, a.kind, a.scope, a.at, a.title, a.detail, a.value, a.previous, a.evidence"
+
+
+def _alert_from_row(r: Sequence[Any]) -> Alert:
+    """An ``Alert`` from the first nine columns of a row selected with ``_ALERT_COLUMNS``."""
+    asset, community, platform = r[2].split("|")
+    return Alert(
+        key=r[0],
+        kind=r[1],
+        scope=Scope(asset, community, platform),
+        at=parse_ts(r[3]),
+        title=r[4],
+        detail=r[5] or "",
+        value=r[6],
+        previous=r[7],
+        evidence=tuple(json.loads(r[8] or "[]")),
+    )
+
+
 class Store:
     """The database. Opens (creating if needed), migrates, and offers keyed reads/writes."""
 
@@ -320,14 +339,6 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """A read-only query, run under the store's lock."""
         return self.db.execute(sql, list(params)).fetchall()
-
-    @_locked
-    def has_message(self, platform: str, channel: str, message_id: str) -> bool:
-        rows = self.db.execute(
-            "SELECT 1 FROM messages WHERE platform = ? AND channel = ? AND message_id = ?",
-            [platform, channel, message_id],
-        ).fetchall()
-        return bool(rows)
 
     @_locked
     def add_messages(self, items: Sequence[StoredMessage], now: datetime) -> int:
@@ -705,27 +716,11 @@ class Store:
     @_locked
     def alerts_between(self, since: datetime, until: datetime) -> list[Alert]:
         rows = self.db.execute(
-            "SELECT key, kind, scope, at, title, detail, value, previous, evidence FROM alerts"
-            " WHERE at >= ? AND at <= ? ORDER BY at, key",
+            f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.at >= ? AND a.at <= ?"
+            " ORDER BY a.at, a.key",
             [iso(since), iso(until)],
         ).fetchall()
-        out = []
-        for r in rows:
-            asset, community, platform = r[2].split("|")
-            out.append(
-                Alert(
-                    key=r[0],
-                    kind=r[1],
-                    scope=Scope(asset, community, platform),
-                    at=parse_ts(r[3]),
-                    title=r[4],
-                    detail=r[5] or "",
-                    value=r[6],
-                    previous=r[7],
-                    evidence=tuple(json.loads(r[8] or "[]")),
-                )
-            )
-        return out
+        return [_alert_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ outbox
 
@@ -733,18 +728,12 @@ class Store:
     def pending_outbox(self, sink: str, limit: int = 100) -> list[tuple[Alert, str, int]]:
         """Unsent outbox rows of ``sink``: (alert, target, attempts), oldest first."""
         rows = self.db.execute(
-            "SELECT o.alert_key, o.target, o.attempts, a.at FROM outbox o"
+            f"SELECT {_ALERT_COLUMNS}, o.target, o.attempts FROM outbox o"
             " JOIN alerts a ON a.key = o.alert_key"
             " WHERE o.sink = ? AND o.sent_at IS NULL ORDER BY a.at, o.alert_key LIMIT ?",
             [sink, limit],
         ).fetchall()
-        out = []
-        for key, target, attempts, at in rows:
-            alert = self.alerts_between(parse_ts(at), parse_ts(at))
-            match = next((a for a in alert if a.key == key), None)
-            if match is not None:
-                out.append((match, target, attempts or 0))
-        return out
+        return [(_alert_from_row(r), r[9], r[10] or 0) for r in rows]
 
     @_locked
     def mark_sent(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
@@ -950,17 +939,3 @@ class Store:
     def checkpoint(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchone()
         return row[0] if row else None
-
-
-def daily_start(ts: datetime) -> datetime:
-    """Midnight UTC of ``ts``'s day."""
-    ts = ts.astimezone(UTC)
-    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
-    """Whole hours ``h`` with ``start < h <= end``."""
-    h = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    while h <= end:
-        yield h
-        h += timedelta(hours=1)

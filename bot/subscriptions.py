@@ -40,13 +40,24 @@ class Subscription:
 
     def quiet_at(self, now: datetime) -> bool:
         """Whether ``now`` falls in the subscriber's quiet hours (their own time zone)."""
-        if self.quiet_start is None or self.quiet_end is None or "digest" in self.kinds:
-            return False
-        local = now.astimezone(ZoneInfo(self.tz)).time()
-        start, end = time(self.quiet_start), time(self.quiet_end)
-        if start <= end:
-            return start <= local < end
-        return local >= start or local < end  # quiet hours across midnight, e.g. 22–7
+        return in_quiet_hours(now, self.quiet_start, self.quiet_end, self.tz)
+
+    @property
+    def is_digest(self) -> bool:
+        """A daily-digest subscription (``/digest``): it takes no alerts, and its
+        ``quiet_start`` is the hour the digest goes out."""
+        return "digest" in self.kinds
+
+
+def in_quiet_hours(now: datetime, start_h: int | None, end_h: int | None, tz: str) -> bool:
+    """Whether ``now`` falls between the hours ``start_h`` and ``end_h`` in zone ``tz``."""
+    if start_h is None or end_h is None:
+        return False
+    local = now.astimezone(ZoneInfo(tz)).time()
+    start, end = time(start_h), time(end_h)
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end  # quiet hours across midnight, e.g. 22–7
 
 
 def parse_subscribe(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -86,7 +97,7 @@ def parse_quiet(text: str, tz: str) -> tuple[int, int, str]:
 
 def describe(sub: Subscription) -> str:
     """One line for /alerts."""
-    if "digest" in sub.kinds:
+    if sub.is_digest:
         return f"daily digest of {sub.community} at {sub.quiet_start or 0:02d}:00 {sub.tz}"
     what = "any asset" if sub.asset == "*" else sub.asset
     kinds = "all alerts" if set(sub.kinds) == set(KINDS) else ", ".join(sub.kinds)

@@ -287,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
         return worker(argv[1:])
-    from nlp.scorer import Scorer
 
     p = argparse.ArgumentParser(description="measure the moodring scorer")
     p.add_argument("--model", required=True, type=Path)
@@ -301,16 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = distinct_texts(args.texts, args.n)
     if args.total:
         texts = (texts * (args.total // len(texts) + 1))[: args.total]
-    scorer = Scorer(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        cache_size=0,
-        backend=args.backend,
-    )
-    result = measure(scorer.score, texts, args.batch_size, whole=scorer.score)
+    args.val = None  # speed only; validation is ``run_bench``'s job
+    result = _scorer_worker(args, texts)
     result["device"] = device_label(args.device)
-    result["backend"] = scorer.backend
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
