@@ -215,6 +215,15 @@ def m003_community_settings(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_author_metadata(db: sqlite_utils.Database) -> None:
+    """What the platform says about a message's author (X: followers, account age)."""
+    messages = db["messages"]
+    messages.add_column("author_followers", int)
+    messages.add_column("author_created_at", str)
+    messages.add_column("author_verified", int)
+
+
 def iso(ts: datetime) -> str:
     """A UTC timestamp as sortable ISO text (``2022-06-25T13:39:06+00:00``)."""
     return ts.astimezone(UTC).isoformat(timespec="seconds")
@@ -350,8 +359,9 @@ class Store:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO messages (platform, channel, message_id, community,"
                     " author, text, norm_text, created_at, likes, replies, reposts, language,"
-                    " public, tag, assets, spam_reason, set_aside, status, ingested_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+                    " public, tag, assets, spam_reason, set_aside, status, ingested_at,"
+                    " author_followers, author_created_at, author_verified)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?)",
                     [
                         m.platform,
                         m.channel,
@@ -371,6 +381,9 @@ class Store:
                         item.spam_reason,
                         item.set_aside,
                         iso(now),
+                        m.author_followers,
+                        None if m.author_created_at is None else iso(m.author_created_at),
+                        None if m.author_verified is None else int(m.author_verified),
                     ],
                 )
                 if cur.rowcount:
@@ -534,7 +547,8 @@ class Store:
         """Messages (raw text and normalised text) created since ``since``, for warm-ups."""
         rows = self.db.execute(
             "SELECT platform, community, channel, message_id, author, text, created_at,"
-            " likes, replies, reposts, language, public, tag, norm_text FROM messages"
+            " likes, replies, reposts, language, public, tag, norm_text, author_followers,"
+            " author_created_at, author_verified FROM messages"
             " WHERE created_at >= ? ORDER BY created_at",
             [iso(since)],
         ).fetchall()
@@ -554,6 +568,9 @@ class Store:
                 language=r[10],
                 public=bool(r[11]),
                 tag=r[12],
+                author_followers=r[14],
+                author_created_at=None if r[15] is None else parse_ts(r[15]),
+                author_verified=None if r[16] is None else bool(r[16]),
             )
             out.append((msg, r[13] or ""))
         return out

@@ -26,6 +26,10 @@ class Message:
     language: str | None = None
     public: bool = True  # may be quoted outside its own community
     tag: str | None = None  # the author's own label where a platform has one (StockTwits)
+    # What the platform tells us about the author, for spam and weighting (None: not told).
+    author_followers: int | None = None
+    author_created_at: datetime | None = None  # when the account was made
+    author_verified: bool | None = None
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
