@@ -58,3 +58,40 @@ class Reply:
     target: str = ""  # a channel or user id on the platform; "" means "where it came from"
     image: bytes | None = None
     image_name: str = "chart.png"
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One OHLCV bar of ``asset`` (e.g. "BTC") quoted in USD or a USD stablecoin.
+
+    ``ts`` is the bar's *open* time, timezone-aware UTC; ``interval`` is "1h" or "1d". A bar is
+    known only once it has closed, at ``ts + interval``.
+    """
+
+    asset: str
+    interval: str
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None or self.ts.utcoffset() is None:
+            raise ValueError("Candle.ts must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """An exchange's latest view of ``asset``: price, 24h change and, for perpetual swaps,
+    funding and open interest (``None`` where the exchange does not give them)."""
+
+    asset: str
+    at: datetime
+    last: float
+    change_24h_pct: float | None = None
+    volume_24h: float | None = None
+    funding_rate: float | None = None  # per funding period, e.g. 0.0001 = 0.01 %
+    open_interest: float | None = None  # in USD where the exchange says so
+    source: str = ""
