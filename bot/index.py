@@ -36,6 +36,9 @@ class Point:
     text: str = ""  # normalized text, for quoting
     public: bool = True  # may be quoted outside its own community
     community: str = ""
+    #: The author's standing where the platform tells us (new or tiny accounts weigh less);
+    #: 1.0 when it does not. See ``bot.spam.author_weight``.
+    reputation: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,10 +332,11 @@ def _decay(age_seconds: float, half_life: float) -> float:
 
 
 def _weight(p: Point, now: datetime, half_life: float, params: IndexParams) -> float:
-    """Recency * engagement. Engagement counts logarithmically: it is heavy-tailed and buyable."""
+    """Recency * engagement * reputation. Engagement counts logarithmically: it is heavy-tailed
+    and buyable."""
     age = (now - p.created_at).total_seconds()
     boost = 1.0 + params.engagement_weight * math.log1p(max(p.engagement, 0))
-    return _decay(age, half_life) * boost
+    return _decay(age, half_life) * boost * _clamp(p.reputation, 0.0, 1.0)
 
 
 def _mean_kernel(spec: WindowSpec, params: IndexParams) -> float:

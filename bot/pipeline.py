@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 from bot.alerts import AlertParams, AlertState, evaluate
@@ -26,6 +27,7 @@ from bot.queue import Closed, InProcessQueue
 from bot.render import render_alert, render_digest
 from bot.spam import SpamMarker
 from bot.store import ScoredRow, Store, StoredMessage, iso, parse_ts
+from bot.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.types import Alert, MoodReading, Scope
 from connectors.base import Sink, Source
 from connectors.errors import ConnectorError, DeliveryError, RecipientGone
@@ -305,6 +307,9 @@ class Pipeline:
         # (sink, target) → not before this time: the platform's retry_after, or backoff.
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
+        #: Each connector's health; live runs restart failed sources through ``supervisor``.
+        self.health = HealthBoard()
+        self.supervisor = Supervisor(self.health, self._stopping)
         self._warm_spam()
 
     def _warm_spam(self) -> None:
@@ -397,6 +402,8 @@ class Pipeline:
         # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
         if isinstance(source, Acking):
             source.ack(batch)
+        if source is not None:
+            self.health.messages(source.name, len(batch), max(m.created_at for m in batch))
         self.stats.seen += len(batch)
         self.stats.bump()
         # Backpressure: this waits while the scorer is ``queue_size`` batches behind.
@@ -640,12 +647,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------ run
 
+    def save_health(self) -> None:
+        """Store every connector's health, for ``moodring status`` and ``/status``."""
+        rows = [(h.name, health_to_json(h)) for h in self.health.snapshot()]
+        if rows:
+            self.store.save_health(rows, datetime.now(UTC))
+
     async def delivery_loop(self) -> None:
         """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
+        self.save_health()
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
             except TimeoutError:
+                await asyncio.to_thread(self.save_health)
                 if self.config.tick_to_clock:
                     await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
                 await self.deliver()
@@ -658,15 +673,23 @@ class Pipeline:
     async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
         """Run all stages until every source ends (or ``stop()``), then drain.
 
-        ``live`` adds the periodic delivery loop (a replay delivers after each tick)."""
+        ``live`` adds the periodic delivery loop (a replay delivers after each tick), and runs
+        each source under the supervisor: one that fails is restarted with backoff while the
+        others go on."""
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         delivery = asyncio.create_task(self.delivery_loop()) if live else None
         try:
-            await asyncio.gather(*(self.intake(s) for s in sources))
+            if live:
+                await asyncio.gather(
+                    *(self.supervisor.supervise(s.name, partial(self.intake, s)) for s in sources)
+                )
+            else:
+                await asyncio.gather(*(self.intake(s) for s in sources))
         finally:
             await self._to_score.close()
             await asyncio.gather(*workers)
             if delivery is not None:
                 self.stop()
                 await delivery
+                self.save_health()
         return self.stats

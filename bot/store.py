@@ -222,6 +222,28 @@ def m004_author_metadata(db: sqlite_utils.Database) -> None:
     messages.add_column("author_followers", int)
     messages.add_column("author_created_at", str)
     messages.add_column("author_verified", int)
+    messages.add_column("author_weight", float)  # bot.spam.author_weight; NULL reads as 1
+
+
+@migrations()
+def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
+    """Connector health for ``moodring status``, paid API usage, moderators' manual levels."""
+    db["connector_health"].create(
+        {"name": str, "health": str, "updated_at": str},  # health: JSON of bot.supervisor.Health
+        pk="name",
+    )
+    db["api_usage"].create({"name": str, "month": str, "reads": int}, pk=("name", "month"))
+    db["manual_levels"].create(
+        {
+            "platform": str,
+            "community": str,
+            "asset": str,
+            "price": float,
+            "added_by": str,
+            "added_at": str,
+        },
+        pk=("platform", "community", "asset", "price"),
+    )
 
 
 def iso(ts: datetime) -> str:
@@ -242,6 +264,7 @@ class StoredMessage:
     assets: tuple[str, ...]
     spam_reason: str | None
     set_aside: str | None
+    author_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +283,7 @@ class ScoredRow:
     public: bool
     text: str
     assets: tuple[str, ...]
+    reputation: float = 1.0
 
     def to_point(self) -> Point:
         """The index's view of this message."""
@@ -274,6 +298,7 @@ class ScoredRow:
             text=self.text,
             public=self.public,
             community=self.community,
+            reputation=self.reputation,
         )
 
 
@@ -360,8 +385,9 @@ class Store:
                     "INSERT OR IGNORE INTO messages (platform, channel, message_id, community,"
                     " author, text, norm_text, created_at, likes, replies, reposts, language,"
                     " public, tag, assets, spam_reason, set_aside, status, ingested_at,"
-                    " author_followers, author_created_at, author_verified)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+                    " author_followers, author_created_at, author_verified, author_weight)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?,"
+                    " ?)",
                     [
                         m.platform,
                         m.channel,
@@ -384,6 +410,7 @@ class Store:
                         m.author_followers,
                         None if m.author_created_at is None else iso(m.author_created_at),
                         None if m.author_verified is None else int(m.author_verified),
+                        item.author_weight,
                     ],
                 )
                 if cur.rowcount:
@@ -514,7 +541,7 @@ class Store:
         sql = (
             "SELECT m.platform, m.channel, m.message_id, m.created_at, m.author, m.community,"
             " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
-            " m.public, m.norm_text, m.assets"
+            " m.public, m.norm_text, m.assets, m.author_weight"
             " FROM messages m JOIN scores s ON s.platform = m.platform"
             " AND s.channel = m.channel AND s.message_id = m.message_id"
             " WHERE m.status = 'scored' AND m.created_at >= ?"
@@ -538,6 +565,7 @@ class Store:
                 public=bool(r[10]),
                 text=r[11] or "",
                 assets=tuple(json.loads(r[12] or "[]")),
+                reputation=1.0 if r[13] is None else float(r[13]),
             )
             for r in self.db.execute(sql, params).fetchall()
         ]
@@ -956,3 +984,84 @@ class Store:
     def checkpoint(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchone()
         return row[0] if row else None
+
+    # ------------------------------------------------------------------ health, usage
+
+    @_locked
+    def save_health(self, rows: Sequence[tuple[str, str]], now: datetime) -> None:
+        """Store each connector's health (``(name, JSON)``), replacing the previous one."""
+        with self.transaction() as db:
+            for name, doc in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO connector_health VALUES (?, ?, ?)",
+                    [name, doc, iso(now)],
+                )
+
+    @_locked
+    def health(self) -> list[tuple[str, str, datetime]]:
+        """Every connector's stored health: ``(name, JSON, saved at)``, by name."""
+        return [
+            (r[0], r[1], parse_ts(r[2]))
+            for r in self.db.execute(
+                "SELECT name, health, updated_at FROM connector_health ORDER BY name"
+            ).fetchall()
+        ]
+
+    @_locked
+    def add_usage(self, name: str, month: str, reads: int) -> int:
+        """Count ``reads`` against ``name``'s usage in ``month`` ("2026-11"); return the total."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO api_usage VALUES (?, ?, ?)"
+                " ON CONFLICT (name, month) DO UPDATE SET reads = reads + excluded.reads",
+                [name, month, reads],
+            )
+            row = db.execute(
+                "SELECT reads FROM api_usage WHERE name = ? AND month = ?", [name, month]
+            ).fetchone()
+        return int(row[0])
+
+    @_locked
+    def usage(self, name: str, month: str) -> int:
+        """Reads counted against ``name`` in ``month``."""
+        row = self.db.execute(
+            "SELECT reads FROM api_usage WHERE name = ? AND month = ?", [name, month]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ manual levels
+
+    @_locked
+    def add_manual_level(
+        self, platform: str, community: str, asset: str, price: float, by: str, now: datetime
+    ) -> bool:
+        """A moderator's level for ``asset`` in their community; False if it was there."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO manual_levels VALUES (?, ?, ?, ?, ?, ?)",
+                [platform, community, asset, price, by, iso(now)],
+            )
+        return bool(cur.rowcount)
+
+    @_locked
+    def remove_manual_level(self, platform: str, community: str, asset: str, price: float) -> int:
+        """Remove a manual level (matched within half a cent); how many were removed."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM manual_levels WHERE platform = ? AND community = ? AND asset = ?"
+                " AND ABS(price - ?) < 0.005",
+                [platform, community, asset, price],
+            )
+        return cur.rowcount
+
+    @_locked
+    def manual_levels(self, platform: str, community: str, asset: str) -> list[float]:
+        """The community's manual levels for ``asset``, lowest first."""
+        return [
+            float(r[0])
+            for r in self.db.execute(
+                "SELECT price FROM manual_levels WHERE platform = ? AND community = ?"
+                " AND asset = ? ORDER BY price",
+                [platform, community, asset],
+            ).fetchall()
+        ]

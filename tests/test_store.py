@@ -42,6 +42,7 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
         ("m002_chat_inbox_and_subscriptions",),
         ("m003_community_settings",),
         ("m004_author_metadata",),
+        ("m005_health_usage_levels",),
     ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()
