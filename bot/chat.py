@@ -7,15 +7,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from bot.commands import CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
-from connectors.errors import DeliveryError
+from connectors.errors import DeliveryError, MalformedInput
 from connectors.types import Command, Message, Reply
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,64 @@ class ChatSource:
             await self.sink.send(dataclasses.replace(reply, target=cmd.channel))
         except DeliveryError as exc:
             log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)
+
+
+class ConsoleSource:
+    """Commands typed at the terminal (or piped in), answered on the console sink.
+
+    It yields no messages; as a pipeline Source it keeps ``moodring run`` serving commands
+    when no platform is configured, and ends at the end of input.
+    """
+
+    def __init__(self, stream: BinaryIO, sink: Sink, store: Store, stopping: asyncio.Event) -> None:
+        self.name = "console"
+        self.stream = stream
+        self.sink = sink
+        self.store = store
+        self.stopping = stopping
+        # The operator is not rate-limited by the per-user chat limits.
+        self.limiter = RateLimiter(per_user=1_000, per_chat=1_000)
+
+    async def messages(self) -> AsyncIterator[Message]:
+        await self.serve()
+        return
+        yield  # unreachable: makes this an async generator that yields nothing
+
+    async def serve(self) -> None:
+        """Answer commands line by line until the input ends or the bot stops."""
+        from connectors.console import parse_console_command, read_lines
+
+        lines = read_lines(self.stream).__aiter__()
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while not self.stopping.is_set():
+                line_task = asyncio.ensure_future(lines.__anext__())
+                done, _ = await asyncio.wait({line_task, stop}, return_when=FIRST_COMPLETED)
+                if line_task not in done:
+                    line_task.cancel()
+                    return
+                try:
+                    line = line_task.result()
+                except StopAsyncIteration:
+                    return
+                try:
+                    cmd = parse_console_command(line)
+                except MalformedInput as exc:
+                    await self._say(Reply(text=str(exc)))
+                    continue
+                if cmd is not None:
+                    reply = await answer_command(cmd, self.store, self.limiter)
+                    if reply is not None:
+                        await self._say(reply)
+        finally:
+            stop.cancel()
+            await lines.aclose()
+
+    async def _say(self, reply: Reply) -> None:
+        try:
+            await self.sink.send(reply)
+        except DeliveryError as exc:
+            log.warning("console reply not written: %s", exc)
 
 
 def discord_front(

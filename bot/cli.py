@@ -177,39 +177,50 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.replay import ReplaySource
 
     sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
-    tokens = {"telegram": settings.telegram_token, "discord": settings.discord_token}
-    for name, token in tokens.items():
-        if token is None:
-            log.info("connector %s off: MOODRING_%s_TOKEN is not set", name, name.upper())
-    log.info("connector x off: not built in this version")
-    if not sources and all(t is None for t in tokens.values()):
-        raise ConfigError(
-            "nothing to listen to: set MOODRING_TELEGRAM_TOKEN or MOODRING_DISCORD_TOKEN, "
-            "or give --replay FILE"
-        )
     store = Store(settings.db)
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
         config = _pipeline_config(settings, tick_to_clock=not sources)
         pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
-        asyncio.run(_serve(settings, store, pipeline, sources, sinks))
+        asyncio.run(_serve(settings, store, pipeline, sources, sinks, console=args.console))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.stats)
     finally:
         store.close()
     return 0
 
 
-async def _serve(settings: Settings, store, pipeline, sources: list, sinks: dict) -> None:
-    """Run the pipeline with every chat front end that has a token, in this one event loop."""
+async def _serve(
+    settings: Settings, store, pipeline, sources: list, sinks: dict, console: bool = False
+) -> None:
+    """Run the pipeline with every connector that is configured, side by side in this one
+    event loop, each under the supervisor; say which are off and why."""
     from contextlib import AsyncExitStack
 
+    board = pipeline.health
     tasks: list[asyncio.Task] = []
     async with AsyncExitStack() as stack:
         if settings.telegram_token is not None:
             sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
+        else:
+            board.off("telegram", "MOODRING_TELEGRAM_TOKEN is not set")
         if settings.discord_token is not None:
             sources.append(_discord(settings, store, pipeline, sinks, tasks))
+        else:
+            board.off("discord", "MOODRING_DISCORD_TOKEN is not set")
+        board.off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
+        board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
+        chats = settings.telegram_token is not None or settings.discord_token is not None
+        if console or not chats:
+            from bot.chat import ConsoleSource
+
+            sources.append(
+                ConsoleSource(sys.stdin.buffer, sinks["console"], store, pipeline.stopping)
+            )
+            log.info("serving commands on the console: type /help (end of input stops it)")
+        for h in board.snapshot():
+            if h.state == "off":
+                log.info("connector %s off: %s", h.name, h.note)
         from bot.digest import send_due_digests
 
         pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
@@ -217,20 +228,15 @@ async def _serve(settings: Settings, store, pipeline, sources: list, sinks: dict
             await pipeline.run_until_signalled(sources, live=True)
         finally:
             pipeline.stop()
-            # Failures were logged as they happened (``_watched``).
+            # Failures were logged and counted by the supervisor as they happened.
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(pipeline.save_health)
 
 
-def _watched(coro, name: str) -> asyncio.Task:
-    """A front end's task whose failure is logged when it happens, not only at shutdown."""
-
-    def report(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s stopped: %s (the other connectors keep running)", name, task.exception())
-
-    task = asyncio.create_task(coro, name=name)
-    task.add_done_callback(report)
-    return task
+def _supervised(pipeline, name: str, start) -> asyncio.Task:
+    """A connector's own task (a poller, a gateway client), restarted with backoff on failure
+    while the others keep running."""
+    return asyncio.create_task(pipeline.supervisor.supervise(name, start), name=name)
 
 
 async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tasks: list):
@@ -247,7 +253,9 @@ async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tas
     log.info("connector telegram on as @%s", tg.username)
     sinks["telegram"] = TelegramSink(tg)
     poller = TelegramPoller(tg, store)
-    tasks.append(_watched(poller.run(pipeline.stopping), "telegram polling"))
+    tasks.append(
+        _supervised(pipeline, "telegram:getUpdates", lambda: poller.run(pipeline.stopping))
+    )
     return ChatSource(
         "telegram",
         poller,
@@ -267,9 +275,27 @@ def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
     )
     sinks["discord"] = DiscordSink(connector.client)
     token = settings.discord_token.get_secret_value()
-    tasks.append(_watched(connector.run(token, pipeline.stopping), "discord"))
+    tasks.append(
+        _supervised(pipeline, "discord:gateway", lambda: connector.run(token, pipeline.stopping))
+    )
     log.info("connector discord starting")
     return source
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.status import status_report
+    from bot.store import Store
+
+    if not settings.db.is_file():
+        raise ConfigError(f"no database at {settings.db}: give --db, or start `moodring run`")
+    store = Store(settings.db)
+    try:
+        plan = (settings.x_monthly_read_cap, settings.x_price_per_read_usd)
+        text = status_report(store, datetime.now(UTC), plan=plan)
+    finally:
+        store.close()
+    sys.stdout.write(f"moodring on {settings.db}\n{text}\n")
+    return 0
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -407,10 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("run", help="the long-running bot: Telegram (with a token) and replays")
+    r = sub.add_parser(
+        "run", help="the long-running bot: every configured platform, prices and replays"
+    )
     r.add_argument("--replay", nargs="*", help="CSV/JSONL files to replay as sources")
     r.add_argument("--speed", type=float)
+    r.add_argument(
+        "--console",
+        action="store_true",
+        help="also answer commands typed on stdin (always on when no chat token is set)",
+    )
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="connectors, backlog and X spend of the bot on --db")
+    st.set_defaults(func=cmd_status)
 
     a = sub.add_parser("ask", help='run a chat command on the local database, e.g. "/mood BTC"')
     a.add_argument("text", help='the command, quoted: "/mood BTC 24h"')

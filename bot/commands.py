@@ -45,6 +45,7 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 /summary [24h|7d] — moderators: this community's mood, extremes, topics and spam
 /digest 8 [Europe/Berlin] — moderators: that summary by direct message every day
 /settings — moderators: alerts on/off, quiet hours, thresholds and cooldown for this chat
+/status — moderators: the bot's connectors, backlog and X spend
 /help — this message"""
 
 USAGE = {
@@ -62,6 +63,7 @@ USAGE = {
     "summary": "/summary [24h|7d]   (moderators)",
     "digest": "/digest HOUR [TIMEZONE] | /digest off   (moderators)",
     "settings": "/settings [alerts on|off | quiet 22-7 [TZ] | extreme 20 80 | cooldown 6]",
+    "status": "/status   (moderators)",
 }
 
 
@@ -298,8 +300,17 @@ def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
 
 
-MODERATOR_COMMANDS = frozenset({"summary", "digest", "settings"})
+MODERATOR_COMMANDS = frozenset({"summary", "digest", "settings", "status"})
 SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+def cmd_status(cmd: Command, ctx: CommandContext) -> Reply:
+    """The bot's health as the operator sees it, without error texts (they may name hosts)."""
+    from bot.status import status_report
+
+    if cmd.args:
+        raise UsageError("no arguments")
+    return Reply(text=status_report(ctx.store, ctx.now, detail=False))
 
 
 def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
@@ -470,6 +481,7 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "summary": cmd_summary,
     "digest": cmd_digest,
     "settings": cmd_settings,
+    "status": cmd_status,
 }
 
 

@@ -26,7 +26,7 @@ from bot.index import IndexParams, Point, compute_reading
 from bot.queue import Closed, InProcessQueue
 from bot.render import render_alert, render_digest
 from bot.spam import SpamMarker
-from bot.store import ScoredRow, Store, StoredMessage, iso, parse_ts
+from bot.store import TICK_CHECKPOINT, ScoredRow, Store, StoredMessage, iso, parse_ts
 from bot.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.types import Alert, MoodReading, Scope
 from connectors.base import Sink, Source
@@ -41,7 +41,6 @@ from nlp.types import Score
 
 log = logging.getLogger(__name__)
 
-TICK_CHECKPOINT = "index_tick"
 #: How far back the index looks: the 7d window plus its 4-window baseline, and a day spare.
 LOOKBACK = timedelta(days=36)
 

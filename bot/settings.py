@@ -48,7 +48,27 @@ class Settings(BaseSettings):
     discord_channel_ids: tuple[int, ...] = ()
     #: Discord role names that count as moderators, besides Manage Server.
     discord_admin_roles: tuple[str, ...] = ()
+    #: X (Twitter) API v2 app bearer token; X is optional and off without it.
     x_bearer_token: SecretStr | None = None
+    #: X recent-search queries, e.g. ("$BTC lang:en -is:retweet", "from:somebody").
+    x_queries: tuple[str, ...] = ("($BTC OR #bitcoin) lang:en -is:retweet",)
+    #: Seconds between X polls of each query (each poll costs reads).
+    x_poll_s: float = 300.0
+    #: Most result pages per poll (up to 100 posts a page).
+    x_max_pages: int = 3
+    #: Posts you may read a month on your X plan; polling pauses when it is spent.
+    x_monthly_read_cap: int = 10_000
+    #: What X charges per post read, in USD, for the cost meter (set your plan's price).
+    x_price_per_read_usd: float = 0.005
+    #: ccxt exchange id for prices (e.g. "binance", "kraken"); None leaves prices off.
+    price_exchange: str | None = None
+    #: Point the exchange client at another base URL (a proxy, or a test peer).
+    price_api_url: str | None = None
+    #: Assets whose candles are polled, quoted in ``price_quote``.
+    price_assets: tuple[str, ...] = ("BTC", "ETH")
+    price_quote: str = "USDT"
+    #: Seconds between price polls.
+    price_poll_s: float = 60.0
 
     @classmethod
     def settings_customise_sources(

@@ -39,6 +39,9 @@ MESSAGE_KEY = ("platform", "channel", "message_id")
 
 migrations = Migrations("moodring")
 
+#: The checkpoint holding the index's last tick (message time).
+TICK_CHECKPOINT = "index_tick"
+
 F = TypeVar("F")
 
 

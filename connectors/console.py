@@ -1,12 +1,16 @@
-"""A Sink that writes replies to a text stream (the terminal, a log file): for demos and tests."""
+"""The console as a platform: replies written to a text stream, commands read from stdin."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
-from connectors.errors import DeliveryError
-from connectors.types import Reply
+from connectors.errors import DeliveryError, MalformedInput
+from connectors.types import Command, Reply
 
 
 class ConsoleSink:
@@ -71,3 +75,55 @@ def _save_image(directory: Path, image: bytes, image_name: str) -> Path:
     except OSError as exc:
         raise DeliveryError(f"saving image {name!r} failed: {exc}") from exc
     raise DeliveryError(f"saving image {name!r} failed: too many files named like it")
+
+
+async def read_lines(stream: BinaryIO) -> AsyncIterator[str]:
+    """Lines typed on a terminal or piped in, read without blocking the event loop.
+
+    A pipe, a terminal or ``/dev/null`` is read through the loop's pipe transport; a regular
+    file (``< commands.txt``) cannot be, and is read whole. Ends at end of input.
+    """
+    loop = asyncio.get_running_loop()
+    if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        for raw in stream.read().splitlines():
+            yield raw.decode("utf-8", "replace")
+        return
+    reader = asyncio.StreamReader(limit=64 * 1024)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), stream
+    )
+    try:
+        while True:
+            try:
+                raw = await reader.readline()
+            except ValueError:  # a line over the limit: drop it, keep reading
+                continue
+            if not raw:
+                return
+            yield raw.decode("utf-8", "replace").rstrip("\r\n")
+    finally:
+        transport.close()
+
+
+def parse_console_command(line: str, user: str = "console") -> Command | None:
+    """``"/mood BTC 24h"`` typed at the console as a Command from the operator (a moderator
+    of the console "community"); None for a blank line.
+
+    Raises:
+        MalformedInput: the line is not a command (it does not start with ``/``).
+    """
+    parts = line.strip().split()
+    if not parts:
+        return None
+    if not parts[0].startswith("/") or len(parts[0]) < 2:
+        raise MalformedInput("commands start with /, e.g. /mood BTC (try /help)")
+    return Command(
+        platform="console",
+        community="console",
+        channel="console",
+        user=user,
+        name=parts[0][1:].split("@", 1)[0].lower(),
+        args=tuple(parts[1:]),
+        roles=frozenset({"admin"}),  # whoever holds the terminal runs the bot
+        is_private=True,
+    )

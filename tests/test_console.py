@@ -84,3 +84,63 @@ def test_an_unwritable_image_dir_raises_delivery_error(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="saving image"):
         send(ConsoleSink(stream, image_dir=blocker), Reply("x", image=PNG))
     assert stream.getvalue() == ""  # nothing half-printed
+
+
+# ---------------------------------------------------------------------- commands on stdin
+
+
+def test_console_commands_are_parsed_as_the_operator() -> None:
+    from connectors.console import parse_console_command
+    from connectors.errors import MalformedInput
+
+    cmd = parse_console_command("  /Mood@moodring_bot BTC 24h ")
+    assert cmd is not None
+    assert (cmd.name, cmd.args, cmd.platform) == ("mood", ("BTC", "24h"), "console")
+    assert "admin" in cmd.roles and cmd.is_private
+    assert parse_console_command("   ") is None
+    with pytest.raises(MalformedInput, match="start with /"):
+        parse_console_command("mood BTC")
+    with pytest.raises(MalformedInput):
+        parse_console_command("/")
+
+
+def _answers(tmp_path: Path, data: bytes, as_pipe: bool) -> str:
+    import os
+
+    from bot.chat import ConsoleSource
+    from bot.store import Store
+
+    store = Store(tmp_path / "c.db")
+    out = io.StringIO()
+
+    async def run() -> list:
+        stopping = asyncio.Event()
+        if as_pipe:
+            r, w = os.pipe()
+            os.write(w, data)
+            os.close(w)
+            stream = os.fdopen(r, "rb")
+        else:
+            path = tmp_path / "commands.txt"
+            path.write_bytes(data)
+            stream = path.open("rb")
+        with stream:
+            source = ConsoleSource(stream, ConsoleSink(out), store, stopping)
+            return [m async for m in source.messages()]
+
+    try:
+        assert asyncio.run(run()) == []  # it answers commands; it yields no messages
+    finally:
+        store.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("as_pipe", [True, False])
+def test_console_source_answers_each_line_until_end_of_input(tmp_path: Path, as_pipe: bool) -> None:
+    text = _answers(tmp_path, b"/help\nhello\n\n/nosuch\n/status\n\xff\xfe/mood\n", as_pipe)
+    assert "moodring reads this community" in text  # /help
+    assert "commands start with /" in text  # "hello"
+    assert "Unknown command /nosuch" in text
+    assert "Connectors:" in text  # /status: the console operator is a moderator
+    # Undecodable bytes do not stop the reader; the line is answered as best it can be.
+    assert text.count("\n") > 10

@@ -1,0 +1,112 @@
+"""What the operator and moderators see of a running bot: connectors, spend, backlog."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from bot.store import TICK_CHECKPOINT, Store, parse_ts
+from bot.supervisor import health_from_json
+
+#: Where ``moodring run`` records the X plan it was configured with, for ``/status``.
+X_PLAN_CHECKPOINT = "x:plan"
+
+
+def save_x_plan(store: Store, cap: int, price_per_read: float, now: datetime) -> None:
+    """Record the configured X plan, so a moderator's ``/status`` prices reads the same way."""
+    store.set_checkpoint(X_PLAN_CHECKPOINT, json.dumps({"cap": cap, "price": price_per_read}), now)
+
+
+def stored_x_plan(store: Store) -> tuple[int, float] | None:
+    """The X plan ``moodring run`` last recorded: (monthly read cap, USD per read)."""
+    text = store.checkpoint(X_PLAN_CHECKPOINT)
+    if text is None:
+        return None
+    doc = json.loads(text)
+    return int(doc["cap"]), float(doc["price"])
+
+
+def month_of(now: datetime) -> str:
+    """The usage month of ``now`` ("2026-11"), in UTC like everything we store."""
+    return now.strftime("%Y-%m")
+
+
+def x_spend_line(store: Store, now: datetime, cap: int, price_per_read: float) -> str:
+    """X reads this month against the plan's cap, and what they cost."""
+    reads = store.usage("x", month_of(now))
+    share = f" ({reads / cap:.0%} of the cap)" if cap > 0 else ""
+    return (
+        f"X reads in {month_of(now)}: {reads:,} of {cap:,}{share},"
+        f" ≈ ${reads * price_per_read:,.2f} at ${price_per_read:g}/read"
+    )
+
+
+def _ago(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    s = max((now - then).total_seconds(), 0.0)
+    if s < 90:
+        return f"{s:.0f}s ago"
+    if s < 5400:
+        return f"{s / 60:.0f} min ago"
+    if s < 129600:
+        return f"{s / 3600:.1f} h ago"
+    return f"{s / 86400:.1f} days ago"
+
+
+def status_report(
+    store: Store,
+    now: datetime,
+    *,
+    plan: tuple[int, float] | None = None,
+    detail: bool = True,
+) -> str:
+    """A plain-text report: each connector's health, X spend, messages, backlog, last tick.
+
+    ``plan`` is X's (monthly read cap, USD per read); by default the one ``moodring run``
+    recorded. ``detail`` adds the error texts (the operator's view; moderators get the
+    short one).
+    """
+    lines = ["Connectors:"]
+    stored = store.health()
+    if not stored:
+        lines.append("  none has reported yet (is `moodring run` running on this database?)")
+    for name, doc, _saved_at in stored:
+        h = health_from_json(doc)
+        parts = [f"  {name}: {h.state}"]
+        if h.note:
+            parts.append(f"({h.note})")
+        if h.state != "off":
+            parts.append(f"· {h.messages:,} msgs, last {_ago(h.last_message_at, now)}")
+            if h.lag_s is not None:
+                parts.append(f"· lag {h.lag_s:,.0f}s")
+            parts.append(f"· {h.errors} errors, {h.restarts} restarts")
+            if h.reads:
+                parts.append(f"· {h.reads:,} reads")
+        line = " ".join(parts)
+        if detail and h.last_error:
+            line += f"\n    last error: {h.last_error}"
+        lines.append(line)
+    if stored:
+        newest = max(saved_at for _, _, saved_at in stored)
+        lines.append(f"  (reported {_ago(newest, now)})")
+    plan = plan or stored_x_plan(store)
+    if plan is not None:
+        lines.append(x_spend_line(store, now, *plan))
+    elif store.usage("x", month_of(now)):
+        lines.append(f"X reads in {month_of(now)}: {store.usage('x', month_of(now)):,}")
+    counts = store.counts()
+    total = sum(counts.get(k, 0) for k in ("new", "scored", "failed"))
+    spam_share = counts.get("spam", 0) / total if total else 0.0
+    lines.append(
+        f"Messages: {total:,} stored, {counts.get('scored', 0):,} scored,"
+        f" {counts.get('new', 0):,} waiting, {counts.get('failed', 0):,} set aside with an error;"
+        f" spam {spam_share:.1%}"
+    )
+    pending = store.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+    tick = store.checkpoint(TICK_CHECKPOINT)
+    lines.append(
+        f"Alert sends not yet made: {pending[0][0]:,}; index last ticked"
+        f" {'never' if tick is None else tick + ' (' + _ago(parse_ts(tick), now) + ')'}"
+    )
+    return "\n".join(lines)
