@@ -26,9 +26,10 @@ BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
 class RedactTokens(logging.Filter):
-    """Masks bot tokens (Telegram's ``123456:ABC…``) in any log line, e.g. httpx's URLs."""
+    """Masks bot tokens (Telegram's ``123456:ABC…``) and bearer tokens (X's, in tweepy's
+    debug output of request headers) in any log line, e.g. httpx's URLs."""
 
-    _TOKEN = re.compile(r"\d{6,}:[\w-]{30,}")
+    _TOKEN = re.compile(r"\d{6,}:[\w-]{30,}|(?<=Bearer )[\w%.~+/=-]{20,}")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -43,7 +44,7 @@ def setup_logging(level: str) -> None:
     handler.addFilter(RedactTokens())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "transformers", "urllib3"):
+    for noisy in ("httpx", "httpcore", "transformers", "urllib3", "tweepy", "ccxt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -118,21 +119,22 @@ class _TqdmStream:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from bot.demo import DEMO_POSTS, DEMO_PRICES, check_demo_file, print_report, read_daily_candles
+    from bot.demo import DEMO_POSTS, check_demo_file, print_report
     from bot.pipeline import PipelineStats
+    from bot.prices import load_bundled
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource, count_rows
 
     posts = check_demo_file(Path(args.messages) if args.messages else demo_file(DEMO_POSTS))
-    prices = check_demo_file(demo_file(DEMO_PRICES))
     out = sys.stdout
     store = Store(settings.db)
     try:
-        n_prices = store.add_prices("BTC", "1d", read_daily_candles(prices), "yahoo (demo)")
+        n_prices = load_bundled(store)
         out.write(
-            f"moodring demo: {posts.name} → {settings.db} "
-            f"(BTC daily closes: {n_prices}; model: {settings.model_dir})\n"
+            f"moodring demo: {posts.name} → {settings.db} (daily closes: "
+            + ", ".join(f"{a} {n}" for a, n in n_prices.items())
+            + f"; model: {settings.model_dir})\n"
         )
         total = count_rows(posts)
         bar = tqdm(total=total, unit="msg", disable=args.no_progress, file=sys.stderr)
@@ -208,7 +210,10 @@ async def _serve(
             sources.append(_discord(settings, store, pipeline, sinks, tasks))
         else:
             board.off("discord", "MOODRING_DISCORD_TOKEN is not set")
-        board.off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
+        if settings.x_bearer_token is not None:
+            sources.append(_x(settings, store, pipeline))
+        else:
+            board.off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
         board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
         chats = settings.telegram_token is not None or settings.discord_token is not None
         if console or not chats:
@@ -264,6 +269,32 @@ async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tas
         lambda cmd: roles_for(tg, cmd),
         pipeline.stopping,
     )
+
+
+def _x(settings: Settings, store, pipeline):
+    """X recent search as a pipeline source, its checkpoints and read meter in the store."""
+    from bot.feeds import StoreXState
+    from bot.status import save_x_plan
+    from connectors.x import XSource, build_client
+
+    now = datetime.now(UTC)
+    save_x_plan(store, settings.x_monthly_read_cap, settings.x_price_per_read_usd, now)
+    source = XSource(
+        build_client(settings.x_bearer_token.get_secret_value()),
+        settings.x_queries,
+        StoreXState(store, settings.x_monthly_read_cap),
+        poll_s=settings.x_poll_s,
+        max_pages=settings.x_max_pages,
+        stopping=pipeline.stopping,
+    )
+
+    async def report(now: datetime) -> None:
+        note = "paused: this month's read cap is spent" if source.capped else ""
+        pipeline.health.update("x", reads=source.reads, note=note)
+
+    pipeline.periodic.append(report)
+    log.info("connector x on: %d queries every %.0fs", len(settings.x_queries), settings.x_poll_s)
+    return source
 
 
 def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -17,26 +15,6 @@ from bot.store import Store, iso
 log = logging.getLogger(__name__)
 
 DEMO_POSTS = "stocktwits_btc_eth_2022.csv"
-DEMO_PRICES = "btc_usd_daily.csv"
-
-
-def read_daily_candles(path: Path) -> Iterator[dict]:
-    """Rows of a ``date,open,high,low,close,volume`` CSV as candle dicts (bad rows skipped)."""
-    skipped = 0
-    with open(path, newline="", encoding="utf-8") as fh:
-        for n, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                day = datetime.fromisoformat(row["date"]).replace(tzinfo=UTC)
-                yield {
-                    "ts": iso(day),
-                    **{k: float(row[k]) for k in ("open", "high", "low", "close")},
-                    "volume": float(row.get("volume") or 0),
-                }
-            except (KeyError, TypeError, ValueError) as exc:
-                skipped += 1
-                log.warning("%s line %d skipped: %s", path.name, n, exc)
-    if skipped:
-        log.warning("%s: %d malformed rows skipped", path.name, skipped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +30,7 @@ from bot.errors import StoreError
 from bot.index import Point
 from bot.subscriptions import Subscription
 from bot.types import Alert, MoodReading, Scope
-from connectors.types import Message
+from connectors.types import Candle, Message, Ticker
 from nlp.types import Score
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,19 @@ def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
             "added_at": str,
         },
         pk=("platform", "community", "asset", "price"),
+    )
+    db["tickers"].create(
+        {
+            "asset": str,
+            "at": str,
+            "last": float,
+            "change_24h_pct": float,
+            "volume_24h": float,
+            "funding_rate": float,
+            "open_interest": float,
+            "source": str,
+        },
+        pk=("asset", "at"),
     )
 
 
@@ -645,12 +658,83 @@ class Store:
     # ------------------------------------------------------------------ prices
 
     @_locked
-    def add_prices(self, asset: str, interval: str, rows: Iterable[dict], source: str) -> int:
-        """Upsert candles (dicts with ts, open, high, low, close, volume)."""
-        records = [{"asset": asset, "interval": interval, "source": source, **row} for row in rows]
-        with self.transaction():
-            self.db["prices"].upsert_all(records, pk=("asset", "interval", "ts"))
-        return len(records)
+    def add_candles(self, candles: Sequence[Candle], source: str) -> int:
+        """Upsert candles (any assets and intervals) in one transaction; how many."""
+        with self.transaction() as db:
+            for c in candles:
+                db.execute(
+                    "INSERT OR REPLACE INTO prices (asset, interval, ts, open, high, low, close,"
+                    " volume, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        c.asset,
+                        c.interval,
+                        iso(c.ts),
+                        c.open,
+                        c.high,
+                        c.low,
+                        c.close,
+                        c.volume,
+                        source,
+                    ],
+                )
+        return len(candles)
+
+    @_locked
+    def candles(
+        self, asset: str, interval: str = "1d", until: datetime | None = None
+    ) -> list[Candle]:
+        """Stored candles of ``asset`` opened at or before ``until``, oldest first."""
+        sql = (
+            "SELECT ts, open, high, low, close, volume FROM prices WHERE asset = ? AND interval = ?"
+        )
+        params: list[Any] = [asset, interval]
+        if until is not None:
+            sql += " AND ts <= ?"
+            params.append(iso(until))
+        rows = self.db.execute(sql + " ORDER BY ts", params).fetchall()
+        return [
+            Candle(asset, interval, parse_ts(r[0]), r[1], r[2], r[3], r[4], r[5] or 0.0)
+            for r in rows
+        ]
+
+    @_locked
+    def newest_candle_time(self, asset: str, interval: str) -> datetime | None:
+        """Open time of the newest stored candle of ``asset`` at ``interval``."""
+        row = self.db.execute(
+            "SELECT MAX(ts) FROM prices WHERE asset = ? AND interval = ?", [asset, interval]
+        ).fetchone()
+        return parse_ts(row[0]) if row and row[0] else None
+
+    @_locked
+    def add_ticker(self, t: Ticker) -> None:
+        """Keep an exchange's ticker (price, 24h change, funding, open interest)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tickers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    t.asset,
+                    iso(t.at),
+                    t.last,
+                    t.change_24h_pct,
+                    t.volume_24h,
+                    t.funding_rate,
+                    t.open_interest,
+                    t.source,
+                ],
+            )
+
+    @_locked
+    def latest_ticker(self, asset: str, until: datetime | None = None) -> Ticker | None:
+        """The newest stored ticker of ``asset`` at or before ``until``."""
+        sql = "SELECT * FROM tickers WHERE asset = ?"
+        params: list[Any] = [asset]
+        if until is not None:
+            sql += " AND at <= ?"
+            params.append(iso(until))
+        r = self.db.execute(sql + " ORDER BY at DESC LIMIT 1", params).fetchone()
+        if r is None:
+            return None
+        return Ticker(r[0], parse_ts(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] or "")
 
     @_locked
     def closes(self, asset: str, interval: str = "1d") -> list[tuple[str, float]]:

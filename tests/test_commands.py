@@ -11,7 +11,7 @@ from bot.charts import png_size
 from bot.cli import main
 from bot.commands import CommandContext, handle, parse_command_text
 from bot.store import Store
-from connectors.types import Command
+from connectors.types import Candle, Command
 from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream
 
 
@@ -23,18 +23,9 @@ def db(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     path = folder / "moodring.db"
     run_once(path, stream, tiny_model_dir, RecordingSink())
     store = Store(path)
-    store.add_prices(
-        "BTC",
-        "1d",
+    store.add_candles(
         [
-            {
-                "ts": (START + timedelta(days=d)).isoformat(),
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 20000.0 - 500 * d,
-                "volume": 1.0,
-            }
+            Candle("BTC", "1d", START + timedelta(days=d), 1.0, 1.0, 1.0, 20000.0 - 500 * d, 1.0)
             for d in range(4)
         ],
         "test",
