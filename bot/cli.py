@@ -214,7 +214,10 @@ async def _serve(
             sources.append(_x(settings, store, pipeline))
         else:
             board.off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
-        board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
+        if settings.price_exchange is not None:
+            tasks.append(await _prices(settings, store, pipeline, stack))
+        else:
+            board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
         chats = settings.telegram_token is not None or settings.discord_token is not None
         if console or not chats:
             from bot.chat import ConsoleSource
@@ -297,6 +300,32 @@ def _x(settings: Settings, store, pipeline):
     return source
 
 
+async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
+    """Candles and tickers from the configured exchange, polled under the supervisor."""
+    from bot.feeds import run_prices
+    from connectors.exchange import ExchangeFeed, build_exchange
+
+    try:
+        exchange = build_exchange(settings.price_exchange, settings.price_api_url)
+    except ValueError as exc:
+        raise ConfigError(f"MOODRING_PRICE_EXCHANGE: {exc}") from None
+    feed = ExchangeFeed(exchange, quote=settings.price_quote)
+    await stack.enter_async_context(feed)
+    log.info(
+        "connector prices on: %s %s every %.0fs",
+        settings.price_exchange,
+        "/".join(settings.price_assets),
+        settings.price_poll_s,
+    )
+
+    def start():
+        return run_prices(
+            feed, store, settings.price_assets, pipeline.stopping, settings.price_poll_s
+        )
+
+    return _supervised(pipeline, "prices", start)
+
+
 def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
     from bot.chat import discord_front
     from connectors.discord import DiscordSink
@@ -311,6 +340,55 @@ def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
     )
     log.info("connector discord starting")
     return source
+
+
+def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.prices import read_candles_csv
+    from bot.store import Store
+
+    store = Store(settings.db)
+    try:
+        if args.action == "import":
+            asset = args.asset.upper()
+            got = read_candles_csv(Path(args.file), asset, args.interval)
+            if not got.candles:
+                raise ConfigError(f"{args.file}: no candles ({got.skipped} rows skipped)")
+            n = store.add_candles(got.candles, args.source or Path(args.file).name)
+            c0, c1 = got.candles[0], got.candles[-1]
+            sys.stdout.write(
+                f"{asset} {c0.interval}: {n} candles stored, {c0.ts:%Y-%m-%d %H:%M} → "
+                f"{c1.ts:%Y-%m-%d %H:%M} (close {c1.close:,.2f}); {got.skipped} rows skipped"
+                + (f" (first: {got.first_error})" if got.skipped else "")
+                + "\n"
+            )
+        else:
+            n, first, last = asyncio.run(_backfill(args, settings, store))
+            span = f", {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M}" if first else ""
+            sys.stdout.write(f"{args.asset.upper()} {args.interval}: {n} candles stored{span}\n")
+    finally:
+        store.close()
+    return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings, store):
+    from bot.feeds import backfill
+    from connectors.errors import ConnectorError
+    from connectors.exchange import ExchangeFeed, build_exchange
+
+    name = args.exchange or settings.price_exchange or "binance"
+    since = _parse_at(args.since) if args.since else None
+    asset = args.asset.upper()
+    try:
+        exchange = build_exchange(name, settings.price_api_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        async with ExchangeFeed(exchange, quote=settings.price_quote) as feed:
+            n = await backfill(feed, store, asset, args.interval, since, datetime.now(UTC))
+    except ConnectorError as exc:
+        raise ConfigError(f"backfill from {name} failed: {exc}") from None
+    candles = store.candles(asset, args.interval)
+    return n, (candles[0].ts if candles else None), (candles[-1].ts if candles else None)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -475,6 +553,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also answer commands typed on stdin (always on when no chat token is set)",
     )
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("prices", help="load price history: from a CSV, or from an exchange")
+    prs = pr.add_subparsers(dest="action", required=True)
+    pi = prs.add_parser("import", help="load a CSV of candles (date|time,open,high,low,close,…)")
+    pi.add_argument("file")
+    pi.add_argument("--asset", default="BTC", help="which asset the file is (default BTC)")
+    pi.add_argument("--interval", choices=("1h", "1d"), help="default: from the file")
+    pi.add_argument("--source", help="where the data came from (default: the file name)")
+    pb = prs.add_parser("backfill", help="fetch an asset's candles from the exchange (ccxt)")
+    pb.add_argument("asset")
+    pb.add_argument("--interval", choices=("1h", "1d"), default="1d")
+    pb.add_argument("--since", help="UTC date/time to start from (default: after what is stored)")
+    pb.add_argument("--exchange", help="ccxt id (default MOODRING_PRICE_EXCHANGE or binance)")
+    pr.set_defaults(func=cmd_prices)
 
     st = sub.add_parser("status", help="connectors, backlog and X spend of the bot on --db")
     st.set_defaults(func=cmd_status)

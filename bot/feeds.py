@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from bot.status import month_of
 from bot.store import Store
+from connectors.errors import ConnectorError
+from connectors.exchange import ExchangeFeed
+from connectors.types import Candle
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +48,56 @@ class StoreXState:
 
     def may_read(self) -> bool:
         return self.store.usage("x", month_of(self._clock())) < self.monthly_cap
+
+
+async def run_prices(
+    feed: ExchangeFeed,
+    store: Store,
+    assets: Sequence[str],
+    stopping: asyncio.Event,
+    every_s: float,
+    intervals: Sequence[str] = ("1h", "1d"),
+) -> None:
+    """Keep ``assets``' closed 1h and 1d candles and their tickers (price, 24h change,
+    funding, open interest) in the store until ``stopping`` is set.
+
+    Candles resume from the newest stored one, so a restart or an outage loses nothing.
+    """
+
+    async def on_candles(candles: list[Candle]) -> None:
+        await asyncio.to_thread(store.add_candles, candles, feed.name)
+
+    async def tickers() -> None:
+        while not stopping.is_set():
+            for asset in assets:
+                try:
+                    ticker = await feed.ticker(asset)
+                except ConnectorError as exc:  # this round's ticker is missed, not the next
+                    log.warning("ticker of %s: %s", asset, exc)
+                    continue
+                await asyncio.to_thread(store.add_ticker, ticker)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=every_s)
+
+    await asyncio.gather(
+        feed.poll(assets, intervals, on_candles, store.newest_candle_time, stopping, every_s),
+        tickers(),
+    )
+
+
+async def backfill(
+    feed: ExchangeFeed,
+    store: Store,
+    asset: str,
+    interval: str,
+    since: datetime | None,
+    now: datetime,
+) -> int:
+    """Fill ``asset``'s history at ``interval`` from ``since`` (default: after the newest
+    stored candle, or the exchange's most recent bars); how many candles were stored."""
+    if since is None:
+        newest = store.newest_candle_time(asset, interval)
+        step = timedelta(hours=1) if interval == "1h" else timedelta(days=1)
+        since = None if newest is None else newest + step  # the bar after the stored ones
+    candles = await feed.candles(asset, interval, since=since, now=now)
+    return await asyncio.to_thread(store.add_candles, candles, feed.name)
