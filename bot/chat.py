@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
-from bot.commands import CommandContext, handle
+from bot.commands import MODERATOR_COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import DeliveryError, MalformedInput
@@ -22,7 +22,7 @@ from connectors.types import Command, Message, Reply
 log = logging.getLogger(__name__)
 
 #: Commands that change where alerts go in a group; they need the asker's real roles.
-ROLE_COMMANDS = frozenset({"subscribe", "unsubscribe", "summary"})
+ROLE_COMMANDS = MODERATOR_COMMANDS | {"subscribe", "unsubscribe", "levels"}
 
 
 class RateLimiter:

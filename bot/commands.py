@@ -33,12 +33,14 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 (0–25 Extreme Fear · 26–46 Fear · 47–54 Neutral · 55–75 Greed · 76–100 Extreme Greed).
 
 /mood [ASSET] [1h|24h|7d] — the mood here and across all sources
-/fear — the market-wide reading and its components
+/fear [ASSET] — the composite fear & greed index (price components + social mood)
 /why [ASSET] — what drives the reading, with the posts that moved it
 /trending — assets whose mentions rose most, with their mood
 /chart ASSET [7d|30d] — a chart of mood, volume and price
-/price ASSET — the latest stored price and the mood beside it
-/levels ASSET — support and resistance levels
+/price ASSET — price, 24h change, volatility, funding, and the mood beside it
+/levels ASSET — nearest supports and resistances, how strong and how each was found
+  (moderators: /levels ASSET add|remove PRICE for this community's own levels)
+/corr ASSET OTHER [30d|90d] — correlation of daily returns, e.g. /corr BTC IGV 90d
 /subscribe [ASSET] [extreme|swing|hype|levels|divergence|all] — get alerts
 /unsubscribe [ASSET] · /alerts — stop them · list yours
 /quiet 22-7 [Europe/Berlin] — hold alerts at night, get one digest in the morning
@@ -50,12 +52,13 @@ HELP = """moodring reads this community's messages and gives a 0–100 mood inde
 
 USAGE = {
     "mood": "/mood [ASSET] [1h|24h|7d]   e.g. /mood BTC 24h",
-    "fear": "/fear",
+    "fear": "/fear [ASSET]",
+    "corr": "/corr ASSET OTHER [30d|90d]   e.g. /corr BTC IGV 90d",
     "why": "/why [ASSET]   e.g. /why ETH",
     "trending": "/trending",
     "chart": "/chart ASSET [7d|30d]   e.g. /chart BTC 30d",
     "price": "/price ASSET   e.g. /price BTC",
-    "levels": "/levels ASSET   e.g. /levels BTC",
+    "levels": "/levels ASSET [add|remove PRICE]   e.g. /levels BTC, /levels BTC add 60k",
     "subscribe": "/subscribe [ASSET] [extreme|swing|hype|levels|divergence|all]",
     "unsubscribe": "/unsubscribe [ASSET]",
     "alerts": "/alerts",
@@ -182,21 +185,25 @@ def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
-    if cmd.args:
-        raise UsageError("no arguments")
-    reading, _ = reading_at(ctx, Scope(), "24h")
-    c = reading.components
-    lines = [
-        f"Market mood (all sources, 24h) as of {ctx.now:%Y-%m-%d %H:%M} UTC:",
-        reading_text(reading),
-    ]
+    """The composite fear & greed index: market components joined with the social mood."""
+    from bot.market_view import composite_at, composite_lines
+
+    asset, _ = _split_args(cmd.args, ())
+    asset = asset or "BTC"
+    social, _ = reading_at(ctx, Scope(), "24h")
+    lines = [f"Fear & Greed ({asset} market + social) as of {ctx.now:%Y-%m-%d %H:%M} UTC:"]
+    reading, why = composite_at(ctx.store, asset, ctx.now, social.value)
+    if reading is None:
+        lines.append(f"composite unavailable: {why}")
+    else:
+        lines += composite_lines(reading)
+    lines.append(f"Social mood (all sources): {reading_text(social)}")
+    c = social.components
     if "sentiment" in c:
-        lines += [
-            f"• social sentiment: {c['sentiment']:.0f}/100"
-            f" (mean polarity {c['raw_sentiment']:+.2f})",
-            f"• social volume: {c['volume']:.0f}/100 ({c['volume_ratio']:.1f}× its baseline)",
-        ]
-    lines.append("Price components (volatility, momentum, drawdown) are not in this version yet.")
+        lines.append(
+            f"  sentiment {c['sentiment']:.0f}/100 (mean polarity {c['raw_sentiment']:+.2f}),"
+            f" volume {c['volume']:.0f}/100 ({c['volume_ratio']:.1f}× its baseline)"
+        )
     return Reply(text="\n".join(lines))
 
 
@@ -254,25 +261,76 @@ def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
 
 
 def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.market_view import money, price_view
+
     asset, _ = _split_args(cmd.args, ())
     if asset is None:
         raise UsageError("name an asset")
-    closes = _closes(ctx, asset)
-    if not closes:
-        return Reply(text=f"No stored prices for {asset} yet.")
-    (day, close) = closes[-1]
-    text = f"{asset} ${close:,.0f} (daily close {day:%Y-%m-%d})"
-    if len(closes) > 1:
-        text += f", {100 * (close / closes[-2][1] - 1):+.1f}% on the day"
+    view = price_view(ctx.store, asset, ctx.now)
+    if view is None:
+        return Reply(text=f"No stored prices for {asset} yet (`moodring prices backfill {asset}`).")
+    parts = [f"{asset} {money(view.price)} ({view.source}, {view.at:%Y-%m-%d %H:%M} UTC)"]
+    if view.change_24h_pct is not None:
+        parts.append(f"{view.change_24h_pct:+.1f}% in 24h")
+    if view.volatility_30d is not None:
+        parts.append(f"30d volatility {view.volatility_30d:.0%} a year")
+    if view.funding_rate is not None:
+        parts.append(f"funding {100 * view.funding_rate:+.4f}%/8h")
+    if view.open_interest is not None:
+        parts.append(f"open interest {money(view.open_interest)}")
     reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
-    return Reply(text=f"{text}; mood {reading_text(reading)}")
+    change = _change(ctx, Scope(asset=asset), "24h", reading.value)
+    return Reply(text=", ".join(parts) + f"\nMood {reading_text(reading)}{change}")
 
 
 def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
-    asset, _ = _split_args(cmd.args, ())
-    if asset is None:
+    """Levels of an asset; moderators add or remove their community's manual levels."""
+    from bot.market_view import levels_text, money
+
+    if not cmd.args:
         raise UsageError("name an asset")
-    return Reply(text=f"No levels yet for {asset}: support and resistance come in a later version.")
+    asset = _asset(cmd.args[0])
+    rest = [a.lower() for a in cmd.args[1:]]
+    if not rest:
+        text = levels_text(ctx.store, asset, ctx.now, cmd.platform, cmd.community)
+        return Reply(text=text)
+    if rest[0] not in ("add", "remove") or len(rest) != 2:
+        raise UsageError("/levels ASSET, or /levels ASSET add|remove PRICE")
+    if "admin" not in cmd.roles:
+        return Reply(text="Adding and removing levels is for this chat's moderators only.")
+    try:
+        price = float(rest[1].lstrip("$").replace(",", "").replace("k", "e3"))
+    except ValueError:
+        raise UsageError(f"{rest[1][:20]!r} is not a price") from None
+    if not (0 < price < 1e9):
+        raise UsageError("a price is a positive number, e.g. 60000 or 60k")
+    if rest[0] == "add":
+        added = ctx.store.add_manual_level(
+            cmd.platform, cmd.community, asset, price, cmd.user, ctx.now
+        )
+        what = "added" if added else "was already there"
+        return Reply(text=f"{asset} level {money(price)} {what} for this community.")
+    removed = ctx.store.remove_manual_level(cmd.platform, cmd.community, asset, price)
+    what = "removed" if removed else "was not a manual level here"
+    return Reply(text=f"{asset} level {money(price)} {what}.")
+
+
+CORR_SPANS = {"30d": 30, "90d": 90}
+
+
+def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.market_view import corr_text
+
+    span = "30d"
+    assets = []
+    for arg in cmd.args:
+        if arg.lower() in CORR_SPANS:
+            span = arg.lower()
+        else:
+            assets.append(_asset(arg))
+    if len(assets) != 2:
+        raise UsageError("name two assets")
+    return Reply(text=corr_text(ctx.store, *assets, CORR_SPANS[span], ctx.now))
 
 
 def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
@@ -474,6 +532,7 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
     "price": cmd_price,
     "levels": cmd_levels,
     "chart": cmd_chart,
+    "corr": cmd_corr,
     "subscribe": cmd_subscribe,
     "unsubscribe": cmd_unsubscribe,
     "alerts": cmd_alerts,

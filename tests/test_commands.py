@@ -25,8 +25,8 @@ def db(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     store = Store(path)
     store.add_candles(
         [
-            Candle("BTC", "1d", START + timedelta(days=d), 1.0, 1.0, 1.0, 20000.0 - 500 * d, 1.0)
-            for d in range(4)
+            Candle("BTC", "1d", START + timedelta(days=d), c, c * 1.01, c * 0.99, c, 1.0)
+            for d, c in enumerate(20000.0 - 500 * d for d in range(4))
         ],
         "test",
     )
@@ -66,12 +66,20 @@ def test_why_quotes_the_drivers_without_authors(db: Path) -> None:
 
 
 def test_fear_trending_price_levels(db: Path) -> None:
-    assert "social sentiment" in ask(db, "/fear")
+    fear = ask(db, "/fear")
+    # Four stored BTC days are not a year of history: the composite says what it needs.
+    assert "composite unavailable: needs a year of BTC daily candles" in fear
+    assert "Social mood (all sources):" in fear and "sentiment" in fear
     assert "BTC" in ask(db, "/trending") or "Nothing is trending" in ask(db, "/trending")
     price = ask(db, "/price BTC")
-    assert price.startswith("BTC $19,000") and "-2.6% on the day" in price and "mood" in price
+    # The bar of the day being asked about has not closed yet: the newest closed one answers.
+    assert price.startswith("BTC $19,500 (1d close, 2022-06-03 00:00 UTC), -2.5% in 24h")
+    assert "\nMood " in price
     assert "No stored prices for ETH" in ask(db, "/price ETH")
-    assert "No levels yet" in ask(db, "/levels BTC")
+    levels = ask(db, "/levels BTC")
+    assert levels.startswith("BTC $19,500 — levels as of 2022-06-03")
+    assert "Resistance $20,200 (3.6% away" in levels and "30-day high" in levels
+    assert "Support $19,000 (2.6% away, strength 0.20): round number" in levels
 
 
 @pytest.mark.parametrize(
@@ -82,7 +90,8 @@ def test_fear_trending_price_levels(db: Path) -> None:
         ("/mood BTC 2w", "'2w' is not one of"),
         ("/price", "name an asset"),
         ("/mood <script>", "is not an asset symbol"),
-        ("/fear now", "no arguments"),
+        ("/fear BTC ETH", "one asset at most"),
+        ("/corr BTC", "name two assets"),
     ],
 )
 def test_bad_input_gets_a_usage_line(db: Path, text: str, expected: str) -> None:

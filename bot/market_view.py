@@ -1,0 +1,199 @@
+"""The market side of chat answers: price, composite fear & greed, levels and correlation."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from bot.correlation import rolling_correlation
+from bot.levels import levels_at, nearest
+from bot.market import MarketReading, MarketWeights, market_reading
+from bot.prices import closed_by, daily_closes
+from bot.store import Store
+from bot.types import band_of
+from connectors.types import Candle
+
+#: Where ``moodring run`` publishes the composite's configured weights, so every process
+#: (``moodring ask``, a moderator's ``/fear``) reads the composite the same way.
+WEIGHTS_CHECKPOINT = "market:weights"
+#: A ticker older than this is not "the price now".
+FRESH = timedelta(hours=2)
+
+
+def save_weights(store: Store, weights: MarketWeights, now: datetime) -> None:
+    """Publish the composite's weights (see docs/INDEX.md)."""
+    doc = {f.name: getattr(weights, f.name) for f in fields(weights)}
+    store.set_checkpoint(WEIGHTS_CHECKPOINT, json.dumps(doc, sort_keys=True), now)
+
+
+def stored_weights(store: Store) -> MarketWeights:
+    """The published weights, or the defaults."""
+    text = store.checkpoint(WEIGHTS_CHECKPOINT)
+    return MarketWeights(**json.loads(text)) if text else MarketWeights()
+
+
+def funding_at(store: Store, asset: str, now: datetime) -> float | None:
+    """The asset's perpetual funding rate, if a fresh ticker has one."""
+    ticker = store.latest_ticker(asset, now)
+    if ticker is None or now - ticker.at > FRESH:
+        return None
+    return ticker.funding_rate
+
+
+def composite_at(
+    store: Store, asset: str, now: datetime, social: float | None
+) -> tuple[MarketReading | None, str]:
+    """The market composite of ``asset`` as of ``now`` joined with the social mood, and why
+    there is none when there is none."""
+    candles = closed_by(daily_closes(store, asset, now), now)
+    try:
+        reading = market_reading(
+            candles, now, funding_at(store, asset, now), social, stored_weights(store)
+        )
+    except ValueError as exc:  # a gap in the stored history: say so rather than guess
+        return None, f"the stored {asset} daily history is not usable ({exc})"
+    if reading is None:
+        return None, (
+            f"needs a year of {asset} daily candles up to the last two days"
+            f" (stored: {len(candles)}; `moodring prices backfill {asset}`)"
+        )
+    return reading, ""
+
+
+_LABELS = {
+    "volatility": "volatility",
+    "momentum": "momentum",
+    "volume": "volume",
+    "drawdown": "drawdown",
+    "funding": "funding",
+    "social": "social mood",
+}
+
+
+def composite_lines(reading: MarketReading) -> list[str]:
+    """The composite and each component with its weight, one per line."""
+    lines = [f"{round(reading.value)}/100 {reading.band} ({reading.version})"]
+    for name, value in reading.components.items():
+        weight = reading.weights.get(name, 0.0)
+        lines.append(
+            f"• {_LABELS.get(name, name)}: {value:.0f}/100 {band_of(value)} (weight {weight:.0%})"
+        )
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class PriceView:
+    """What ``/price`` says of an asset as of a time."""
+
+    price: float
+    at: datetime
+    source: str  # "ticker" | "1h close" | "1d close"
+    change_24h_pct: float | None
+    volatility_30d: float | None  # annualised, from daily closes
+    funding_rate: float | None
+    open_interest: float | None
+
+
+def price_view(store: Store, asset: str, now: datetime) -> PriceView | None:
+    """The freshest price we hold (a ticker, else the newest closed candle), its 24h change,
+    30-day realised volatility and funding; None when nothing is stored."""
+    daily = closed_by(daily_closes(store, asset, now), now)
+    hourly = closed_by(store.candles(asset, "1h", now), now)
+    ticker = store.latest_ticker(asset, now)
+    vol = _volatility(daily[-31:])
+    if ticker is not None and now - ticker.at <= FRESH:
+        return PriceView(
+            ticker.last,
+            ticker.at,
+            "ticker",
+            ticker.change_24h_pct,
+            vol,
+            ticker.funding_rate,
+            ticker.open_interest,
+        )
+    if hourly and (not daily or hourly[-1].ts >= daily[-1].ts):
+        last = hourly[-1]
+        before = [c for c in hourly if c.ts <= last.ts - timedelta(hours=24)]
+        change = 100 * (last.close / before[-1].close - 1) if before else None
+        return PriceView(
+            last.close, last.ts + timedelta(hours=1), "1h close", change, vol, None, None
+        )
+    if daily:
+        last = daily[-1]
+        change = 100 * (last.close / daily[-2].close - 1) if len(daily) > 1 else None
+        return PriceView(
+            last.close, last.ts + timedelta(days=1), "1d close", change, vol, None, None
+        )
+    return None
+
+
+def _volatility(candles: list[Candle]) -> float | None:
+    """Annualised realised volatility of daily log returns (365 days: crypto never closes)."""
+    if len(candles) < 8:
+        return None
+    rets = [math.log(b.close / a.close) for a, b in pairwise(candles)]
+    mean = sum(rets) / len(rets)
+    var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
+    return math.sqrt(var * 365)
+
+
+def money(price: float) -> str:
+    """$74,680 / $3,512.40 / $0.4210: precision that fits the price."""
+    if price >= 1000:
+        return f"${price:,.0f}"
+    if price >= 1:
+        return f"${price:,.2f}"
+    return f"${price:.4g}"
+
+
+def corr_text(store: Store, a: str, b: str, window_days: int, now: datetime) -> str:
+    """``/corr``'s answer: the rolling correlation of daily returns, on aligned trading days."""
+    series = {}
+    for asset in (a, b):
+        candles = closed_by(daily_closes(store, asset, now), now)
+        if not candles:
+            return f"No daily prices for {asset} (bundled: BTC, IGV, QQQ, GLD, SPY)."
+        series[asset] = [(c.ts.date(), c.close) for c in candles]
+    result = rolling_correlation(series[a], series[b], window_days)
+    if result is None:
+        return f"Not enough common trading days for {a} and {b} in the last {window_days} days."
+    strength = abs(result.r)
+    word = "strong" if strength >= 0.7 else "moderate" if strength >= 0.4 else "weak"
+    direction = "positive" if result.r >= 0 else "negative"
+    stale = ""
+    if (now.date() - result.end).days > 7:
+        stale = f" (the newest common close is {result.end}; prices are not current)"
+    return (
+        f"{a}–{b} correlation of daily returns, {window_days}d to {result.end}: "
+        f"r = {result.r:+.2f} ({word} {direction}), {result.n} aligned trading days"
+        f" from {result.start}{stale}"
+    )
+
+
+def levels_text(
+    store: Store, asset: str, now: datetime, platform: str, community: str, n: int = 3
+) -> str:
+    """``/levels``'s answer: the nearest supports and resistances known now, with distance,
+    strength and how each was found (this community's manual levels included)."""
+    candles = closed_by(daily_closes(store, asset, now), now)
+    manual = store.manual_levels(platform, community, asset)
+    if not candles:
+        return f"No stored prices for {asset} yet (`moodring prices backfill {asset}`)."
+    price = price_view(store, asset, now)
+    last = price.price if price is not None else candles[-1].close
+    supports, resistances = nearest(levels_at(candles, now, manual=manual), last, n)
+    lines = [f"{asset} {money(last)} — levels as of {now:%Y-%m-%d %H:%M} UTC (daily candles)"]
+    for title, views in (("Resistance", resistances), ("Support", supports)):
+        if not views:
+            lines.append(f"{title}: none within the last year's range")
+        for v in views:
+            lines.append(
+                f"{title} {money(v.level.price)} ({v.distance_pct:.1f}% away,"
+                f" strength {v.level.strength:.2f}): {v.level.note}"
+            )
+    if manual:
+        lines.append("Manual levels here: " + ", ".join(money(p) for p in manual))
+    return "\n".join(lines)
