@@ -25,7 +25,7 @@ from bot.errors import SourceFailed
 from bot.index import IndexParams, Point, compute_reading
 from bot.queue import Closed, InProcessQueue
 from bot.render import render_alert, render_digest
-from bot.spam import SpamMarker
+from bot.spam import SpamMarker, author_weight
 from bot.store import TICK_CHECKPOINT, ScoredRow, Store, StoredMessage, iso, parse_ts
 from bot.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.types import Alert, MoodReading, Scope
@@ -372,6 +372,7 @@ class Pipeline:
                 else self.spam.check(message, norm)
             ),
             set_aside=set_aside,
+            author_weight=author_weight(message),
         )
 
     async def _flush(

@@ -1,17 +1,24 @@
-"""Spam marking v0: duplicates, near-duplicates, floods, link-only posts and shill patterns."""
+"""Spam marking: repeats, coordinated shilling, floods, link-only posts, shill patterns, and
+how much an author's word counts."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from datasketch import MinHash, MinHashLSH
 
 from connectors.types import Message
 from nlp import spamtext
 
 logger = logging.getLogger(__name__)
+
+# (platform, author) of a message; an unknown author ("") gets one key per message.
+AuthorKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,48 +28,94 @@ class SpamConfig:
     Attributes:
         window_s: sliding window, in seconds, of the per-author cap.
         author_cap: messages an author may post within ``window_s``; later ones are marked.
-        near_dup_threshold: Jaccard similarity of shingle sets from which a text is a
-            near-duplicate of an earlier one.
-        dup_window_s: how long, in seconds, a text is remembered for duplicate checks.
-        min_dup_words: canonical words a text needs before it can be a duplicate of
-            another author's text; "buy the dip" from two people is talk, not spam.
+        near_dup_threshold: Jaccard similarity of shingle sets from which two texts are
+            near-duplicates.
+        dup_window_s: how long, in seconds, a text is remembered: an author repeating
+            themselves within it is marked.
+        coordinated_authors: distinct authors posting the same or a near-same text within
+            ``coordinated_window_s`` that make a campaign; the one who completes it and
+            every later one are marked.
+        coordinated_window_s: the window, in seconds, of a coordinated campaign.
+        min_dup_words: canonical words a text needs before it can be a near-duplicate or part
+            of a campaign; "buy the dip" from three people is talk, not spam.
         shingle_k: words per shingle.
-        sketch_size: smallest shingle hashes under which a text is indexed for
-            near-duplicate candidates.
-        max_kept: most texts remembered for duplicate checks, newest kept.
-        bucket_cap: most texts kept under one index key, newest kept; bounds the work on
-            boilerplate that many posts share.
+        num_perm: MinHash permutations per text.
+        lsh_bands: LSH bands (``num_perm // lsh_bands`` rows each). Many short bands find
+            near-duplicates at ``near_dup_threshold`` almost surely; the extra candidates
+            they bring are discarded by an exact Jaccard check.
+        seed: MinHash seed; fixed, so marks are the same in every run.
+        max_kept: most messages remembered, newest kept; also bounds the texts indexed and
+            the authors counted for the cap.
+        bucket_cap: most near-duplicate candidates compared per message, newest first;
+            bounds the work on boilerplate that many kept texts share.
     """
 
     window_s: float = 3600.0
     author_cap: int = 8
     near_dup_threshold: float = 0.8
     dup_window_s: float = 6 * 3600.0
+    coordinated_authors: int = 3
+    coordinated_window_s: float = 1800.0
     min_dup_words: int = 6
     shingle_k: int = 3
-    sketch_size: int = 4
+    num_perm: int = 32
+    lsh_bands: int = 8
+    seed: int = 1
     max_kept: int = 5000
     bucket_cap: int = 64
+
+    def __post_init__(self) -> None:
+        if self.coordinated_authors < 2:
+            raise ValueError("coordinated_authors must be at least 2")
+        if not 0 < self.lsh_bands <= self.num_perm:
+            raise ValueError("lsh_bands must be between 1 and num_perm")
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise ValueError("near_dup_threshold must be in (0, 1]")
+        if self.max_kept < 1 or self.bucket_cap < 1:
+            raise ValueError("max_kept and bucket_cap must be positive")
 
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    """One remembered text."""
+    """One remembered message: which text it carried, by whom and when."""
 
     seq: int
     at: datetime
-    fingerprint_key: str
+    author: AuthorKey
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class _Posts:
+    """How often one author posted one text among the remembered messages, and when last."""
+
+    count: int
+    last_at: datetime
+
+
+@dataclass(slots=True)
+class _Text:
+    """One remembered canonical text and who posted it (mutable bookkeeping, never shared)."""
+
     shingles: frozenset[int]
-    sketch: tuple[int, ...]
+    minhash: MinHash | None  # None: too short for near-duplicate checks, not indexed
+    last_seq: int = 0
+    authors: dict[AuthorKey, _Posts] = field(default_factory=dict)
+
+
+def _low32(value: int) -> int:
+    # Shingles are already stable 64-bit hashes; MinHash wants 32-bit ones.
+    return value & 0xFFFFFFFF
 
 
 class SpamMarker:
     """Marks spam in a time-ordered stream of messages, remembering only the recent past.
 
-    :meth:`check` says why a message is spam (or ``None``) and records it. State is bounded
-    by time and by :attr:`SpamConfig.max_kept`; the same stream always gives the same marks.
-    Texts are compared across every platform and community the marker sees: the same shill
-    pasted into five groups is spam in each after the first.
+    :meth:`check` says why a message is spam (or ``None``) and records it. Near-duplicates are
+    found with MinHash LSH (``datasketch``) and confirmed by exact shingle Jaccard. State is
+    bounded by time and by :attr:`SpamConfig.max_kept`; the same stream always gives the
+    same marks. Texts are compared across every platform and community the marker sees: the
+    same shill pasted by many accounts into many groups is one campaign.
     """
 
     def __init__(self, config: SpamConfig) -> None:
@@ -71,21 +124,34 @@ class SpamMarker:
         self._seq = 0
         self._clock: datetime | None = None  # latest message time seen; state never goes back
         self._seen: deque[_Seen] = deque()
-        self._by_fingerprint: dict[str, int] = {}  # fingerprint key -> seq of its latest text
-        self._entries: dict[int, _Seen] = {}
-        self._buckets: dict[int, deque[int]] = {}  # sketch hash -> seqs, oldest first
+        self._texts: dict[str, _Text] = {}  # canonical fingerprint -> its text
+        self._lsh = MinHashLSH(
+            num_perm=config.num_perm,
+            params=(config.lsh_bands, config.num_perm // config.lsh_bands),
+        )
+        # Copied for each text: the permutations are drawn once from the fixed seed.
+        self._empty_minhash = MinHash(num_perm=config.num_perm, seed=config.seed, hashfunc=_low32)
         # (platform, author) -> times of their recent messages; ordered by last activity
         # so idle authors can be dropped from the front.
-        self._authors: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
+        self._authors: OrderedDict[AuthorKey, deque[datetime]] = OrderedDict()
 
     def check(self, message: Message, text: str) -> str | None:
         """Return why ``message`` is spam, or ``None``, and remember it.
 
-        Reasons, first match wins: ``"duplicate"`` (same canonical text seen within
-        ``dup_window_s``; the first occurrence is not spam), ``"near_duplicate"``,
-        ``"author_cap"`` (beyond ``author_cap`` messages within ``window_s``), a shill
-        reason of :func:`nlp.spamtext.shill_reason` (it says more than the next), or
-        ``"link_only"``.
+        Reasons, first match wins:
+
+        - ``"duplicate"``: its author posted the same canonical text within ``dup_window_s``
+          (the first time is not spam);
+        - ``"near_duplicate"``: its author posted a near-same text within ``dup_window_s``;
+        - ``"coordinated"``: with this one, ``coordinated_authors`` distinct authors posted
+          the same or a near-same text within ``coordinated_window_s``. The earlier ones
+          keep their marks: this is a stream, and stored marks are never rewritten;
+        - ``"author_cap"``: beyond ``author_cap`` messages within ``window_s``;
+        - a shill reason of :func:`nlp.spamtext.shill_reason` ("airdrop", "referral", ...);
+        - ``"link_only"``.
+
+        A message with no author (``""``, e.g. a scraped tweet) counts as its own author:
+        it is never its own repeat nor capped, and counts as one more account in a campaign.
 
         Args:
             message: the message; its ``text`` (raw, links intact) feeds the shill check.
@@ -93,11 +159,12 @@ class SpamMarker:
         """
         at = message.created_at
         self._advance(at)
-        author_key = (message.platform, message.author)
-        words = spamtext.tokens(text)
+        self._seq += 1
+        known = bool(message.author)
+        author = (message.platform, message.author if known else f"\x00{self._seq}")
 
-        reason = self._check_duplicates(author_key, words, at)
-        if self._count_author(author_key, at) > self.config.author_cap and reason is None:
+        reason = self._check_repeats(author, spamtext.tokens(text), at)
+        if known and self._count_author(author, at) > self.config.author_cap and reason is None:
             reason = "author_cap"
         if reason is None:
             reason = spamtext.shill_reason(message.text or text)
@@ -124,88 +191,113 @@ class SpamMarker:
             self._clock = at
         clock = self._clock
         while self._seen and (
-            len(self._seen) > self.config.max_kept
+            len(self._seen) >= self.config.max_kept
             or (clock - self._seen[0].at).total_seconds() > self.config.dup_window_s
         ):
             self._forget(self._seen.popleft())
         while self._authors:
             key, times = next(iter(self._authors.items()))
-            if (clock - times[-1]).total_seconds() <= self.config.window_s:
+            if (
+                len(self._authors) < self.config.max_kept  # room for this message's author
+                and (clock - times[-1]).total_seconds() <= self.config.window_s
+            ):
                 break
             del self._authors[key]
 
     def _forget(self, seen: _Seen) -> None:
-        del self._entries[seen.seq]
-        if self._by_fingerprint.get(seen.fingerprint_key) == seen.seq:
-            del self._by_fingerprint[seen.fingerprint_key]
-        for key in seen.sketch:
-            bucket = self._buckets.get(key)
-            # Buckets are capped, so this text may already have fallen out of one.
-            if bucket and bucket[0] == seen.seq:
-                bucket.popleft()
-            if bucket is not None and not bucket:
-                del self._buckets[key]
+        entry = self._texts[seen.fingerprint]
+        posts = entry.authors[seen.author]
+        posts.count -= 1
+        if posts.count == 0:
+            del entry.authors[seen.author]
+        if not entry.authors:
+            del self._texts[seen.fingerprint]
+            if entry.minhash is not None:
+                self._lsh.remove(seen.fingerprint)
 
-    def _check_duplicates(
-        self, author_key: tuple[str, str], words: list[str], at: datetime
-    ) -> str | None:
+    def _check_repeats(self, author: AuthorKey, words: list[str], at: datetime) -> str | None:
         if not words:
             return None
-        canonical = " ".join(words)
-        long_enough = len(words) >= self.config.min_dup_words
-        # A short line is only a duplicate when its own author repeats it.
-        scope = "*" if long_enough else "\x1f".join(author_key)
-        fingerprint_key = f"{scope}\x1e{spamtext.fingerprint(canonical)}"
+        fingerprint = spamtext.fingerprint(words)
+        entry = self._texts.get(fingerprint)
+        if entry is None:
+            entry = self._new_text(words)
+            fresh = True
+        else:
+            fresh = False
+
         reason: str | None = None
-        if fingerprint_key in self._by_fingerprint:
+        if author in entry.authors:
             reason = "duplicate"
-
-        shingles: frozenset[int] = frozenset()
-        sketch: tuple[int, ...] = ()
-        if long_enough:
-            shingles = spamtext.shingles(canonical, k=self.config.shingle_k)
-            sketch = spamtext.sketch(shingles, size=self.config.sketch_size)
-            if reason is None and self._has_near_duplicate(shingles, sketch):
+        elif entry.minhash is not None:
+            similar = [entry, *self._near(fingerprint, entry)]
+            if any(author in other.authors for other in similar):
                 reason = "near_duplicate"
+            else:
+                since = at if self._clock is None else self._clock
+                since -= timedelta(seconds=self.config.coordinated_window_s)
+                if self._campaign_size(similar, author, since) + 1 >= (
+                    self.config.coordinated_authors
+                ):
+                    reason = "coordinated"
 
-        self._remember(fingerprint_key, shingles, sketch, at)
+        if fresh:
+            self._texts[fingerprint] = entry
+            if entry.minhash is not None:
+                self._lsh.insert(fingerprint, entry.minhash)
+        self._remember(fingerprint, entry, author, at)
         return reason
 
-    def _has_near_duplicate(self, shingles: frozenset[int], sketch: tuple[int, ...]) -> bool:
-        checked: set[int] = set()
-        for key in sketch:
-            for seq in reversed(self._buckets.get(key, ())):
-                if seq in checked:
-                    continue
-                checked.add(seq)
-                other = self._entries[seq].shingles
-                if spamtext.jaccard(shingles, other) >= self.config.near_dup_threshold:
-                    return True
-        return False
+    def _new_text(self, words: list[str]) -> _Text:
+        if len(words) < self.config.min_dup_words:
+            return _Text(frozenset(), None)
+        shingles = spamtext.shingles(words, k=self.config.shingle_k)
+        minhash = self._empty_minhash.copy()
+        minhash.update_batch(shingles)
+        return _Text(shingles, minhash)
 
-    def _remember(
-        self,
-        fingerprint_key: str,
-        shingles: frozenset[int],
-        sketch: tuple[int, ...],
-        at: datetime,
-    ) -> None:
-        self._seq += 1
-        seen = _Seen(self._seq, at, fingerprint_key, shingles, sketch)
-        self._seen.append(seen)
-        self._entries[seen.seq] = seen
-        self._by_fingerprint[fingerprint_key] = seen.seq
-        for key in sketch:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = deque(maxlen=self.config.bucket_cap)
-            bucket.append(seen.seq)
-        if len(self._seen) > self.config.max_kept:
-            self._forget(self._seen.popleft())
+    def _near(self, fingerprint: str, entry: _Text) -> list[_Text]:
+        """Kept texts other than ``entry`` that are at least ``near_dup_threshold`` alike."""
+        keys = [key for key in self._lsh.query(entry.minhash) if key != fingerprint]
+        if len(keys) > self.config.bucket_cap:
+            # Newest first, by sequence: the choice must not depend on set iteration order.
+            keys = heapq.nlargest(self.config.bucket_cap, keys, key=self._last_seq)
+        matches = []
+        for key in sorted(keys, key=self._last_seq, reverse=True):
+            other = self._texts[key]
+            if spamtext.jaccard(entry.shingles, other.shingles) >= self.config.near_dup_threshold:
+                matches.append(other)
+        return matches
 
-    def _count_author(self, author_key: tuple[str, str], at: datetime) -> int:
+    def _last_seq(self, fingerprint: str) -> int:
+        return self._texts[fingerprint].last_seq
+
+    def _campaign_size(self, texts: list[_Text], author: AuthorKey, since: datetime) -> int:
+        """Distinct authors of ``texts`` other than ``author`` who posted one since ``since``.
+
+        Counting stops once a campaign is certain: boilerplate may have many authors."""
+        others: set[AuthorKey] = set()
+        for text in texts:
+            for key, posts in text.authors.items():
+                if key != author and posts.last_at >= since:
+                    others.add(key)
+                    if len(others) + 1 >= self.config.coordinated_authors:
+                        return len(others)
+        return len(others)
+
+    def _remember(self, fingerprint: str, entry: _Text, author: AuthorKey, at: datetime) -> None:
+        entry.last_seq = self._seq
+        posts = entry.authors.get(author)
+        if posts is None:
+            entry.authors[author] = _Posts(1, at)
+        else:
+            posts.count += 1
+            posts.last_at = max(posts.last_at, at)
+        self._seen.append(_Seen(self._seq, at, author, fingerprint))
+
+    def _count_author(self, author: AuthorKey, at: datetime) -> int:
         """Record one message of the author at ``at``; return their count within the window."""
-        times = self._authors.pop(author_key, None)
+        times = self._authors.pop(author, None)
         if times is None:
             times = deque()
         times.append(at)
@@ -216,5 +308,49 @@ class SpamMarker:
         while len(times) > self.config.author_cap + 1:
             times.popleft()
         if times:
-            self._authors[author_key] = times  # re-inserted at the end: most recently active
+            self._authors[author] = times  # re-inserted at the end: most recently active
         return len(times)
+
+
+def author_weight(message: Message) -> float:
+    """Return how much ``message`` should count in an index, from what the platform tells
+    us about its author: 1.0 when it tells us nothing.
+
+    The weight is the product of an age factor and a followers factor:
+
+    =============================================  =======
+    account age when the message was posted        factor
+    =============================================  =======
+    under 7 days (or created "after" the message)  0.25
+    7 to under 30 days                             0.5
+    30 days or more, or not told                   1.0
+    =============================================  =======
+
+    ===========================  =======
+    followers                    factor
+    ===========================  =======
+    under 10                     0.5
+    10 or more, or not told      1.0
+    ===========================  =======
+
+    So a day-old account with 3 followers weighs 0.125. Nothing raises a weight above 1.0:
+    neither a verified badge (on X it can be bought) nor a large following, so that a few
+    loud accounts cannot dominate the index.
+
+    Args:
+        message: the message, with ``author_created_at`` (naive means UTC) and
+            ``author_followers`` where the platform gives them.
+    """
+    weight = 1.0
+    created = message.author_created_at
+    if created is not None:
+        if created.tzinfo is None or created.utcoffset() is None:
+            created = created.replace(tzinfo=UTC)  # platforms give UTC; a naive time is UTC
+        age = message.created_at - created
+        if age < timedelta(days=7):
+            weight *= 0.25
+        elif age < timedelta(days=30):
+            weight *= 0.5
+    if message.author_followers is not None and message.author_followers < 10:
+        weight *= 0.5
+    return weight

@@ -48,23 +48,31 @@ def canonical(text: str | None) -> str:
     return " ".join(tokens(text))
 
 
-def fingerprint(text: str | None) -> str:
+def _words(text: str | list[str] | None) -> list[str]:
+    # Callers that already hold the tokens pass them, so a text is tokenised once.
+    return text if isinstance(text, list) else tokens(text)
+
+
+def fingerprint(text: str | list[str] | None) -> str:
     """Return a stable 16-hex-digit hash of the canonical form of ``text``.
 
     Posts that differ only in links, mentions, numbers, casing, punctuation or emoji share it.
+    ``text`` may also be its :func:`tokens`.
     """
-    return hashlib.blake2b(canonical(text).encode("utf-8"), digest_size=8).hexdigest()
+    joined = " ".join(_words(text))
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def shingles(text: str | None, k: int = 3) -> frozenset[int]:
+def shingles(text: str | list[str] | None, k: int = 3) -> frozenset[int]:
     """Return the set of hashed ``k``-word shingles of the canonical form of ``text``.
 
-    A text shorter than ``k`` words gives one shingle of all its words; an empty one gives
-    the empty set. Hashes are stable across processes.
+    ``text`` may also be its :func:`tokens`. A text shorter than ``k`` words gives one
+    shingle of all its words; an empty one gives the empty set. Hashes are stable across
+    processes.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
-    words = tokens(text)
+    words = _words(text)
     if not words:
         return frozenset()
     if len(words) <= k:
@@ -78,16 +86,6 @@ def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
         return 0.0
     inter = len(a & b)
     return inter / (len(a) + len(b) - inter)
-
-
-def sketch(shingle_set: frozenset[int], size: int = 4) -> tuple[int, ...]:
-    """Return the ``size`` smallest shingle hashes: keys under which near-duplicates meet.
-
-    For one random hash, two sets share their minimum with probability equal to their
-    Jaccard similarity; sharing at least one of the ``size`` smallest is far likelier, so
-    indexing by these keys finds near-duplicate candidates without comparing all pairs.
-    """
-    return tuple(sorted(shingle_set)[:size])
 
 
 def is_link_only(text: str | None) -> bool:
@@ -111,18 +109,24 @@ def _both(first: str, second: str) -> str:
 # link is not one: news headlines about airdrops carry links too.
 _CTA = (
     r"\b(?:claim (?:now|here|your)|particip\w*|register|sign\s?up|grab|hurry|don'?t miss|"
-    r"tag \d* ?friends?|retweet|rt|follow|winners?|tak(?:e|es|ing) part)\b|@\w+(?:\W+@\w+){2}"
+    r"tag \d* ?friends?|retweet|rt|follow|winners?|tak(?:e|es|ing) part|"
+    r"(?:is|now) live|live now)\b|"
+    r"@\w+(?:\W+@\w+){2}"
 )
 _COINS = (
-    r"(?:crypto|coins?|tokens?|bitcoins?|btc|eth|ethereum|doge|usdt|bnb|sats|nfts?|\$[a-z]{2,10})"
+    r"#?(?:crypto|coins?|tokens?|bitcoins?|btc|eth|ethereum|doge|usdt|bnb|sats|nfts?|\$[a-z]{2,10})"
 )
+# Praise of a "project" followed by three tagged accounts: a bounty hunter's entry post.
+_BOUNTY_ENTRY = r"\b(?:project|community)\b.*?@\w+(?:\W+@\w+){2}"
 
-#: (reason, pattern) pairs tried in order on the text with its links cut out; the first that
-#: matches names the shill. Keywords inside a link ("/what-is-an-airdrop/") do not count.
+#: (reason, pattern) pairs tried in order on the lower-cased text with its links cut out; the
+#: first that matches names the shill. Keywords inside a link ("/what-is-an-airdrop/") do not
+#: count. Patterns are lower-case: matching lowered text is much faster than IGNORECASE.
 SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (reason, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+    (reason, re.compile(pattern, re.DOTALL))
     for reason, pattern in (
-        ("airdrop", r"#airdrops?\b|" + _both(r"\bair\s?drops?\b", _CTA)),
+        ("airdrop", r"#airdrops?\b|#bount(?:y|ies)\b|" + _both(r"\bair\s?drops?\b", _CTA)),
+        ("airdrop", _BOUNTY_ENTRY),
         ("giveaway", r"#\w*giveaway|" + _both(r"\bgive\s?-?aways?\b|\bgiving away\b", _CTA)),
         (
             "giveaway",
@@ -136,7 +140,9 @@ SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "referral",
             r"\breferr?al\s*(?:code|link|id|bonus)\b|\bref\s*(?:code|link)\b|\binvite\s*code\b|"
             r"\buse my (?:code|link|referral)\b|\bsign\s?up (?:with|using|through|via) my\b|"
-            r"\b(?:welcome|sign\s?-?up) (?:bonus|gift)\b|\breferral:",
+            r"\b(?:welcome|sign\s?-?up) (?:bonus|gift)\b|\breferral:|"
+            r"\b(?:with|via|tap|click|use) my (?:link|code|username)\b|\bwith this link\b|"
+            r"\bjoin me playing\b|#affiliate\w*",
         ),
         (
             "pump_group",
@@ -148,17 +154,32 @@ SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "dm_me",
-            r"\b(?:dm|pm|inbox|message|whatsapp|telegram)\s+me\b|\bdm\s+for\b|"
-            r"\bsend (?:me )?an? (?:dm|pm|message)\b",
+            r"\b(?:dm|pm|inbox|message|whatsapp|telegram)\s+me\b|\bdm\s+(?:for|now|us)\b|"
+            r"\bsend (?:me )?an? \W{0,4}(?:dm|pm|message)\b|\binterested,?\s+(?:dm|pm)\b",
         ),
         (
             "free_crypto",
-            r"#free(?:bitcoin|crypto|btc|eth|nft|doge)\w*|"
-            r"\bfree\s+(?:\$[a-z]{2,10}\s+|[\d,.]+k?\s*)?" + _COINS + r"\b|"
+            r"#free(?:bitcoin|crypto|btc|eth|nft|doge|mining)\w*|"
+            r"\bfree\s+(?:cloud\s+)?mining\b|"
+            # "carbon free bitcoin", "fee-free crypto": free of something, not free coins.
+            r"\bfree(?<!carbon free)(?<!-free)(?<!fee free)(?<!tax free)(?<!risk free)\s+"
+            r"(?:\$[a-z]{2,10}\s+|[\d,.]+k?\s*)?" + _COINS + r"\b|"
             r"\bdouble your\s+" + _COINS + r"|\bguaranteed\s+(?:profits?|returns?|income|roi)\b|"
             r"\broi\s*\d+.{0,20}\b(?:daily|weekly)\b|"
-            r"\bearn\s+\$?[\d,.]+k?\s*(?:\$|usd|usdt)?\s*"
+            r"\bearn\s+\$?[\d,.]+k?\+?\s*(?:\$|usd|usdt|" + _COINS + r")?\s*"
             r"(?:daily|per day|a day|every day|weekly)\b",
+        ),
+        (
+            "claim",
+            r"\bclaim\s+(?:free|daily|every\s+\d*|code)\b|"
+            r"\bclaim\s+your\s+(?:free\s+)?(?:rewards?|bonus|prize|airdrop|" + _COINS + r")\b",
+        ),
+        (
+            "wallet_connect",
+            r"\b(?:connect|sync|validate|verify|rectify|unlock)\s+your\s+(?:\w+\s+)?wallets?\b|"
+            # "never enter your seed phrase" is the warning, not the phish.
+            r"\b(?:enter|import|submit)(?<!never enter)(?<!not enter)(?<!n't enter)\s+your\s+"
+            r"(?:seed|recovery|secret)\s+phrase\b",
         ),
         (
             "presale",
@@ -192,7 +213,7 @@ def shill_reason(text: str | None) -> str | None:
     for reason, pattern in LINK_PATTERNS:
         if any(pattern.search(link) for link in links):
             return reason
-    rest = _URL_RE.sub(" http ", text)
+    rest = _URL_RE.sub(" http ", text).lower()
     for reason, pattern in SHILL_PATTERNS:
         if pattern.search(rest):
             return reason

@@ -309,3 +309,22 @@ def test_mentions_ratio_sees_a_spike():
     spike = spread(80, 0.3, tag="spike") + spread(10, 0.3, spam=True, tag="bots")
     count, ratio = mentions_ratio(quiet + spike, NOW, "1h")
     assert count == 80 and ratio > 5
+
+
+def test_new_or_tiny_accounts_weigh_less() -> None:
+    """Ten fearful established accounts and ten greedy brand-new ones: fear wins, because the
+    platform told us the greedy ones are days old (``bot.spam.author_weight``)."""
+    base = steady_baseline(20, 0.0)
+    fearful = spread(10, -0.8, tag="old")
+    greedy = spread(10, 0.8, tag="new")
+    even = compute_reading(base + fearful + greedy, BTC, "1h", NOW)
+    weighed = compute_reading(
+        base + fearful + [dataclasses.replace(p, reputation=0.25) for p in greedy],
+        BTC,
+        "1h",
+        NOW,
+    )
+    assert even.value is not None and weighed.value is not None
+    assert abs(even.value - 50) < 3
+    assert weighed.value < 40
+    assert weighed.sample_size == even.sample_size  # weighed down, not dropped

@@ -1,18 +1,22 @@
-"""Tests for bot.spam: spam marking over a realistic, time-ordered stream."""
+"""Tests for bot.spam: spam marking over a realistic, time-ordered stream, and author weights."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
 
-from bot.spam import SpamConfig, SpamMarker
+import pytest
+
+from bot.spam import SpamConfig, SpamMarker, author_weight
 from connectors.types import Message
 from nlp.normalize import normalize
 
 T0 = datetime(2022, 6, 25, 12, 0, tzinfo=UTC)
 
 
-def msg(n: int, author: str, text: str, at: datetime, platform: str = "telegram") -> Message:
+def msg(
+    n: int, author: str, text: str, at: datetime, platform: str = "telegram", **extra: object
+) -> Message:
     return Message(
         platform=platform,
         community="cryptochat",
@@ -21,6 +25,7 @@ def msg(n: int, author: str, text: str, at: datetime, platform: str = "telegram"
         author=author,
         text=text,
         created_at=at,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -56,7 +61,9 @@ def test_clean_conversation_has_no_marks() -> None:
     assert run(marker, stream) == [None] * len(CLEAN)
 
 
-def test_repeated_shill_from_different_authors() -> None:
+def test_shill_pasted_by_three_accounts_is_coordinated() -> None:
+    # v1: two accounts pasting the same shill is not yet a campaign (each keeps its shill
+    # reason); the third account within the window completes one.
     marker = SpamMarker(SpamConfig())
     first = msg(1, "bot1", SHILL, T0)
     # Same shill with another amount and link: the same canonical text.
@@ -70,22 +77,83 @@ def test_repeated_shill_from_different_authors() -> None:
         T0 + timedelta(minutes=9),
     )
     marks = run(marker, [first, again, tweaked])
-    assert marks == ["referral", "duplicate", "near_duplicate"]
+    assert marks == ["referral", "referral", "coordinated"]
 
 
-def test_first_occurrence_is_clean_and_duplicates_expire() -> None:
-    marker = SpamMarker(SpamConfig(dup_window_s=3600))
-    text = "This project has a very bright future, too perfect to be true, great team"
+CAMPAIGN = "This project has a very bright future, too perfect to be true, great team behind it"
+
+
+def test_coordinated_campaign_by_three_accounts_marks_the_later_ones() -> None:
+    marker = SpamMarker(SpamConfig())
+    stream = [
+        msg(1, "acc1", CAMPAIGN, T0),
+        msg(2, "acc2", CAMPAIGN.replace("great team", "Great TEAM!!"), T0 + timedelta(minutes=4)),
+        msg(3, "acc3", CAMPAIGN + " 🚀", T0 + timedelta(minutes=9)),
+        # A near-same wording (the last word changed) still belongs to the campaign.
+        msg(4, "acc4", CAMPAIGN.replace("behind it", "behind us"), T0 + timedelta(minutes=12)),
+    ]
+    assert run(marker, stream) == [None, None, "coordinated", "coordinated"]
+
+
+def test_two_accounts_saying_the_same_thing_is_not_a_campaign() -> None:
+    marker = SpamMarker(SpamConfig())
+    stream = [
+        msg(1, "anna", CAMPAIGN, T0),
+        msg(2, "ben", CAMPAIGN, T0 + timedelta(minutes=5)),
+        msg(3, "carl", "longs got rekt again last night, funding was way too high", T0),
+    ]
+    assert run(marker, stream) == [None, None, None]
+
+
+def test_coordinated_window_expires() -> None:
+    marker = SpamMarker(SpamConfig(coordinated_window_s=1800))
     marks = run(
         marker,
         [
-            msg(1, "a", text, T0),
-            msg(2, "b", text, T0 + timedelta(minutes=30)),
-            msg(3, "c", text, T0 + timedelta(minutes=95)),  # last seen 65 minutes ago
-            msg(4, "d", text, T0 + timedelta(minutes=100)),
+            msg(1, "a", CAMPAIGN, T0),
+            msg(2, "b", CAMPAIGN, T0 + timedelta(minutes=20)),
+            msg(3, "c", CAMPAIGN, T0 + timedelta(minutes=55)),  # only b within 30 minutes
+            msg(4, "d", CAMPAIGN, T0 + timedelta(minutes=60)),  # b (40 min ago) is out; c is in
+            msg(5, "e", CAMPAIGN, T0 + timedelta(minutes=70)),  # c and d within 30 minutes
         ],
     )
-    assert marks == [None, "duplicate", None, "duplicate"]
+    assert marks == [None, None, None, None, "coordinated"]
+
+
+def test_short_lines_are_never_a_campaign() -> None:
+    marker = SpamMarker(SpamConfig())
+    stream = [msg(i, f"user{i}", "buy the dip!", T0 + timedelta(minutes=i)) for i in range(6)]
+    assert run(marker, stream) == [None] * 6
+
+
+def test_author_repeating_themselves_and_expiry() -> None:
+    marker = SpamMarker(SpamConfig(dup_window_s=3600))
+    marks = run(
+        marker,
+        [
+            msg(1, "a", CAMPAIGN, T0),
+            msg(2, "a", CAMPAIGN.upper(), T0 + timedelta(minutes=30)),
+            msg(
+                3, "a", CAMPAIGN.replace("This project", "The project"), T0 + timedelta(minutes=40)
+            ),
+            msg(4, "b", CAMPAIGN, T0 + timedelta(minutes=45)),  # another author: talk
+            msg(5, "a", CAMPAIGN, T0 + timedelta(minutes=150)),  # a's last post 110 min ago
+        ],
+    )
+    assert marks == [None, "duplicate", "near_duplicate", None, None]
+
+
+def test_unknown_authors_count_apart_and_are_not_capped() -> None:
+    # Scraped tweets carry no author: each is its own account, so a repeat is not "its own
+    # repeat" and twenty of them are not a flood; three copies are still a campaign.
+    marker = SpamMarker(SpamConfig(author_cap=3))
+    talk = [
+        msg(i, "", f"take number {i}: {w} looks strong here", T0 + timedelta(minutes=i))
+        for i, w in enumerate(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
+    ]
+    assert run(marker, talk) == [None] * 6
+    copies = [msg(10 + i, "", CAMPAIGN, T0 + timedelta(minutes=10 + i)) for i in range(3)]
+    assert run(marker, copies) == [None, None, "coordinated"]
 
 
 def test_short_lines_are_duplicates_only_for_their_own_author() -> None:
@@ -190,7 +258,7 @@ def test_same_stream_same_marks_and_warm_restores_state() -> None:
     stream = [msg(1, "bot1", SHILL, T0)] + [
         msg(10 + i, f"user{i}", text, T0 + timedelta(minutes=i + 1)) for i, text in enumerate(CLEAN)
     ]
-    repeat = msg(99, "bot9", SHILL, T0 + timedelta(minutes=30))
+    repeat = msg(99, "bot1", SHILL, T0 + timedelta(minutes=30))
     a, b = SpamMarker(SpamConfig()), SpamMarker(SpamConfig())
     assert run(a, stream) == run(b, stream)
 
@@ -198,6 +266,20 @@ def test_same_stream_same_marks_and_warm_restores_state() -> None:
     restarted.warm((m, normalize(m.text)) for m in stream)
     assert restarted.check(repeat, normalize(repeat.text)) == "duplicate"
     assert SpamMarker(SpamConfig()).check(repeat, normalize(repeat.text)) == "referral"
+
+
+def test_replaying_a_stream_with_campaigns_gives_the_same_marks() -> None:
+    stream = []
+    for i in range(300):
+        at = T0 + timedelta(minutes=i)
+        if i % 10 == 0:  # a campaign text, reworded a little per account
+            text = CAMPAIGN.replace("great", ["great", "GREAT", "strong"][i % 3])
+        else:
+            text = f"{CLEAN[i % len(CLEAN)]} (take {i % 7})"
+        stream.append(msg(i, f"user{i % 37}", text, at))
+    first = run(SpamMarker(SpamConfig()), stream)
+    assert first == run(SpamMarker(SpamConfig()), stream)
+    assert first.count("coordinated") >= 20
 
 
 def test_state_stays_bounded_and_fast() -> None:
@@ -227,11 +309,60 @@ def test_state_stays_bounded_and_fast() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0
     assert len(marker._seen) <= 500
-    assert len(marker._entries) <= 500
-    assert all(len(bucket) <= config.bucket_cap for bucket in marker._buckets.values())
+    assert len(marker._texts) <= 500
+    assert len(marker._lsh.keys) <= 500
+    assert sum(len(t.authors) for t in marker._texts.values()) <= 500
     # Authors idle for longer than the window are forgotten.
     assert len(marker._authors) <= 400
     late = msg(10_000, "late", "a fresh voice", T0 + timedelta(days=2))
     marker.check(late, late.text)
     assert len(marker._authors) == 1
     assert len(marker._seen) <= 1
+    assert len(marker._texts) <= 1 and len(marker._lsh.keys) == 0
+
+
+def test_authors_for_the_cap_are_bounded_by_max_kept() -> None:
+    marker = SpamMarker(SpamConfig(max_kept=50))
+    for i in range(400):
+        m = msg(i, f"drive-by{i}", f"hello number {i}", T0 + timedelta(seconds=i))
+        marker.check(m, m.text)
+    assert len(marker._authors) <= 50
+    assert len(marker._seen) <= 50
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ValueError):
+        SpamConfig(coordinated_authors=1)
+    with pytest.raises(ValueError):
+        SpamConfig(num_perm=8, lsh_bands=16)
+
+
+def weighted(**extra: object) -> float:
+    return author_weight(msg(1, "a", "gm", T0, platform="x", **extra))
+
+
+def test_author_weight_table() -> None:
+    assert weighted() == 1.0  # the platform tells us nothing
+    assert weighted(author_created_at=T0 - timedelta(days=2)) == 0.25
+    assert weighted(author_created_at=T0 - timedelta(days=6, hours=23)) == 0.25
+    assert weighted(author_created_at=T0 - timedelta(days=7)) == 0.5
+    assert weighted(author_created_at=T0 - timedelta(days=29)) == 0.5
+    assert weighted(author_created_at=T0 - timedelta(days=30)) == 1.0
+    assert weighted(author_created_at=T0 + timedelta(hours=1)) == 0.25  # clock skew: brand new
+    # A naive creation time is read as UTC.
+    assert weighted(author_created_at=datetime(2022, 6, 24, 12, 0)) == 0.25
+    assert weighted(author_followers=3) == 0.5
+    assert weighted(author_followers=0) == 0.5
+    assert weighted(author_followers=10) == 1.0
+    assert weighted(author_created_at=T0 - timedelta(days=1), author_followers=2) == 0.125
+    # Neither a badge nor a huge following lifts anyone above 1.0.
+    assert weighted(author_verified=True, author_followers=5_000_000) == 1.0
+    assert weighted(author_verified=True, author_followers=4) == 0.5
+    assert (
+        weighted(
+            author_verified=True,
+            author_followers=2_000_000,
+            author_created_at=T0 - timedelta(days=3),
+        )
+        == 0.25
+    )

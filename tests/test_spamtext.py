@@ -12,7 +12,6 @@ from nlp.spamtext import (
     jaccard,
     shill_reason,
     shingles,
-    sketch,
     tokens,
 )
 
@@ -57,10 +56,11 @@ def test_shingles_and_jaccard() -> None:
         shingles("x", k=0)
 
 
-def test_sketch_is_the_smallest_hashes() -> None:
-    s = shingles("one two three four five six seven eight nine ten")
-    assert sketch(s, size=4) == tuple(sorted(s)[:4])
-    assert sketch(frozenset(), size=4) == ()
+def test_fingerprint_and_shingles_take_tokens_too() -> None:
+    text = "GM @satoshi!! $BTC.X to 100k 🚀🚀 https://t.co/abc #HODL and more words"
+    words = tokens(text)
+    assert fingerprint(words) == fingerprint(text)
+    assert shingles(words, k=2) == shingles(text, k=2)
 
 
 @pytest.mark.parametrize(
@@ -135,6 +135,70 @@ def test_not_link_only(text: str) -> None:
         ),
         ("Free Bitcoin $200 & Betting & Casino, Lottery, Daily Interest. #bitcoin", "free_crypto"),
         ("Presale is live now! Contract address for FeeLess Trade", "presale"),
+        # v1 patterns, each from crypto_tweets_2021.
+        (
+            "Christmas came early! 🎄🎁❄️☃️\n\nThe Restore Token airdrop is live!\nThe next "
+            "generation of passive issuance that is on… https://t.co/oakyDrS3Vj",
+            "airdrop",
+        ),
+        (
+            "@GemBitesCom @ZHOU79031149 @fanfan3333 @shuilanhua186 \nGreat project! Hope it's "
+            "awesome!\n#cryptocurrency #bitcoin #btc #crypto #bounty  #ethereum #ICO #eth",
+            "airdrop",
+        ),
+        (
+            "@CryptoTownEU Very good project🚀🚀🌙\n\n@pitbull696bkru1 \n@DatinZehra_ \n"
+            "@qingshen99 \n\n#spaceDEX #BTC #Crypto",
+            "airdrop",
+        ),
+        (
+            "I found #bitcoin in a User vault at this location! Join me playing #coinhuntworld, "
+            "It's awesome! https://t.co/7wIWmxSpFP #cryptocurrency #20734",
+            "referral",
+        ),
+        (
+            "Join Honey share your bandwidth securely and earn crypto! $5 FREE WITH THIS LINK - "
+            "https://t.co/H2Sm3Wg6pQ #Honey #BTC #STEEM #honey",
+            "referral",
+        ),
+        (
+            "#linkedin #twitter #facebook #makemoney #affiliatemarketing Check my #website "
+            "#makemoney #earnmoney #crypto #shopping #travel #business #bitcoin",
+            "referral",
+        ),
+        (
+            "Start investing in crypto with Voyager. Download the app and trade $100 to get $25 "
+            "of free #Bitcoin. #BTC $BTC… https://t.co/Jef3BEgClY",
+            "free_crypto",
+        ),
+        (
+            "SIGN UP FOR #FREEMINING !!\n\n- Claim daily #bitcoin !\n- Daily freespins !",
+            "free_crypto",
+        ),
+        (
+            "#EARN #cryptocurrencies #Bitcoin #btc #BitcoinCash #Ethereum #Litecoin claim every 5 "
+            "minutes https://t.co/SU8NujcAeo",
+            "claim",
+        ),
+        (
+            "Are you a big fan of @PancakeSwap?\n\nGive us a chance to stake Pancake on our ∞ "
+            "Vaults \nand claim your #BTC with high APY 🚀",
+            "claim",
+        ),
+        (
+            "Saving is good but investing is great. . .Invest In yourself by trading Forex today\n"
+            "It’s definitely the best way to earn more, DM now for more info\n#binary #bitcoin",
+            "dm_me",
+        ),
+        (
+            "Goodnews\n Join $2,000 challenge to $8,000 target in the next ,1 weeks+. Send me a "
+            "📲DM if you want to be a part of this, & for more information",
+            "dm_me",
+        ),
+        # Wallet drainers (the phrasing of the phishing replies under exchange posts).
+        ("Sorry for the trouble, connect your wallet here to rectify the issue", "wallet_connect"),
+        ("Support: validate your Trust wallet to unlock the withdrawal", "wallet_connect"),
+        ("To receive the refund, enter your seed phrase on the form", "wallet_connect"),
     ],
 )
 def test_shill_reason_on_real_spam(text: str, reason: str) -> None:
@@ -158,6 +222,16 @@ def test_shill_reason_on_real_spam(text: str, reason: str) -> None:
         "free market capitalism is why I hold $BTC",
         "buy the dip",
         "",
+        # Real users asking about airdrops, claims and wallets are not shilling.
+        "Is the airdrop real?",
+        "How do I claim the ARB airdrop? The site keeps timing out",
+        "Did anyone actually claim their airdrop yet or is it all bots",
+        "Never enter your seed phrase anywhere, support will not DM you first",
+        "I've created a wallet on metamask. Now what. Lol",
+        "Looking forward to discussing @GryphonMining's role in building a 100%-carbon free "
+        "#bitcoin mining world. https://t.co/Tw2TIN88Fp",
+        "Crypto exchange CoinFlex claims Roger Ver is behind $47 million debt",
+        "Great project, but the team sold the top. @anna @ben what do you think",
     ],
 )
 def test_shill_reason_leaves_ordinary_talk(text: str) -> None:
