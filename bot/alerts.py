@@ -203,7 +203,7 @@ def _extreme_rule(
         kind=EXTREME,
         scope=reading.scope,
         at=now,
-        title=f"{_label(reading.scope)} mood entered {band_of(value)}: {v}/100",
+        title=f"{_label(reading.scope)} social mood entered {band_of(value)}: {v}/100",
         value=value,
         previous=before.value if before is not None else None,
         detail=f"{change}; {_sample_words(reading)}",

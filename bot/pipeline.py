@@ -23,6 +23,16 @@ from typing import Protocol, runtime_checkable
 from bot.alerts import AlertParams, AlertState, evaluate
 from bot.errors import SourceFailed
 from bot.index import IndexParams, Point, compute_reading
+from bot.market import market_reading
+from bot.market_alerts import (
+    MARKET_STATE,
+    MarketAlertParams,
+    composite_alert,
+    divergence_alert,
+    level_alerts,
+)
+from bot.market_view import funding_at, stored_weights
+from bot.prices import closed_by
 from bot.queue import Closed, InProcessQueue
 from bot.render import render_alert, render_digest
 from bot.spam import SpamMarker, author_weight
@@ -116,6 +126,7 @@ class IndexEngine:
         self.config = config
         self.index_params = index_params or IndexParams()
         self.alert_params = alert_params or AlertParams()
+        self.market_params = MarketAlertParams()
         self._rows: list[ScoredRow] = []
         self._points: list[Point] = []
         self._times: list[datetime] = []
@@ -229,6 +240,9 @@ class IndexEngine:
                     alerts += raised
                     states[(scope.key(), window)] = state.to_json()
                 history.append(reading)
+        market_alerts, market_states = self._market_alerts(now, readings)
+        alerts += market_alerts
+        states.update(market_states)
         subscriptions = self.store.subscriptions() if alerts else []
 
         def targets(alert: Alert) -> list[tuple[str, str]]:
@@ -247,6 +261,72 @@ class IndexEngine:
         self.last_tick = now
         self.prune(now)
         return new
+
+    def _market_alerts(
+        self, now: datetime, readings: list[MoodReading]
+    ) -> tuple[list[Alert], dict[tuple[str, str], str]]:
+        """Once a day, when a daily candle has closed: level breaks, divergence and the
+        composite's extremes for each configured asset with stored candles."""
+        step = timedelta(seconds=self.config.tick_s)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if not (now - step < day <= now):
+            return [], {}
+        by_key = {(r.scope.key(), r.window): r for r in readings}
+        social = by_key.get((Scope().key(), "24h"))
+        weights = stored_weights(self.store)
+        alerts: list[Alert] = []
+        states: dict[tuple[str, str], str] = {}
+        for asset in self.config.assets:
+            candles = closed_by(self.store.candles(asset, "1d", now), now)
+            if len(candles) < 60:  # too little history for levels: nothing to say
+                continue
+            scope = Scope(asset=asset)
+            mood = by_key.get((scope.key(), "24h"))
+            change = self._change_24h(scope, mood, now)
+            try:
+                alerts += level_alerts(
+                    asset, candles, now - step, now, mood, change, self.market_params
+                )
+            except ValueError as exc:  # malformed stored candles: skip, keep the tick
+                log.warning("levels of %s skipped: %s", asset, exc)
+            state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
+            if mood is not None and mood.value is not None:
+                days = self.market_params.divergence_days + 2
+                closes = [(c.ts + timedelta(days=1), c.close) for c in candles[-days:]]
+                moods = [
+                    (r.at, r.value)
+                    for r in self.store.readings(scope, "24h", now - timedelta(days=days), now)
+                    if r.value is not None and r.at.hour == 0
+                ]
+                found, state = divergence_alert(
+                    asset, closes, moods, now, state, self.market_params
+                )
+                alerts += [found] if found is not None else []
+            try:
+                composite = market_reading(
+                    candles,
+                    now,
+                    funding_at(self.store, asset, now),
+                    social.value if social is not None else None,
+                    weights,
+                )
+            except ValueError as exc:
+                log.warning("composite of %s skipped: %s", asset, exc)
+                composite = None
+            if composite is not None:
+                found, state = composite_alert(asset, composite, state, self.market_params)
+                alerts += [found] if found is not None else []
+            states[(scope.key(), MARKET_STATE)] = state.to_json()
+        return alerts, states
+
+    def _change_24h(self, scope: Scope, mood: MoodReading | None, now: datetime) -> float | None:
+        """How far ``scope``'s 24h mood moved since the same hour yesterday."""
+        if mood is None or mood.value is None:
+            return None
+        for r in self._history.get((scope.key(), "24h"), ()):
+            if r.at == now - timedelta(days=1) and r.value is not None:
+                return mood.value - r.value
+        return None
 
     def due_ticks(self, until: datetime) -> list[datetime]:
         """Tick times after the last stored tick, up to ``until``."""

@@ -104,7 +104,7 @@ def test_extreme_alert_explains_the_reading_and_the_change():
     alerts, state = evaluate(reading(18.2), [day_ago], [], AlertState(), NOW)
     (alert,) = alerts
     assert alert.kind == "extreme"
-    assert alert.title == "BTC mood entered Extreme Fear: 18/100"
+    assert alert.title == "BTC social mood entered Extreme Fear: 18/100"
     assert alert.detail == "down 21 points in 24h; 312 messages, confidence 0.90"
     assert alert.value == 18.2 and alert.previous == 39
     assert state.extreme == "fear" and state.fired_at("extreme") == NOW
