@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -391,6 +391,109 @@ async def _backfill(args: argparse.Namespace, settings: Settings, store):
     return n, (candles[0].ts if candles else None), (candles[-1].ts if candles else None)
 
 
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from bot.backtest import chart, report, run_backtest, verdict, write_csv
+    from bot.demo import DEMO_POSTS
+    from bot.market import MARKET_VERSION, MarketWeights
+    from bot.prices import bundled_path, read_candles_csv
+
+    asset = args.asset.upper()
+    prices = Path(args.prices) if args.prices else bundled_path(asset)
+    got = read_candles_csv(prices, asset, "1d")
+    if not got.candles:
+        raise ConfigError(f"{prices}: no daily candles")
+    weights = MarketWeights(**settings.market_weights)
+    if args.no_social:
+        social, where = [], "none (--no-social)"
+    elif args.from_db:
+        social, where = _daily_social(Path(args.from_db)), str(args.from_db)
+    else:
+        with tempfile.TemporaryDirectory(prefix="moodring-backtest-") as tmp:
+            messages = Path(args.messages) if args.messages else demo_file(DEMO_POSTS)
+            sys.stderr.write(f"scoring {messages.name} for the daily social mood…\n")
+            db = Path(tmp) / "backtest.db"
+            _score_into(settings, messages, db)
+            social, where = _daily_social(db), f"{messages.name}, scored now"
+    result = run_backtest(got.candles, social, weights)
+    out = sys.stdout
+    out.write(f"moodring backtest: {asset} daily closes from {prices.name}; social mood: {where}\n")
+    for line in report(result):
+        out.write(line + "\n")
+    chart_path = Path(args.chart)
+    chart_path.write_bytes(chart(result, f"{asset}: price, levels and fear & greed"))
+    out.write(f"chart written to {chart_path.resolve()}\n")
+    if args.out:
+        write_csv(result, Path(args.out))
+        out.write(f"daily rows written to {Path(args.out).resolve()}\n")
+    scored = [r for r in result.rows if r.composite is not None]
+
+    def lag(c):
+        return {"lag": c.lag, "n": c.n, "r": c.r, "ci": [c.ci_low, c.ci_high], "p": c.p_value}
+
+    summary = {
+        "asset": asset,
+        "version": MARKET_VERSION,
+        "days": len(scored),
+        "from": scored[0].day.isoformat() if scored else None,
+        "to": scored[-1].day.isoformat() if scored else None,
+        "bands": result.bands,
+        "social_days": sum(1 for r in result.rows if r.social is not None),
+        "mood_vs_return": [lag(c) for c in result.returns],
+        "mood_vs_volatility": [lag(c) for c in result.volatility],
+        "verdict": verdict(result.returns, "return") if result.returns else None,
+        "chart": str(chart_path),
+        "out": args.out,
+    }
+    out.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _score_into(settings: Settings, messages: Path, db: Path) -> None:
+    """Run the real pipeline over ``messages`` into a scratch database (alerts go nowhere)."""
+    import io
+
+    from bot.pipeline import PipelineStats
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+    from connectors.replay import ReplaySource
+
+    store = Store(db)
+    try:
+        config = _pipeline_config(settings, sinks_targets=())
+        sinks = {"console": ConsoleSink(io.StringIO())}
+        pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
+        source = ReplaySource(messages, platform="stocktwits", community="stocktwits")
+        asyncio.run(pipeline.run_until_signalled([source]))
+        if pipeline.stopped:
+            raise ConfigError("interrupted while scoring the messages")
+    finally:
+        store.close()
+
+
+def _daily_social(db: Path) -> list:
+    """Each day's all-sources social mood: the 24h reading at the following midnight."""
+    from bot.store import Store
+    from bot.types import Scope
+
+    if not db.is_file():
+        raise ConfigError(f"no database at {db}")
+    store = Store(db)
+    try:
+        first, last = store.oldest_message_time(), store.newest_message_time()
+        if first is None or last is None:
+            return []
+        readings = store.readings(Scope(), "24h", first, last + timedelta(days=1))
+    finally:
+        store.close()
+    return [
+        (r.at.date() - timedelta(days=1), r.value)
+        for r in readings
+        if r.value is not None and r.at.hour == 0 and r.at.minute == 0
+    ]
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from bot.status import status_report
     from bot.store import Store
@@ -567,6 +670,20 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--since", help="UTC date/time to start from (default: after what is stored)")
     pb.add_argument("--exchange", help="ccxt id (default MOODRING_PRICE_EXCHANGE or binance)")
     pr.set_defaults(func=cmd_prices)
+
+    bt = sub.add_parser(
+        "backtest", help="the composite over the price history; does social mood lead price?"
+    )
+    bt.add_argument("--asset", default="BTC")
+    bt.add_argument("--prices", help="daily candle CSV (default: the bundled history of --asset)")
+    bt.add_argument("--messages", help="posts to score for the social mood (default: bundled)")
+    bt.add_argument(
+        "--db", dest="from_db", help="read the social mood from this database instead of scoring"
+    )
+    bt.add_argument("--no-social", action="store_true", help="market components only")
+    bt.add_argument("--out", help="write the daily rows to this CSV")
+    bt.add_argument("--chart", default="backtest.png", help="PNG to write (default backtest.png)")
+    bt.set_defaults(func=cmd_backtest)
 
     st = sub.add_parser("status", help="connectors, backlog and X spend of the bot on --db")
     st.set_defaults(func=cmd_status)

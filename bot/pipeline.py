@@ -386,6 +386,7 @@ class Pipeline:
         # (sink, target) → not before this time: the platform's retry_after, or backoff.
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
+        self._delivering = asyncio.Lock()
         #: Each connector's health; live runs restart failed sources through ``supervisor``.
         self.health = HealthBoard()
         self.supervisor = Supervisor(self.health, self._stopping)
@@ -633,7 +634,12 @@ class Pipeline:
         Per target: alerts over its daily cap are given up (kept, marked "capped"); during
         its quiet hours they wait, and when those end everything waiting goes as one digest.
         """
-        now = now or datetime.now(UTC)
+        # The index stage and the live delivery loop both deliver: one at a time, or the
+        # same unsent row could go out twice before either marks it sent.
+        async with self._delivering:
+            return await self._deliver(now or datetime.now(UTC))
+
+    async def _deliver(self, now: datetime) -> int:
         sent = 0
         for name, sink in self.sinks.items():
             pending: dict[str, list[Alert]] = {}
@@ -756,6 +762,12 @@ class Pipeline:
         ``live`` adds the periodic delivery loop (a replay delivers after each tick), and runs
         each source under the supervisor: one that fails is restarted with backoff while the
         others go on."""
+        # A restart after everything was scored but before the index caught up (a crash
+        # between the two stages) finds nothing to score, so nothing would wake the index:
+        # start it from what is already scored.
+        scored = self.store.newest_scored_time()
+        if scored is not None:
+            await self._to_index.put(scored)
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         delivery = asyncio.create_task(self.delivery_loop()) if live else None
         try:

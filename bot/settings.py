@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     price_quote: str = "USDT"
     #: Seconds between price polls.
     price_poll_s: float = 60.0
+    #: The composite's weights by component (volatility, momentum, volume, drawdown, funding,
+    #: social); unset ones keep the published defaults (docs/INDEX.md).
+    market_weights: dict[str, float] = {}
 
     @classmethod
     def settings_customise_sources(

@@ -620,6 +620,15 @@ class Store:
         return out
 
     @_locked
+    def newest_scored_time(self) -> datetime | None:
+        """Creation time of the newest scored message: every stored message before it is
+        scored too (scoring goes oldest first), so the index may tick up to it."""
+        row = self.db.execute(
+            "SELECT MAX(created_at) FROM messages WHERE status = 'scored'"
+        ).fetchone()
+        return parse_ts(row[0]) if row and row[0] else None
+
+    @_locked
     def newest_message_time(self) -> datetime | None:
         row = self.db.execute("SELECT MAX(created_at) FROM messages").fetchone()
         return parse_ts(row[0]) if row and row[0] else None

@@ -25,7 +25,7 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
+from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
 from connectors.types import Command, Message, Reply
@@ -267,6 +267,11 @@ class TelegramPoller:
         self.clock = clock
         self.rng = rng or random.Random()
         self._username: str | None = None
+        # We call getUpdates through do_api_request on purpose (raw JSON, see poll_once);
+        # PTB nags about it on every call.
+        warnings.filterwarnings(
+            "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
+        )
 
     async def poll_once(self) -> int:
         """Ask Telegram for updates after the stored offset and store them with the next offset.
@@ -278,12 +283,27 @@ class TelegramPoller:
             telegram.error.TelegramError: the request failed (``run`` handles these).
         """
         offset = self.inbox.next_offset(self.platform)
-        updates = await self.bot.get_updates(
-            offset=offset, timeout=self.timeout, allowed_updates=self.allowed_updates
+        kwargs: dict[str, object] = {
+            "timeout": self.timeout,
+            "allowed_updates": list(self.allowed_updates),
+        }
+        if offset is not None:
+            kwargs["offset"] = offset
+        # The raw JSON, not PTB's parsed Updates: one update PTB cannot parse would otherwise
+        # fail the whole batch on every retry and stall the chat. Each update is translated
+        # (and a bad one set aside) later, from the inbox.
+        updates = await self.bot.do_api_request(
+            "getUpdates", api_kwargs=kwargs, read_timeout=self.timeout + 10
         )
         if not updates:
             return 0
-        rows = [(u.update_id, json.dumps(u.to_dict(), ensure_ascii=False)) for u in updates]
+        rows = [
+            (int(u["update_id"]), json.dumps(u, ensure_ascii=False))
+            for u in updates
+            if isinstance(u, dict) and isinstance(u.get("update_id"), int)
+        ]
+        if not rows:
+            return 0
         next_offset = max(update_id for update_id, _ in rows) + 1
         if offset is not None:
             next_offset = max(next_offset, offset)  # never move the offset backwards
