@@ -218,6 +218,10 @@ async def _serve(
             tasks.append(await _prices(settings, store, pipeline, stack))
         else:
             board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
+        if settings.quotes_api_key is not None:
+            tasks.append(await _quotes(settings, store, pipeline, stack))
+        else:
+            board.off("quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes")
         chats = settings.telegram_token is not None or settings.discord_token is not None
         if console or not chats:
             from bot.chat import ConsoleSource
@@ -298,6 +302,21 @@ def _x(settings: Settings, store, pipeline):
     pipeline.periodic.append(report)
     log.info("connector x on: %d queries every %.0fs", len(settings.x_queries), settings.x_poll_s)
     return source
+
+
+async def _quotes(settings: Settings, store, pipeline, stack) -> asyncio.Task:
+    """Reference assets' daily closes from the quote service, refreshed under the supervisor."""
+    from bot.feeds import refresh_quotes
+    from connectors.quotes import StooqQuotes
+
+    quotes = StooqQuotes(settings.quotes_url, settings.quotes_api_key.get_secret_value())
+    await stack.enter_async_context(quotes)
+    log.info("connector quotes on: %s", "/".join(settings.quotes_symbols))
+
+    def start():
+        return refresh_quotes(quotes, store, settings.quotes_symbols, pipeline.stopping)
+
+    return _supervised(pipeline, "quotes", start)
 
 
 async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:

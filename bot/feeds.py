@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from bot.status import month_of
 from bot.store import Store
 from connectors.errors import ConnectorError
 from connectors.exchange import ExchangeFeed
+from connectors.quotes import QuoteProvider
 from connectors.types import Candle
 
 log = logging.getLogger(__name__)
@@ -101,3 +102,30 @@ async def backfill(
         since = None if newest is None else newest + step  # the bar after the stored ones
     candles = await feed.candles(asset, interval, since=since, now=now)
     return await asyncio.to_thread(store.add_candles, candles, feed.name)
+
+
+async def refresh_quotes(
+    provider: QuoteProvider,
+    store: Store,
+    symbols: Sequence[str],
+    stopping: asyncio.Event,
+    every_s: float = 6 * 3600.0,
+    first: date = date(2014, 1, 1),
+) -> None:
+    """Keep the reference assets' daily closes current (for ``/corr`` and the backtest),
+    from the last stored day on, until ``stopping`` is set.
+
+    A symbol that fails this round is logged and tried again next round; the others go on.
+    """
+    while not stopping.is_set():
+        for symbol in symbols:
+            newest = store.newest_candle_time(symbol, "1d")
+            since = newest.date() if newest is not None else first
+            try:
+                candles = await provider.daily(symbol, since)
+            except ConnectorError as exc:
+                log.warning("quotes of %s: %s", symbol, exc)
+                continue
+            await asyncio.to_thread(store.add_candles, candles, "quotes")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=every_s)

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     price_quote: str = "USDT"
     #: Seconds between price polls.
     price_poll_s: float = 60.0
+    #: Stooq API key for the reference assets' daily closes (IGV, QQQ, GLD, SPY); without
+    #: one, /corr and the backtest use the bundled files (to 2026-07-22).
+    quotes_api_key: SecretStr | None = None
+    quotes_url: str = "https://stooq.com"
+    quotes_symbols: tuple[str, ...] = ("IGV", "QQQ", "GLD", "SPY")
     #: The composite's weights by component (volatility, momentum, volume, drawdown, funding,
     #: social); unset ones keep the published defaults (docs/INDEX.md).
     market_weights: dict[str, float] = {}

@@ -164,3 +164,48 @@ def test_bundled_reference_closes_load_and_serve_a_fresh_database(tmp_path: Path
         assert store.query("SELECT COUNT(*) FROM prices") == [(sum(counts.values()),)]
     finally:
         store.close()
+
+
+def test_reference_quotes_are_refreshed_from_the_last_stored_day(tmp_path: Path) -> None:
+    import httpx
+
+    from bot.feeds import refresh_quotes
+    from connectors.quotes import StooqQuotes
+
+    csv_body = "Date,Open,High,Low,Close,Volume\r\n" + "".join(
+        f"2026-07-{d:02d},{100 + d},{101 + d},{99 + d},{100.5 + d},1000\r\n" for d in (23, 24, 27)
+    )
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.params["s"] == "gld.us":
+            return httpx.Response(200, text="No data")  # one symbol failing: the rest go on
+        return httpx.Response(200, text=csv_body)
+
+    store = Store(tmp_path / "q.db")
+    try:
+        load_bundled(store, ["IGV"])  # stored to 2026-07-22
+
+        async def scenario() -> None:
+            stopping = asyncio.Event()
+            async with StooqQuotes(
+                "https://stooq.test", "key", transport=httpx.MockTransport(handler)
+            ) as quotes:
+                task = asyncio.create_task(
+                    refresh_quotes(quotes, store, ["IGV", "GLD"], stopping, every_s=3600)
+                )
+                for _ in range(100):
+                    await asyncio.sleep(0.01)
+                    if len(seen) >= 2:
+                        break
+                stopping.set()
+                await task
+
+        asyncio.run(scenario())
+        igv = store.candles("IGV", "1d")
+        assert igv[-1].ts.date().isoformat() == "2026-07-27" and len(igv) == 3156 + 3
+        assert seen[0].url.params["d1"] == "20260722"  # from the last stored day
+        assert store.candles("GLD", "1d") == []
+    finally:
+        store.close()
