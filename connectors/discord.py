@@ -410,6 +410,8 @@ class _Client(discord.Client):
 Window = Literal["1h", "24h", "7d"]
 ChartSpan = Literal["7d", "30d"]
 SummarySpan = Literal["24h", "7d"]
+CorrSpan = Literal["30d", "90d"]
+LevelAction = Literal["add", "remove"]
 
 
 def _register_commands(connector: DiscordConnector) -> None:
@@ -424,8 +426,9 @@ def _register_commands(connector: DiscordConnector) -> None:
     ) -> None:
         await respond(interaction)
 
-    @tree.command(name="fear", description="The fear and greed reading")
-    async def fear(interaction: discord.Interaction) -> None:
+    @tree.command(name="fear", description="Fear & greed: market components and social mood")
+    @app_commands.describe(asset="e.g. BTC (default)")
+    async def fear(interaction: discord.Interaction, asset: str | None = None) -> None:
         await respond(interaction)
 
     @tree.command(name="why", description="The posts behind the mood")
@@ -444,14 +447,34 @@ def _register_commands(connector: DiscordConnector) -> None:
     ) -> None:
         await respond(interaction)
 
-    @tree.command(name="price", description="The latest stored price and the mood beside it")
+    @tree.command(name="price", description="Price, 24h change, volatility, funding and mood")
     @app_commands.describe(asset="e.g. BTC")
     async def price(interaction: discord.Interaction, asset: str) -> None:
         await respond(interaction)
 
     @tree.command(name="levels", description="Support and resistance levels")
-    @app_commands.describe(asset="e.g. BTC")
-    async def levels(interaction: discord.Interaction, asset: str) -> None:
+    @app_commands.describe(
+        asset="e.g. BTC",
+        action="moderators: add or remove this server's own level",
+        price="the level's price, e.g. 60000 or 60k",
+    )
+    async def levels(
+        interaction: discord.Interaction,
+        asset: str,
+        action: LevelAction | None = None,
+        price: str | None = None,
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="corr", description="Correlation of two assets' daily returns")
+    @app_commands.describe(asset="e.g. BTC", other="e.g. IGV, QQQ, GLD, SPY", span="window")
+    async def corr(
+        interaction: discord.Interaction, asset: str, other: str, span: CorrSpan | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="status", description="Moderators: connectors, backlog and X spend")
+    async def status(interaction: discord.Interaction) -> None:
         await respond(interaction)
 
     @tree.command(name="subscribe", description="Get mood alerts")

@@ -389,6 +389,8 @@ def test_all_commands_are_registered() -> None:
         "chart",
         "price",
         "levels",
+        "corr",
+        "status",
         "subscribe",
         "unsubscribe",
         "alerts",
