@@ -392,6 +392,11 @@ def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
         f"Summary of the last {span} ({len(rows)} messages, {spam} spam = "
         f"{100 * spam / len(rows):.0f}%):"
     ]
+    reasons = ctx.store.spam_reasons(cmd.platform, cmd.community, since, ctx.now)
+    if reasons:
+        lines.append(
+            "• spam by reason: " + ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in reasons)
+        )
     trend = f"mood now {reading_text(now_reading)}"
     if then_reading.value is not None and now_reading.value is not None:
         trend += f", {round(now_reading.value) - round(then_reading.value):+d} over {span}"

@@ -620,6 +620,22 @@ class Store:
         return out
 
     @_locked
+    def spam_reasons(
+        self, platform: str, community: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]:
+        """How many of a community's messages in ``[since, until]`` were marked spam, by
+        reason, most first."""
+        return [
+            (r[0], int(r[1]))
+            for r in self.db.execute(
+                "SELECT spam_reason, COUNT(*) FROM messages WHERE platform = ? AND community = ?"
+                " AND created_at >= ? AND created_at <= ? AND spam_reason IS NOT NULL"
+                " GROUP BY spam_reason ORDER BY COUNT(*) DESC, spam_reason",
+                [platform, community, iso(since), iso(until)],
+            ).fetchall()
+        ]
+
+    @_locked
     def newest_scored_time(self) -> datetime | None:
         """Creation time of the newest scored message: every stored message before it is
         scored too (scoring goes oldest first), so the index may tick up to it."""

@@ -176,3 +176,31 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
     off = Command("replay", "test", "c", "7", "digest", ("off",), frozenset({"admin"}))
     assert handle(off, ctx).text == "Daily digest off."
     store.close()
+
+
+def test_summary_breaks_spam_down_by_reason(db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "spam.db"
+    shutil.copy(db, copy)
+    store = Store(copy)
+    try:
+        now = store.newest_message_time()
+        assert now is not None
+        with store.transaction() as tx:
+            keys = tx.execute(
+                "SELECT platform, channel, message_id FROM messages ORDER BY created_at DESC"
+                " LIMIT 5"
+            ).fetchall()
+            for i, key in enumerate(keys):
+                reason = "coordinated" if i < 3 else "link_only"
+                tx.execute(
+                    "UPDATE messages SET spam_reason = ? WHERE platform = ? AND channel = ?"
+                    " AND message_id = ?",
+                    [reason, *key],
+                )
+        admin = Command("replay", "test", "c", "u", "summary", ("24h",), frozenset({"admin"}))
+        text = handle(admin, CommandContext(store=store, now=now)).text
+    finally:
+        store.close()
+    assert "• spam by reason: 3 coordinated, 2 link only" in text
