@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from bot.render import money
 from bot.types import BANDS
 
 #: One fill colour per band in BANDS order (Extreme Fear red ... Extreme Greed green).
@@ -40,12 +41,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def _usd(value: float, _pos: int | None = None) -> str:
-    """Format a price tick; more decimals for cheap assets so ticks stay distinct."""
-    if abs(value) >= 1000:
-        return f"${value:,.0f}"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.3g}"
+    """Format a price tick (matplotlib passes the tick position too)."""
+    return money(value)
 
 
 def _bar_width(days: Sequence[float]) -> float:

@@ -261,7 +261,8 @@ def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
 
 
 def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
-    from bot.market_view import money, price_view
+    from bot.market_view import price_view
+    from bot.render import money
 
     asset, _ = _split_args(cmd.args, ())
     if asset is None:
@@ -285,7 +286,8 @@ def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
 
 def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
     """Levels of an asset; moderators add or remove their community's manual levels."""
-    from bot.market_view import levels_text, money
+    from bot.market_view import levels_text
+    from bot.render import money
 
     if not cmd.args:
         raise UsageError("name an asset")

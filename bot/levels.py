@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bot.render import money
 from connectors.types import Candle
 
 SWING = "swing"
@@ -560,7 +561,7 @@ def _levels_from(
     for price in sorted(r for r in rounds if r > 0):
         near = touching(price)
         touches = int(near.size)
-        head = f"round number {_money(price)}"
+        head = f"round number {money(price)}"
         candidates.append(
             _Candidate(
                 price=float(price),
@@ -623,10 +624,10 @@ def _merge(
 def _aside(c: _Candidate) -> str:
     """How a level absorbed into another is mentioned in that one's note."""
     if c.source == ROUND:
-        return f"near round {_money(c.price)}"
+        return f"near round {money(c.price)}"
     if c.source == RANGE:
-        return f"the {c.head} {_money(c.price)}"
-    return f"{c.head} {_money(c.price)}"
+        return f"the {c.head} {money(c.price)}"
+    return f"{c.head} {money(c.price)}"
 
 
 def _swing_note(
@@ -663,11 +664,3 @@ def _manual_level(price: float, t: datetime) -> Level:
 
 def _date(t: datetime, daily: bool) -> str:
     return t.strftime("%Y-%m-%d") if daily else t.strftime("%Y-%m-%d %H:%M")
-
-
-def _money(price: float) -> str:
-    if price >= 1_000:
-        return f"${price:,.0f}"
-    if price >= 1:
-        return f"${price:,.2f}"
-    return f"${price:.6g}"

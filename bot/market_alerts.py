@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.alerts import AlertState
 from bot.levels import DOWN, LevelBreak, detect_breaks
 from bot.market import MarketReading, divergence
-from bot.market_view import money
+from bot.render import money
 from bot.types import Alert, MoodReading, Scope, band_of
 from connectors.types import Candle
 

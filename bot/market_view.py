@@ -12,6 +12,7 @@ from bot.correlation import rolling_correlation
 from bot.levels import levels_at, nearest
 from bot.market import MarketReading, MarketWeights, market_reading
 from bot.prices import closed_by, daily_closes
+from bot.render import money
 from bot.store import Store
 from bot.types import band_of
 from connectors.types import Candle
@@ -138,15 +139,6 @@ def _volatility(candles: list[Candle]) -> float | None:
     mean = sum(rets) / len(rets)
     var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
     return math.sqrt(var * 365)
-
-
-def money(price: float) -> str:
-    """$74,680 / $3,512.40 / $0.4210: precision that fits the price."""
-    if price >= 1000:
-        return f"${price:,.0f}"
-    if price >= 1:
-        return f"${price:,.2f}"
-    return f"${price:.4g}"
 
 
 def corr_text(store: Store, a: str, b: str, window_days: int, now: datetime) -> str:

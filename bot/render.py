@@ -55,3 +55,12 @@ def render_digest(alerts: list[Alert], target: str = "") -> Reply:
         if alert.detail:
             lines.append(f"  {alert.detail}")
     return Reply(text="\n".join(lines), target=target)
+
+
+def money(price: float) -> str:
+    """$74,680 / $3,512.40 / $0.42101: a precision that fits the price."""
+    if price >= 1000:
+        return f"${price:,.0f}"
+    if price >= 1:
+        return f"${price:,.2f}"
+    return f"${price:.4g}"

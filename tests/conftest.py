@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_exchange import FakeBinance
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = ROOT / "models" / "sentiment"
 TOKENIZER_FILES = (
@@ -79,3 +81,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     meta["model_id"] = "tiny-test-model"
     (out / "moodring.json").write_text(json.dumps(meta))
     return out
+
+
+@pytest.fixture
+def fake_binance() -> Iterator[FakeBinance]:
+    """The fake Binance REST API on 127.0.0.1 (tests/fake_exchange.py), for one test."""
+    server = FakeBinance()
+    server.start()
+    yield server
+    server.stop()

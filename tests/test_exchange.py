@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,11 +39,9 @@ class Sleeps(list[float]):
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    server = FakeBinance()
-    server.start()
-    yield server
-    server.stop()
+def fake(fake_binance: FakeBinance) -> FakeBinance:
+    """This module's name for the shared fake Binance (tests/conftest.py)."""
+    return fake_binance
 
 
 def with_feed(

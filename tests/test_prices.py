@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -23,11 +22,9 @@ START = datetime(2023, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    server = FakeBinance()
-    server.start()
-    yield server
-    server.stop()
+def fake(fake_binance: FakeBinance) -> FakeBinance:
+    """This module's name for the shared fake Binance (tests/conftest.py)."""
+    return fake_binance
 
 
 def test_csv_import_reads_daily_and_hourly_files_and_skips_bad_rows(tmp_path: Path) -> None:
