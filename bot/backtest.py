@@ -170,7 +170,11 @@ def chart(result: Backtest, title: str) -> bytes:
     social = [(d, r.social) for d, r in zip(days, result.rows, strict=True) if r.social is not None]
     if social:
         bottom.plot(
-            *zip(*social, strict=True), "o", color="#e6550d", markersize=2.5, label="social"
+            *zip(*social, strict=True),
+            "o",
+            color="#e6550d",
+            markersize=2.5,
+            label="social mood (24h)",
         )
     for upper, _ in BANDS[:-1]:
         bottom.axhline(upper + 0.5, color="#bbbbbb", linewidth=0.5, linestyle="--")
