@@ -747,7 +747,9 @@ class Pipeline:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
             except TimeoutError:
                 await asyncio.to_thread(self.save_health)
-                if self.config.tick_to_clock:
+                # A quiet chat still ticks on the clock, but not past messages that wait to
+                # be scored (their hour would be read without them); scoring wakes the index.
+                if self.config.tick_to_clock and not self.store.unscored(1):
                     await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
                 await self.deliver()
                 for job in self.periodic:
