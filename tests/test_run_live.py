@@ -132,7 +132,6 @@ def test_telegram_x_and_prices_run_side_by_side(
         assert health["telegram"].messages == 60
         assert health["prices"].errors == 0 and health["discord"].state == "off"
         assert store.newest_candle_time("BTC", "1h") is not None
-        # Telegram was confirmed only up to what was stored.
         assert telegram.queued_ids() == []  # every update stored, then confirmed
         assert json.loads(store.checkpoint("x:plan") or "{}")["cap"] == 10_000
     finally:
