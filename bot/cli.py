@@ -178,6 +178,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
 
+    for path in args.replay or []:
+        if not Path(path).is_file():  # a typo is a usage error, not a connector to restart
+            raise ConfigError(f"--replay: no such file: {path}")
     sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
     store = Store(settings.db)
     try:

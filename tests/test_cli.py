@@ -83,3 +83,8 @@ def test_every_cli_command_is_documented_in_the_readme() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [name for name in sub.choices if f"moodring {name}" not in readme]
     assert missing == []
+
+
+def test_run_refuses_a_missing_replay_file(tmp_path: Path, capsys) -> None:
+    assert main(["--db", str(tmp_path / "r.db"), "run", "--replay", str(tmp_path / "no.csv")]) == 2
+    assert "--replay: no such file" in capsys.readouterr().err
