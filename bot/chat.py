@@ -143,6 +143,11 @@ class ChatSource:
                 else:
                     self._done(update_id)
 
+    def reset(self) -> None:
+        """Before a restart: inbox rows handed to a failed intake are read again (they were
+        never marked done, so nothing is lost; the store's keys keep them from doubling)."""
+        self._in_flight.clear()
+
     def ack(self, messages: Sequence[Message]) -> None:
         """The pipeline stored these: forget their inbox rows."""
         for m in messages:

@@ -62,6 +62,14 @@ class Acking(Protocol):
     def ack(self, messages: Sequence[Message]) -> None: ...
 
 
+@runtime_checkable
+class Resettable(Protocol):
+    """A source with in-memory progress (messages handed over, not yet acked) to forget
+    before the supervisor restarts it, so they are read again from its durable state."""
+
+    def reset(self) -> None: ...
+
+
 class ScorerLike(Protocol):
     """What the pipeline needs of a scorer (``nlp.scorer.Scorer`` fits)."""
 
@@ -525,6 +533,13 @@ class Pipeline:
             if batch:
                 await self._flush(batch, source)
 
+    async def _fresh_intake(self, source: Source) -> None:
+        """``intake`` as the supervisor (re)starts it: a restarted source first forgets what
+        it handed over to the failed run without an ack, so nothing is stranded."""
+        if isinstance(source, Resettable):
+            source.reset()
+        await self.intake(source)
+
     # ------------------------------------------------------------------ scoring
 
     def score_pending(self, partial: bool = True) -> datetime | None:
@@ -775,7 +790,10 @@ class Pipeline:
         try:
             if live:
                 await asyncio.gather(
-                    *(self.supervisor.supervise(s.name, partial(self.intake, s)) for s in sources)
+                    *(
+                        self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
+                        for s in sources
+                    )
                 )
             else:
                 await asyncio.gather(*(self.intake(s) for s in sources))

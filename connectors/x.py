@@ -229,6 +229,10 @@ class XState(Protocol):
         ...
 
 
+class AccessRejected(SourceUnavailable):
+    """X refused the app itself (401 bad token, 403 plan without search): no query can work."""
+
+
 def since_key(query: str) -> str:
     """State key of a query's ``since_id``: the newest post id fully read and stored."""
     return f"x:since_id:{query}"
@@ -446,15 +450,25 @@ class XSource:
                 yielded first and their cursor kept.
         """
         while not self.stopping.is_set():
+            failed: list[SourceUnavailable] = []
             for query in self.queries:
                 if self.stopping.is_set():
                     return
-                batch, failure = await self._poll(query)
+                try:
+                    batch, failure = await self._poll(query)
+                except AccessRejected:
+                    raise  # the token or plan: every query would fail the same way
+                except SourceUnavailable as exc:
+                    batch, failure = [], exc
                 for message in batch:
                     self.last_message_at = datetime.fromtimestamp(self.clock(), UTC)
                     yield message
                 if failure is not None:
-                    raise failure
+                    # One rejected or failing query must not stop the others.
+                    logger.warning("x: query %r failed this round: %s", query, failure)
+                    failed.append(failure)
+            if failed and len(failed) == len(self.queries):
+                raise failed[-1]  # X itself is failing: let the supervisor back off
             if await self._pause(self.poll_s):
                 return
 
@@ -473,6 +487,12 @@ class XSource:
                         del pending.unacked[message.message_id]
                     break
         self._settle()
+
+    def reset(self) -> None:
+        """Forget in-memory progress before a restart: posts handed over but never acked (the
+        pipeline failed mid-batch) are read again from the stored cursors."""
+        self._pending.clear()
+        self._cursors.clear()
 
     @property
     def pending_polls(self) -> int:
@@ -513,6 +533,21 @@ class XSource:
             try:
                 body = await self._fetch(query, since, until, token)
             except tweepy.BadRequest as exc:
+                if pages == 0 and since is not None and "since_id" in str(exc):
+                    # Recent search reaches back 7 days and refuses an older since_id (a
+                    # month paused at the read cap, a bot down for a week). What lies between
+                    # cannot be read any more: start again from the newest posts rather than
+                    # fail the same way forever.
+                    logger.warning(
+                        "x: since_id %s for %r is beyond recent search's 7 days (%s); the"
+                        " posts in between cannot be read, starting from the newest",
+                        since, query, self._clean(exc),
+                    )  # fmt: skip
+                    start = Cursor(None, None)
+                    self._cursors[query] = start
+                    since = until = token = newest = oldest = None
+                    limit = min(self.max_pages, self.first_run_pages)
+                    continue
                 if token is not None and oldest is not None and pages == 0:
                     # The stored token is no longer accepted: ask for the same gap by id.
                     logger.warning(
@@ -625,7 +660,7 @@ class XSource:
                     if isinstance(exc, tweepy.Unauthorized)
                     else "access denied (403): the app's plan may lack recent search"
                 )
-                raise SourceUnavailable(f"X: {what}: {self._clean(exc)}") from exc
+                raise AccessRejected(f"X: {what}: {self._clean(exc)}") from exc
             except tweepy.BadRequest as exc:
                 self._note(exc)
                 raise

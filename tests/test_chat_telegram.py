@@ -189,3 +189,45 @@ def test_an_edited_telegram_message_updates_the_stored_text(
     assert store.query("SELECT text, status FROM messages") == [("$BTC moon pump", "scored")]
     assert store.query("SELECT COUNT(*) FROM chat_inbox WHERE done_at IS NULL") == [(0,)]
     store.close()
+
+
+def test_a_restarted_source_rereads_what_a_failed_intake_never_stored(
+    tmp_path: Path, fake: FakeTelegram
+) -> None:
+    """Intake failed mid-batch (say the disk was full): the inbox rows it was handed stay
+    pending, and after the supervisor's reset the restarted source hands them over again."""
+    now = datetime.now(UTC)
+    for i in range(1, 4):
+        fake.queue_update(group_update(i, f"$BTC post {i}", 100 + i, now))
+    store = Store(tmp_path / "r.db")
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        tg = build_bot(TOKEN, fake.base_url)
+        await tg.initialize()
+        poller = TelegramPoller(tg, store, timeout=0)
+        await poller.poll_once()
+        stopping = asyncio.Event()
+        source = ChatSource(
+            "telegram", poller, TelegramSink(tg), store, lambda c: roles_for(tg, c), stopping
+        )
+
+        async def take(n: int) -> list[str]:
+            out: list[str] = []
+            async for m in source.messages():
+                out.append(m.text)
+                if len(out) == n:
+                    break
+            return out
+
+        first = await take(3)  # handed over, never acked: the intake "failed"
+        source.reset()
+        again = await take(3)
+        await tg.shutdown()
+        return first, again
+
+    try:
+        first, again = asyncio.run(scenario())
+        assert first == again == ["$BTC post 1", "$BTC post 2", "$BTC post 3"]
+        assert len(store.pending_updates("telegram")) == 3  # nothing was marked done
+    finally:
+        store.close()

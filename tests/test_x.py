@@ -302,6 +302,68 @@ def test_a_spent_read_budget_stops_polling_and_keeps_the_gap() -> None:
     assert state.values[since_key(QUERY)] == "100"
 
 
+STALE = {
+    "errors": [
+        {
+            "parameters": {"since_id": ["100"]},
+            "message": "Invalid 'since_id':'100'. 'since_id' must be a tweet id created after"
+            " 2024-04-26T13:00Z. Please use a 'since_id' that is larger than 1783800000000000000",
+        }
+    ],
+    "title": "Invalid Request",
+    "detail": "One or more parameters to your request was invalid.",
+    "type": "https://api.twitter.com/2/problems/invalid-request",
+}
+
+
+def test_a_since_id_beyond_seven_days_restarts_from_the_newest_posts() -> None:
+    # Paused at the read cap for a month: recent search refuses the old since_id with a 400.
+    state = MemoryState({since_key(QUERY): "100"})
+    source, _ = make_source(state)
+    with responses.RequestsMock() as rsps:
+        rsps.get(URL, status=400, json=STALE)
+        rsps.get(URL, json=page([500, 499]))
+        got = run(source)
+        calls = [sent(c) for c in rsps.calls]
+    assert calls[0]["since_id"] == "100" and "since_id" not in calls[1]
+    assert [m.message_id for m in got] == ["499", "500"]
+    assert state.values[since_key(QUERY)] == "500"
+
+
+def test_one_failing_query_does_not_stop_the_others() -> None:
+    state = MemoryState({since_key(QUERY): "100", since_key("$ETH"): "100"})
+    source, _ = make_source(state, queries=(QUERY, "$ETH"))
+    bad = {"title": "Invalid Request", "detail": "There were errors processing your request"}
+    with responses.RequestsMock() as rsps:
+        rsps.get(URL, status=400, json=bad)  # the first query is rejected...
+        rsps.get(URL, json=page([130]))  # ...the second still reads
+        got = run(source)
+    assert [m.message_id for m in got] == ["130"]
+    assert state.values[since_key("$ETH")] == "130" and state.values[since_key(QUERY)] == "100"
+    # When every query fails, X itself is failing: the supervisor should back off.
+    source, _ = make_source(MemoryState({since_key(QUERY): "100"}))
+    with responses.RequestsMock() as rsps:
+        rsps.get(URL, status=400, json=bad)
+        with pytest.raises(SourceUnavailable, match="rejected the search"):
+            run(source)
+
+
+def test_reset_rereads_what_was_handed_over_but_never_stored() -> None:
+    state = MemoryState({since_key(QUERY): "100"})
+    source, _ = make_source(state, rounds=1)
+    with responses.RequestsMock() as rsps:
+        rsps.get(URL, json=page([130, 129]))
+        assert len(run(source, ack=False)) == 2  # the pipeline failed before storing them
+    source.reset()  # what the supervisor does before restarting intake
+    source.stopping.clear()
+    with responses.RequestsMock() as rsps:
+        rsps.get(URL, json=page([130, 129]))
+        again = run(source)
+        assert sent(rsps.calls[0])["since_id"] == "100"
+    assert [m.message_id for m in again] == ["129", "130"]
+    assert state.values[since_key(QUERY)] == "130" and source.pending_polls == 0
+
+
 def test_rejected_stored_token_resumes_the_gap_by_until_id() -> None:
     gap = '{"since_id": "100", "next_token": "old", "newest_id": "130", "oldest_id": "115"}'
     state = MemoryState({since_key(QUERY): "100", gap_key(QUERY): gap})
