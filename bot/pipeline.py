@@ -139,15 +139,31 @@ class IndexEngine:
         self._points: list[Point] = []
         self._times: list[datetime] = []
         self._keys: set[str] = set()
+        self._loaded_at: datetime | None = None  # wall time of the last load
         self._history: dict[tuple[str, str], deque[MoodReading]] = {}
         last = store.checkpoint(TICK_CHECKPOINT)
         self.last_tick: datetime | None = parse_ts(last) if last else None
         self.tracked_since = store.oldest_message_time()
 
     def load(self, until: datetime) -> None:
-        """Bring newly scored messages up to ``until`` into memory."""
+        """Bring newly scored messages up to ``until`` into memory.
+
+        Besides the messages newer than those held, this picks up late ones: created before
+        the newest held message but scored since the last load (an X poll every few minutes
+        beside a busy chat delivers posts older than the chat's newest message).
+        """
+        started = datetime.now(UTC)
         since = (self._times[-1] if self._times else until - LOOKBACK) - timedelta(seconds=1)
-        for row in self.store.scored_since(since, until):
+        rows = self.store.scored_since(since, until)
+        if self._times and self._loaded_at is not None:
+            # scored_at has whole seconds: look a little further back; keys dedupe.
+            rows += self.store.scored_since(
+                until - LOOKBACK,
+                since,
+                scored_after=self._loaded_at - timedelta(seconds=2),
+            )
+        self._loaded_at = started
+        for row in rows:
             if row.key in self._keys:
                 continue
             self._keys.add(row.key)

@@ -236,6 +236,8 @@ def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
         pk="name",
     )
     db["api_usage"].create({"name": str, "month": str, "reads": int}, pk=("name", "month"))
+    # The index engine looks for late messages by when they were scored.
+    db["scores"].create_index(["scored_at"])
     db["manual_levels"].create(
         {
             "platform": str,
@@ -552,13 +554,27 @@ class Store:
             )
 
     @_locked
-    def scored_since(self, since: datetime, until: datetime | None = None) -> list[ScoredRow]:
-        """Scored messages created in ``[since, until]``, oldest first."""
+    def scored_since(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        scored_after: datetime | None = None,
+    ) -> list[ScoredRow]:
+        """Scored messages created in ``[since, until]`` (and, with ``scored_after``, scored
+        at or after that time), oldest first."""
         sql = (
             "SELECT m.platform, m.channel, m.message_id, m.created_at, m.author, m.community,"
             " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
             " m.public, m.norm_text, m.assets, m.author_weight"
-            " FROM messages m JOIN scores s ON s.platform = m.platform"
+            # Late lookups start from the few rows scored recently (scores.scored_at's
+            # index; CROSS JOIN keeps SQLite from scanning the messages instead).
+            + (
+                " FROM scores s CROSS JOIN messages m"
+                if scored_after is not None
+                else " FROM messages m JOIN scores s"
+            )
+            + " ON s.platform = m.platform"
             " AND s.channel = m.channel AND s.message_id = m.message_id"
             " WHERE m.status = 'scored' AND m.created_at >= ?"
         )
@@ -566,6 +582,9 @@ class Store:
         if until is not None:
             sql += " AND m.created_at <= ?"
             params.append(iso(until))
+        if scored_after is not None:
+            sql += " AND s.scored_at >= ?"
+            params.append(iso(scored_after))
         sql += " ORDER BY m.created_at, m.platform, m.channel, m.message_id"
         return [
             ScoredRow(

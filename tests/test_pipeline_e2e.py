@@ -312,3 +312,35 @@ def test_moderators_choose_which_channels_are_read(tmp_path: Path, tiny_model_di
         ("picky", "c2"),
     ]
     store.close()
+
+
+def test_a_late_message_joins_the_index_at_the_next_tick(tmp_path: Path) -> None:
+    """An X post created at 11:57 but stored after the 12:00 tick (polls come every few
+    minutes) still counts in later readings, though a chat message newer than it was already
+    in memory."""
+    from bot.pipeline import IndexEngine
+    from bot.store import StoredMessage
+    from connectors.types import Message
+    from nlp.types import Score
+
+    def stored(platform: str, mid: str, at: datetime) -> StoredMessage:
+        msg = Message(platform, "c", "ch", mid, "a", "$BTC up", at)
+        return StoredMessage(msg, "$BTC up", ("BTC",), None, None)
+
+    noon = datetime(2024, 5, 3, 12, tzinfo=UTC)
+    score = Score(0.1, 0.2, 0.7, "positive", "test")
+    store = Store(tmp_path / "late.db")
+    try:
+        engine = IndexEngine(store, PipelineConfig())
+        store.add_messages([stored("telegram", "1", noon - timedelta(seconds=10))], noon)
+        store.save_scores([(("telegram", "ch", "1"), score)], datetime.now(UTC))
+        engine.load(noon)
+        store.add_messages([stored("x", "2", noon - timedelta(minutes=3))], noon)
+        store.save_scores([(("x", "ch", "2"), score)], datetime.now(UTC))
+        engine.load(noon + timedelta(hours=1))
+        assert {p.message_key for p in engine._points} == {"telegram:ch:1", "x:ch:2"}
+        assert [p.created_at for p in engine._points] == sorted(
+            p.created_at for p in engine._points
+        )
+    finally:
+        store.close()
