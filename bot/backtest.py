@@ -130,7 +130,7 @@ def follows_price(lags: Sequence[LagCorr]) -> str:
 
 def write_csv(result: Backtest, path: Path) -> None:
     """The daily rows: date, close, composite and its components, social mood where known."""
-    names = [*_PRICE_COMPONENTS, "social"]
+    names = list(_PRICE_COMPONENTS)  # the social component is the social_mood column
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(["date", "close", "composite", "band", *names, "social_mood"])
@@ -236,7 +236,8 @@ def report(result: Backtest) -> list[str]:
     near = sorted(result.levels, key=lambda lv: abs(math.log(lv.price / last.close)))[:4]
     if near:
         lines.append(
-            f"Levels at the last close ({last.day}, ${last.close:,.0f}): "
+            f"Nearest of the {len(result.levels)} levels at the last close"
+            f" ({last.day}, ${last.close:,.0f}): "
             + "; ".join(f"${lv.price:,.0f} {lv.source} ({lv.strength:.2f})" for lv in near)
         )
     return lines

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 from bot.commands import MODERATOR_COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
-from connectors.errors import DeliveryError, MalformedInput
+from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
 from connectors.types import Command, Message, Reply
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,22 @@ class ChatSource:
             log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)
 
 
+class UntilStopped:
+    """A source that yields nothing and ends only when the bot stops: it keeps `moodring run`
+    up for connectors that feed the store beside the pipeline (prices, quotes) once every
+    message source has ended (the console at end of input, a finished replay)."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self.name = "keepalive"
+        self.internal = True  # not a connector: not supervised, not shown in status
+        self.stopping = stopping
+
+    async def messages(self) -> AsyncIterator[Message]:
+        await self.stopping.wait()
+        return
+        yield  # unreachable: makes this an async generator that yields nothing
+
+
 class ConsoleSource:
     """Commands typed at the terminal (or piped in), answered on the console sink.
 
@@ -197,16 +213,19 @@ class ConsoleSource:
 
         lines = read_lines(self.stream).__aiter__()
         stop = asyncio.ensure_future(self.stopping.wait())
+        line_task: asyncio.Future[str] | None = None
         try:
             while not self.stopping.is_set():
                 line_task = asyncio.ensure_future(lines.__anext__())
                 done, _ = await asyncio.wait({line_task, stop}, return_when=FIRST_COMPLETED)
                 if line_task not in done:
-                    line_task.cancel()
                     return
                 try:
                     line = line_task.result()
                 except StopAsyncIteration:
+                    return
+                except SourceUnavailable as exc:
+                    log.warning("console commands off: %s", exc)
                     return
                 try:
                     cmd = parse_console_command(line)
@@ -219,6 +238,12 @@ class ConsoleSource:
                         await self._say(reply)
         finally:
             stop.cancel()
+            if line_task is not None and not line_task.done():
+                # The generator is suspended inside the pending read: cancel that read first,
+                # or closing the generator fails ("asynchronous generator is already running").
+                line_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await line_task
             await lines.aclose()
 
     async def _say(self, reply: Reply) -> None:

@@ -8,10 +8,13 @@ import json
 import logging
 import re
 import sys
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
+
+from pydantic import ValidationError
 
 from bot.errors import BotError, ConfigError, ModelUnavailable
 from bot.paths import demo_file
@@ -80,6 +83,29 @@ def _pipeline_config(settings: Settings, **overrides):
     )
 
 
+def market_weights(settings: Settings):
+    """The composite's weights from the settings (unset ones keep the defaults).
+
+    Raises:
+        ConfigError: an unknown component or a bad weight.
+    """
+    from dataclasses import fields
+
+    from bot.market import MarketWeights
+
+    known = {f.name for f in fields(MarketWeights)}
+    unknown = sorted(set(settings.market_weights) - known)
+    if unknown:
+        raise ConfigError(
+            f"MOODRING_MARKET_WEIGHTS: unknown {', '.join(unknown)};"
+            f" known: {', '.join(sorted(known))}"
+        )
+    try:
+        return MarketWeights(**settings.market_weights)
+    except ValueError as exc:
+        raise ConfigError(f"MOODRING_MARKET_WEIGHTS: {exc}") from None
+
+
 def _pipeline(settings: Settings, store, sinks, stats, config=None):
     from bot.pipeline import Pipeline
     from bot.spam import SpamConfig, SpamMarker
@@ -87,6 +113,10 @@ def _pipeline(settings: Settings, store, sinks, stats, config=None):
     from nlp.language import LanguageDetector
 
     config = config or _pipeline_config(settings)
+    # Publish the composite's weights, so /fear in any process reads it the same way.
+    from bot.market_view import save_weights
+
+    save_weights(store, market_weights(settings), datetime.now(UTC))
     return Pipeline(
         store=store,
         scorer=load_scorer(settings),
@@ -126,7 +156,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource, count_rows
 
-    posts = check_demo_file(Path(args.messages) if args.messages else demo_file(DEMO_POSTS))
+    if args.messages:
+        posts = Path(args.messages)
+        if not posts.is_file():
+            raise ConfigError(f"--messages: no such file: {posts}")
+        _replay_format(posts)
+    else:
+        posts = check_demo_file(demo_file(DEMO_POSTS))
     out = sys.stdout
     store = Store(settings.db)
     try:
@@ -163,13 +199,23 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             return 130
         out.write(
             f"replayed {stats.seen} posts: {stats.added} new, {stats.scored} scored, "
-            f"{stats.failed} set aside, {source.stats.skipped} malformed rows skipped; "
+            f"{stats.failed} could not be scored, {source.stats.skipped} malformed rows skipped; "
             f"{stats.alerts} new alerts\n"
         )
         print_report(store, out)
     finally:
         store.close()
     return 0
+
+
+def _replay_format(path: Path) -> None:
+    """Refuse a file the replay connector cannot read, before anything starts."""
+    from connectors.replay import detect_format
+
+    try:
+        detect_format(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace(", or pass fmt", "")) from None
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,6 +227,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for path in args.replay or []:
         if not Path(path).is_file():  # a typo is a usage error, not a connector to restart
             raise ConfigError(f"--replay: no such file: {path}")
+        _replay_format(Path(path))
     sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
     store = Store(settings.db)
     try:
@@ -236,6 +283,10 @@ async def _serve(
         for h in board.snapshot():
             if h.state == "off":
                 log.info("connector %s off: %s", h.name, h.note)
+        if tasks:
+            from bot.chat import UntilStopped
+
+            sources.append(UntilStopped(pipeline.stopping))
         from bot.digest import send_due_digests
 
         pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
@@ -345,6 +396,16 @@ async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
             feed, store, settings.price_assets, pipeline.stopping, settings.price_poll_s
         )
 
+    async def report(now: datetime) -> None:
+        # The feed rides out exchange outages itself; show them, with when it last worked.
+        ok = feed.last_ok_at
+        note = f"last answer {ok:%Y-%m-%d %H:%M} UTC" if ok else "no answer yet"
+        pipeline.health.update(
+            "prices", errors=feed.errors, last_error=feed.last_error or "", note=note
+        )
+
+    pipeline.periodic.append(report)
+
     return _supervised(pipeline, "prices", start)
 
 
@@ -372,6 +433,8 @@ def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "import":
             asset = args.asset.upper()
+            if not re.fullmatch(r"[A-Z0-9]{1,12}", asset):
+                raise ConfigError(f"--asset: {args.asset!r} is not an asset symbol, e.g. BTC")
             got = read_candles_csv(Path(args.file), asset, args.interval)
             if not got.candles:
                 raise ConfigError(f"{args.file}: no candles ({got.skipped} rows skipped)")
@@ -418,7 +481,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.backtest import chart, report, run_backtest, verdict, write_csv
     from bot.demo import DEMO_POSTS
-    from bot.market import MARKET_VERSION, MarketWeights
+    from bot.market import MARKET_VERSION
     from bot.prices import bundled_path, read_candles_csv
 
     asset = args.asset.upper()
@@ -426,7 +489,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     got = read_candles_csv(prices, asset, "1d")
     if not got.candles:
         raise ConfigError(f"{prices}: no daily candles")
-    weights = MarketWeights(**settings.market_weights)
+    weights = market_weights(settings)
     if args.no_social:
         social, where = [], "none (--no-social)"
     elif args.from_db:
@@ -658,11 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML settings file (default ./moodring.toml)")
     p.add_argument("--db", type=Path, help="SQLite database (default ./moodring.db)")
     p.add_argument("--model-dir", type=Path, help="model directory (default: the shipped one)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING …")
+    p.add_argument(
+        "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="INFO"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="replay the bundled 2022 posts through the whole pipeline")
-    d.add_argument("--speed", type=float, help="replay at this factor of real time")
+    d.add_argument("--speed", type=_positive, help="replay at this factor of real time")
     d.add_argument("--messages", help="another CSV/JSONL file of posts to replay")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
@@ -671,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="the long-running bot: every configured platform, prices and replays"
     )
     r.add_argument("--replay", nargs="*", help="CSV/JSONL files to replay as sources")
-    r.add_argument("--speed", type=float)
+    r.add_argument("--speed", type=_positive, help="replay at this factor of real time")
     r.add_argument(
         "--console",
         action="store_true",
@@ -740,6 +805,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _settings_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
+
+
+def _positive(text: str) -> float:
+    """argparse type: a number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -749,7 +833,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         sys.stderr.write(f"moodring: {exc}\n")
         return 2
-    setup_logging(settings.log_level)
+    except (ValidationError, tomllib.TOMLDecodeError) as exc:
+        # One line per bad setting, without pydantic's links (and never a token's value).
+        sys.stderr.write(f"moodring: bad settings: {_settings_error(exc)}\n")
+        return 2
+    try:
+        setup_logging(settings.log_level)
+    except ValueError as exc:  # MOODRING_LOG_LEVEL=NOPE
+        sys.stderr.write(f"moodring: bad settings: log_level: {exc}\n")
+        return 2
     try:
         return args.func(args, settings)
     except BotError as exc:

@@ -328,6 +328,8 @@ def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
     for arg in cmd.args:
         if arg.lower() in CORR_SPANS:
             span = arg.lower()
+        elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
+            raise UsageError(f"{arg[:10]!r}: the window is 30d or 90d")
         else:
             assets.append(_asset(arg))
     if len(assets) != 2:
@@ -434,6 +436,8 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
     if not cmd.args or len(cmd.args) > 2 or not cmd.args[0].isdigit():
         raise UsageError("give the hour to send it")
     hour, tz = int(cmd.args[0]), cmd.args[1] if len(cmd.args) > 1 else "UTC"
+    if not 0 <= hour <= 23:
+        raise UsageError("the hour is 0 to 23")
     try:
         start, _, tz = parse_quiet(f"{hour}-{(hour + 1) % 24}", tz)
     except SubscriptionError as exc:

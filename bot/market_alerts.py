@@ -22,6 +22,8 @@ DIVERGENCE = "divergence"
 EXTREME = "extreme"
 #: The alert-state window name under which an asset's market rules keep their state.
 MARKET_STATE = "market"
+#: In that state, the rule name whose time is the last daily close the rules processed.
+DAILY_CLOSE = "daily-close"
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,13 +132,19 @@ def price_view(store: Store, asset: str, now: datetime) -> PriceView | None:
 
 
 def _volatility(candles: list[Candle]) -> float | None:
-    """Annualised realised volatility of daily log returns (365 days: crypto never closes)."""
+    """Annualised realised volatility of daily log returns.
+
+    Annualised by the closes a year holds, counted from the data: about 365 for crypto,
+    which never closes, and 252 for an equity's trading days.
+    """
     if len(candles) < 8:
         return None
     rets = [math.log(b.close / a.close) for a, b in pairwise(candles)]
     mean = sum(rets) / len(rets)
     var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
-    return math.sqrt(var * 365)
+    days = (candles[-1].ts - candles[0].ts).total_seconds() / 86_400
+    per_year = len(rets) * 365.25 / days
+    return math.sqrt(var * per_year)
 
 
 def corr_text(store: Store, a: str, b: str, window_days: int, now: datetime) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import signal
 from collections import deque
@@ -25,6 +26,7 @@ from bot.errors import SourceFailed
 from bot.index import IndexParams, Point, compute_reading
 from bot.market import market_reading
 from bot.market_alerts import (
+    DAILY_CLOSE,
     MARKET_STATE,
     MarketAlertParams,
     composite_alert,
@@ -289,39 +291,49 @@ class IndexEngine:
     def _market_alerts(
         self, now: datetime, readings: list[MoodReading]
     ) -> tuple[list[Alert], dict[tuple[str, str], str]]:
-        """Once a day, when a daily candle has closed: level breaks, divergence and the
-        composite's extremes for each configured asset with stored candles."""
-        step = timedelta(seconds=self.config.tick_s)
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        if not (now - step < day <= now):
-            return [], {}
+        """On the first tick that finds a newer closed daily candle of a configured asset:
+        level breaks, divergence and the composite's extremes.
+
+        Each asset's state remembers the last daily close it processed, so a candle that
+        reaches the store after the midnight tick (the exchange poll runs a minute later) is
+        processed at the next tick instead of being skipped.
+        """
         by_key = {(r.scope.key(), r.window): r for r in readings}
         social = by_key.get((Scope().key(), "24h"))
         weights = stored_weights(self.store)
         alerts: list[Alert] = []
         states: dict[tuple[str, str], str] = {}
+        day = timedelta(days=1)
         for asset in self.config.assets:
             candles = closed_by(self.store.candles(asset, "1d", now), now)
             if len(candles) < 60:  # too little history for levels: nothing to say
                 continue
             scope = Scope(asset=asset)
+            state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
+            close = candles[-1].ts + day  # the newest daily close known now
+            done = state.fired_at(DAILY_CLOSE)
+            if done is None and now - close >= day:
+                done = close  # a fresh start mid-history: no alerts about old closes
+            if done is not None and close <= done:
+                continue
             mood = by_key.get((scope.key(), "24h"))
             change = self._change_24h(scope, mood, now)
+            since = done if done is not None else close - timedelta(seconds=1)
             try:
                 alerts += level_alerts(
-                    asset, candles, now - step, now, mood, change, self.market_params
+                    asset, candles, since, close, mood, change, self.market_params
                 )
             except ValueError as exc:  # malformed stored candles: skip, keep the tick
                 log.warning("levels of %s skipped: %s", asset, exc)
-            state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
             if mood is not None and mood.value is not None:
                 days = self.market_params.divergence_days + 2
-                closes = [(c.ts + timedelta(days=1), c.close) for c in candles[-days:]]
+                closes = [(c.ts + day, c.close) for c in candles[-days:]]
                 moods = [
                     (r.at, r.value)
-                    for r in self.store.readings(scope, "24h", now - timedelta(days=days), now)
-                    if r.value is not None and r.at.hour == 0
+                    for r in self.store.readings(scope, "24h", now - days * day, now)
+                    if r.value is not None and r.at.hour == 0 and r.at < now
                 ]
+                moods.append((now, mood.value))  # this tick's reading is not stored yet
                 found, state = divergence_alert(
                     asset, closes, moods, now, state, self.market_params
                 )
@@ -340,7 +352,7 @@ class IndexEngine:
             if composite is not None:
                 found, state = composite_alert(asset, composite, state, self.market_params)
                 alerts += [found] if found is not None else []
-            states[(scope.key(), MARKET_STATE)] = state.to_json()
+            states[(scope.key(), MARKET_STATE)] = state.with_fired(DAILY_CLOSE, close).to_json()
         return alerts, states
 
     def _change_24h(self, scope: Scope, mood: MoodReading | None, now: datetime) -> float | None:
@@ -772,22 +784,33 @@ class Pipeline:
 
     async def delivery_loop(self) -> None:
         """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
-        self.save_health()
+        # Once the connectors have started, so `moodring status` sees them from the start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=min(1.0, self.config.delivery_s))
+        await asyncio.to_thread(self.save_health)
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
             except TimeoutError:
-                await asyncio.to_thread(self.save_health)
-                # A quiet chat still ticks on the clock, but not past messages that wait to
-                # be scored (their hour would be read without them); scoring wakes the index.
-                if self.config.tick_to_clock and not self.store.unscored(1):
-                    await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
-                await self.deliver()
-                for job in self.periodic:
-                    try:
-                        await job(datetime.now(UTC))
-                    except Exception:  # one failing job must not stop delivery
-                        log.exception("periodic job failed")
+                try:
+                    await self._periodic_round()
+                except Exception:  # a bad round (say the disk is full) must not end the loop
+                    log.exception(
+                        "delivery round failed; retrying in %.0fs", self.config.delivery_s
+                    )
+
+    async def _periodic_round(self) -> None:
+        await asyncio.to_thread(self.save_health)
+        # A quiet chat still ticks on the clock, but not past messages that wait to be
+        # scored (their hour would be read without them); scoring wakes the index.
+        if self.config.tick_to_clock and not await asyncio.to_thread(self.store.unscored, 1):
+            await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
+        await self.deliver()
+        for job in self.periodic:
+            try:
+                await job(datetime.now(UTC))
+            except Exception:  # one failing job must not stop delivery
+                log.exception("periodic job failed")
 
     async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
         """Run all stages until every source ends (or ``stop()``), then drain.
@@ -807,7 +830,9 @@ class Pipeline:
             if live:
                 await asyncio.gather(
                     *(
-                        self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
+                        self.intake(s)
+                        if getattr(s, "internal", False)
+                        else self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
                         for s in sources
                     )
                 )

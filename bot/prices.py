@@ -59,8 +59,19 @@ def read_candles_csv(path: Path, asset: str, interval: str | None = None) -> Csv
     Raises:
         ConfigError: the file is missing or has no time and close columns.
     """
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a CSV file")
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
+    try:
+        return _read_candles(path, asset, interval)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _read_candles(path: Path, asset: str, interval: str | None) -> CsvCandles:
     rows: list[tuple[datetime, float, float, float, float, float]] = []
     skipped, first_error = 0, ""
     with open(path, newline="", encoding="utf-8") as fh:
@@ -83,9 +94,16 @@ def read_candles_csv(path: Path, asset: str, interval: str | None = None) -> Csv
                 rows.append((ts, o, h, lo, c, v))
             except (KeyError, TypeError, ValueError) as exc:
                 skipped += 1
-                first_error = first_error or f"line {n}: {exc}"
+                why = "a value is missing" if isinstance(exc, TypeError) else str(exc)
+                first_error = first_error or f"line {n}: {why}"
     rows.sort()
-    interval = interval or interval_of(header, [r[0] for r in rows[:200]])
+    found = interval_of(header, [r[0] for r in rows[:200]])
+    if interval is not None and len(rows) >= 2 and interval != found:
+        # Storing hourly bars as daily ones would corrupt levels and the composite.
+        raise ConfigError(
+            f"{path.name}: the rows are {found} bars, not {interval} (leave out --interval)"
+        )
+    interval = interval or found
     candles = [Candle(asset, interval, *r) for r in rows]
     if skipped:
         log.warning("%s: %d rows skipped (first: %s)", path.name, skipped, first_error)

@@ -96,8 +96,25 @@ class Settings(BaseSettings):
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Build the Settings from ``config`` (TOML, default ./moodring.toml), env and overrides."""
-    if config is not None:
-        if not config.is_file():
-            raise FileNotFoundError(f"config file not found: {config}")
-        os.environ["MOODRING_CONFIG"] = str(config)
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config is None:
+        return Settings(**given)
+    if not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+
+    class FromFile(Settings):
+        """Settings read from ``config`` (a subclass, so no process-wide state changes)."""
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=config)
+            return (init_settings, env_settings, toml)
+
+    return FromFile(**given)

@@ -41,17 +41,22 @@ def x_spend_line(store: Store, now: datetime, cap: int, price_per_read: float) -
     )
 
 
+def _span(seconds: float) -> str:
+    """12s / 7 min / 3.5 h / 2.0 days."""
+    s = max(seconds, 0.0)
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 129600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:,.1f} days"
+
+
 def _ago(then: datetime | None, now: datetime) -> str:
     if then is None:
         return "never"
-    s = max((now - then).total_seconds(), 0.0)
-    if s < 90:
-        return f"{s:.0f}s ago"
-    if s < 5400:
-        return f"{s / 60:.0f} min ago"
-    if s < 129600:
-        return f"{s / 3600:.1f} h ago"
-    return f"{s / 86400:.1f} days ago"
+    return _span((now - then).total_seconds()) + " ago"
 
 
 def status_report(
@@ -79,7 +84,7 @@ def status_report(
         if h.state != "off":
             parts.append(f"· {h.messages:,} msgs, last {_ago(h.last_message_at, now)}")
             if h.lag_s is not None:
-                parts.append(f"· lag {h.lag_s:,.0f}s")
+                parts.append(f"· lag {_span(h.lag_s)}")
             parts.append(f"· {h.errors} errors, {h.restarts} restarts")
             if h.reads:
                 parts.append(f"· {h.reads:,} reads")

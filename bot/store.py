@@ -1120,8 +1120,10 @@ class Store:
 
     @_locked
     def save_health(self, rows: Sequence[tuple[str, str]], now: datetime) -> None:
-        """Store each connector's health (``(name, JSON)``), replacing the previous one."""
+        """Store the running bot's connectors' health (``(name, JSON)``), replacing what was
+        stored before, so a connector of an earlier run does not linger."""
         with self.transaction() as db:
+            db.execute("DELETE FROM connector_health")
             for name, doc in rows:
                 db.execute(
                     "INSERT OR REPLACE INTO connector_health VALUES (?, ?, ?)",

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from connectors.errors import DeliveryError, MalformedInput
+from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
 from connectors.types import Command, Reply
 
 
@@ -80,18 +80,27 @@ def _save_image(directory: Path, image: bytes, image_name: str) -> Path:
 async def read_lines(stream: BinaryIO) -> AsyncIterator[str]:
     """Lines typed on a terminal or piped in, read without blocking the event loop.
 
-    A pipe, a terminal or ``/dev/null`` is read through the loop's pipe transport; a regular
-    file (``< commands.txt``) cannot be, and is read whole. Ends at end of input.
+    A pipe or a terminal is read through the loop's pipe transport; a regular file
+    (``< commands.txt``) or ``/dev/null`` cannot be, and is read whole. Ends at end of input.
+
+    Raises:
+        SourceUnavailable: stdin is something the event loop cannot watch.
     """
     loop = asyncio.get_running_loop()
-    if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+    mode = os.fstat(stream.fileno()).st_mode
+    if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(stream.fileno())):
+        # A regular file, or /dev/null (under systemd, nohup or Docker): the event loop
+        # cannot watch these, and reading them never blocks for long.
         for raw in stream.read().splitlines():
             yield raw.decode("utf-8", "replace")
         return
     reader = asyncio.StreamReader(limit=64 * 1024)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), stream
-    )
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), stream
+        )
+    except (OSError, ValueError) as exc:  # something else the loop cannot watch
+        raise SourceUnavailable(f"cannot read commands from stdin: {exc}") from exc
     try:
         while True:
             try:

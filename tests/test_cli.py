@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,55 @@ def test_every_cli_command_is_documented_in_the_readme() -> None:
 def test_run_refuses_a_missing_replay_file(tmp_path: Path, capsys) -> None:
     assert main(["--db", str(tmp_path / "r.db"), "run", "--replay", str(tmp_path / "no.csv")]) == 2
     assert "--replay: no such file" in capsys.readouterr().err
+
+
+def test_market_weights_are_checked_and_published(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch, capsys
+) -> None:
+    from bot.market_view import stored_weights
+    from bot.store import Store
+
+    db = tmp_path / "w.db"
+    monkeypatch.setenv("MOODRING_MODEL_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("MOODRING_MARKET_WEIGHTS", '{"bogus": 1}')
+    assert main(["--db", str(db), "run"]) == 2
+    assert "unknown bogus" in capsys.readouterr().err
+    monkeypatch.setenv("MOODRING_MARKET_WEIGHTS", '{"social": 0.5}')
+    monkeypatch.setattr("sys.stdin", open("/dev/null"))  # noqa: SIM115
+    code = main(["--db", str(db), "run"])
+    assert code == 0, capsys.readouterr().err  # no tokens: console only, at end of input
+    store = Store(db)
+    try:
+        assert stored_weights(store).social == 0.5
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["demo", "--speed", "0"], {}, "must be above zero"),
+        (["demo", "--messages", "posts.txt"], {}, "cannot tell the format of 'posts.txt'"),
+        (["status"], {"MOODRING_RETENTION_DAYS": "abc"}, "bad settings: retention_days"),
+        (["status"], {"MOODRING_LOG_LEVEL": "NOPE"}, "bad settings: log_level"),
+        (["prices", "import", "."], {}, "is a folder"),
+        (["prices", "import", "bad.csv"], {}, "not UTF-8 text"),
+        (["prices", "import", "hourly.csv", "--interval", "1d"], {}, "are 1h bars, not 1d"),
+        (["prices", "import", "hourly.csv", "--asset", "B T C"], {}, "not an asset symbol"),
+    ],
+)
+def test_bad_input_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, monkeypatch, capsys, argv: list[str], env: dict[str, str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "posts.txt").write_text("x\n")
+    (tmp_path / "bad.csv").write_bytes(b"\xff\xfedate,close\n")
+    (tmp_path / "hourly.csv").write_text(
+        "time,open,high,low,close\n2023-01-01T00:00:00Z,1,2,1,2\n2023-01-01T01:00:00Z,2,3,2,3\n"
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) if "--speed" in argv else contextlib.nullcontext():
+        assert main(["--db", str(tmp_path / "e.db"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err

@@ -156,3 +156,27 @@ def test_subscribers_choose_the_market_kinds(kind: str) -> None:
 
     asset, kinds = parse_subscribe(("BTC", kind))
     assert (asset, kinds) == ("BTC", (kind,))
+
+
+def test_a_daily_candle_stored_after_the_midnight_tick_is_still_processed(
+    tmp_path: Path,
+) -> None:
+    """Live, the exchange poll stores the day's bar a minute after the midnight tick: the
+    rules run at the next tick that finds it, and each close is processed once."""
+    from bot.pipeline import IndexEngine, PipelineConfig
+
+    store = Store(tmp_path / "late.db")
+    try:
+        cutoff = datetime(2022, 6, 12, tzinfo=UTC)
+        store.add_candles([c for c in BTC_DAILY if c.ts < cutoff], "test")
+        engine = IndexEngine(store, PipelineConfig(assets=("BTC",)))
+        midnight = datetime(2022, 6, 13, tzinfo=UTC)
+        assert [a for a in engine.tick(midnight) if a.kind == "levels"] == []  # bar not in
+        store.add_candles([c for c in BTC_DAILY if c.ts == cutoff], "test")  # it arrives
+        raised = engine.tick(midnight + timedelta(hours=1))
+        [level] = [a for a in raised if a.kind == "levels"]
+        assert level.at == midnight and "broke below $28,262 support" in level.title
+        # Processed once: later ticks of the same day raise nothing more.
+        assert [a for a in engine.tick(midnight + timedelta(hours=2)) if a.kind == "levels"] == []
+    finally:
+        store.close()
