@@ -189,3 +189,26 @@ def test_backend_choice() -> None:
         resolve_backend("onnx", "cuda", MODEL)
     with pytest.raises(ValueError, match="backend"):
         resolve_backend("tensorrt", "cpu", MODEL)
+
+
+def test_caches_off_means_every_repeat_goes_through_the_model(tiny_model_dir: Path) -> None:
+    """A benchmark over a repeated corpus runs with caches off: then nothing may be skipped,
+    or msgs/s would count texts the model never saw."""
+
+    class Counting(Scorer):
+        computed = 0
+
+        def forward(self, encoded):  # type: ignore[no-untyped-def]
+            Counting.computed += len(encoded)
+            return super().forward(encoded)
+
+    texts = ["$BTC to the moon", "longs got rekt"] * 50
+    off = Counting(tiny_model_dir, cache_size=0, backend="torch")
+    scores = off.score(texts)
+    assert Counting.computed == 100 and len(scores) == 100
+    assert scores[0].label == scores[2].label and scores[1].label == scores[3].label
+    Counting.computed = 0
+    on = Counting(tiny_model_dir, cache_size=16, backend="torch")
+    cached = on.score(texts)
+    assert Counting.computed == 2  # live: once per distinct text
+    assert [c.p_pos for c in cached] == pytest.approx([s.p_pos for s in scores], abs=1e-5)
