@@ -296,7 +296,7 @@ async def _serve(
             pipeline.stop()
             # Failures were logged and counted by the supervisor as they happened.
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.to_thread(pipeline.save_health)
+            await pipeline.save_health()
 
 
 def _supervised(pipeline, name: str, start) -> asyncio.Task:

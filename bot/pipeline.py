@@ -776,18 +776,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------ run
 
-    def save_health(self) -> None:
-        """Store every connector's health, for ``moodring status`` and ``/status``."""
+    async def save_health(self) -> None:
+        """Store every connector's health, for ``moodring status`` and ``/status``.
+
+        The board is read here, on the event loop that updates it; only the write goes to a
+        worker thread."""
         rows = [(h.name, health_to_json(h)) for h in self.health.snapshot()]
         if rows:
-            self.store.save_health(rows, datetime.now(UTC))
+            await asyncio.to_thread(self.store.save_health, rows, datetime.now(UTC))
 
     async def delivery_loop(self) -> None:
         """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
         # Once the connectors have started, so `moodring status` sees them from the start.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=min(1.0, self.config.delivery_s))
-        await asyncio.to_thread(self.save_health)
+        await self.save_health()
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
@@ -800,7 +803,7 @@ class Pipeline:
                     )
 
     async def _periodic_round(self) -> None:
-        await asyncio.to_thread(self.save_health)
+        await self.save_health()
         # A quiet chat still ticks on the clock, but not past messages that wait to be
         # scored (their hour would be read without them); scoring wakes the index.
         if self.config.tick_to_clock and not await asyncio.to_thread(self.store.unscored, 1):
@@ -844,5 +847,5 @@ class Pipeline:
             if delivery is not None:
                 self.stop()
                 await delivery
-                self.save_health()
+                await self.save_health()
         return self.stats

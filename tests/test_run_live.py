@@ -24,7 +24,13 @@ from bot.supervisor import health_from_json
 from bot.types import Scope
 from connectors.console import ConsoleSink
 from tests.conftest import synthetic_text
-from tests.fake_exchange import FakeBinance, make_klines, ticker_24hr
+from tests.fake_exchange import (
+    FakeBinance,
+    make_klines,
+    open_interest,
+    premium_index,
+    ticker_24hr,
+)
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.test_chat_telegram import group_update
 from tests.test_x import URL, USER, tweet
@@ -72,6 +78,8 @@ def test_telegram_x_and_prices_run_side_by_side(
     }
     fake_binance.klines[("BTCUSDT", "1h")] = make_klines(hour - timedelta(hours=48), "1h", 48)
     fake_binance.tickers["BTCUSDT"] = ticker_24hr("BTCUSDT", 64_000.0, -2.0, 900.0, now)
+    fake_binance.premium["BTCUSDT"] = premium_index("BTCUSDT", 63_990.0, 0.0001, now)
+    fake_binance.interest["BTCUSDT"] = open_interest("BTCUSDT", 80_000.0, now)
     monkeypatch.chdir(tmp_path)
     settings = Settings(
         db=tmp_path / "live.db",
@@ -131,6 +139,7 @@ def test_telegram_x_and_prices_run_side_by_side(
         assert health["x"].messages == 60 and health["x"].reads == 60
         assert health["telegram"].messages == 60
         assert health["prices"].errors == 0 and health["discord"].state == "off"
+        assert store.latest_ticker("BTC").funding_rate == 0.0001
         assert store.newest_candle_time("BTC", "1h") is not None
         assert telegram.queued_ids() == []  # every update stored, then confirmed
         assert json.loads(store.checkpoint("x:plan") or "{}")["cap"] == 10_000
