@@ -27,7 +27,9 @@ FAILED_TEXT = "Sorry, that failed on our side. Try again in a minute."
 
 # Only what users write; joins, pins, boosts and the like are not community mood.
 _USER_MESSAGE_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
-_ARG_SPLIT = re.compile(r"[\s,]+")
+#: Options split on spaces and on commas ("extreme, swing"), but not a thousands separator
+#: inside a number ("60,000").
+_ARG_SPLIT = re.compile(r"\s+|(?<!\d),|,(?!\d)")
 
 Answer = Callable[[Command], Awaitable[Reply]]
 OnMessage = Callable[[Message], Awaitable[None]]

@@ -258,10 +258,14 @@ def test_args_follow_declared_order_and_kinds_split() -> None:
         _, channel, alice = world(env)
         await alice.slash(channel, "mood", window="24h", asset="ETH")
         await alice.slash(channel, "subscribe", kinds="extreme swing", asset="BTC")
+        await alice.slash(channel, "subscribe", kinds="levels,divergence", asset="BTC")
+        await alice.slash(channel, "levels", asset="BTC", action="add", price="60,000")
         await alice.slash(channel, "help")
         assert [(c.name, c.args) for c in rec.commands] == [
             ("mood", ("ETH", "24h")),
             ("subscribe", ("BTC", "extreme", "swing")),
+            ("subscribe", ("BTC", "levels", "divergence")),
+            ("levels", ("BTC", "add", "60,000")),  # a thousands separator is not a split
             ("help", ()),
         ]
 
