@@ -174,14 +174,14 @@ def composite_alert(
     if entered is None:
         return None, AlertState(current, state.last_fired)
     parts = ", ".join(f"{name} {value:.0f}" for name, value in reading.components.items())
+    # Say what it is made of: the social mood joins only once it is out of "collecting".
+    what = "market + social" if "social" in reading.components else "market only"
     alert = Alert(
         key=f"{EXTREME}|composite|{asset}|{entered}|{reading.at:%Y-%m-%d}",
         kind=EXTREME,
         scope=Scope(asset=asset),
         at=reading.at,
-        title=(
-            f"{asset} fear & greed composite (market + social) entered {band_of(v)}: {round(v)}/100"
-        ),
+        title=(f"{asset} fear & greed composite ({what}) entered {band_of(v)}: {round(v)}/100"),
         value=v,
         detail=f"components: {parts} ({reading.version})",
     )

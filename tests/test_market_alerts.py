@@ -80,6 +80,9 @@ def test_composite_extremes_have_hysteresis() -> None:
     )
     alert, _ = composite_alert("BTC", _reading(20, 2), AlertState())
     assert alert is not None and "social 50" in alert.detail and "market-v1" in alert.detail
+    market_only = MarketReading(alert.at, 20.0, band_of(20.0), {"volatility": 20.0}, {})
+    alert, _ = composite_alert("BTC", market_only, AlertState())
+    assert alert is not None and "composite (market only) entered" in alert.title
 
 
 def test_divergence_fires_once_per_cooldown() -> None:
