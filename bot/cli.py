@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bot.errors import BotError, ConfigError, ModelUnavailable
 from bot.paths import demo_file
@@ -273,7 +274,7 @@ async def _serve(
         else:
             board.off("quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes")
         chats = settings.telegram_token is not None or settings.discord_token is not None
-        if console or not chats:
+        if (console or not chats) and sys.stdin is not None:  # None: stdin closed (<&-)
             from bot.chat import ConsoleSource
 
             sources.append(
@@ -806,6 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_error(exc: Exception) -> str:
+    if isinstance(exc, SettingsError):  # a list or table setting that is not JSON
+        return f'{exc} (lists and tables are JSON, e.g. MOODRING_ASSETS=\'["BTC", "ETH"]\')'
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return f"the TOML settings file: {exc}"
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
@@ -833,7 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         sys.stderr.write(f"moodring: {exc}\n")
         return 2
-    except (ValidationError, tomllib.TOMLDecodeError) as exc:
+    except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as exc:
         # One line per bad setting, without pydantic's links (and never a token's value).
         sys.stderr.write(f"moodring: bad settings: {_settings_error(exc)}\n")
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from bot.render import money
 from bot.store import Store
 from bot.types import band_of
 from connectors.types import Candle
+
+log = logging.getLogger(__name__)
 
 #: Where ``moodring run`` publishes the composite's configured weights, so every process
 #: (``moodring ask``, a moderator's ``/fear``) reads the composite the same way.
@@ -33,7 +36,13 @@ def save_weights(store: Store, weights: MarketWeights, now: datetime) -> None:
 def stored_weights(store: Store) -> MarketWeights:
     """The published weights, or the defaults."""
     text = store.checkpoint(WEIGHTS_CHECKPOINT)
-    return MarketWeights(**json.loads(text)) if text else MarketWeights()
+    if not text:
+        return MarketWeights()
+    try:
+        return MarketWeights(**json.loads(text))
+    except (TypeError, ValueError) as exc:  # written by another version: keep the tick going
+        log.warning("published market weights unreadable (%s); using the defaults", exc)
+        return MarketWeights()
 
 
 def funding_at(store: Store, asset: str, now: datetime) -> float | None:

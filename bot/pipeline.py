@@ -141,7 +141,7 @@ class IndexEngine:
         self._points: list[Point] = []
         self._times: list[datetime] = []
         self._keys: set[str] = set()
-        self._loaded_at: datetime | None = None  # wall time of the last load
+        self._score_mark: int | None = None  # the newest score row at the last load
         self._history: dict[tuple[str, str], deque[MoodReading]] = {}
         last = store.checkpoint(TICK_CHECKPOINT)
         self.last_tick: datetime | None = parse_ts(last) if last else None
@@ -154,17 +154,14 @@ class IndexEngine:
         the newest held message but scored since the last load (an X poll every few minutes
         beside a busy chat delivers posts older than the chat's newest message).
         """
-        started = datetime.now(UTC)
+        # Scores are inserted in order, so their rowid marks what was scored after a load
+        # (wall-clock stamps could be taken before a write waits on the lock).
+        mark = self.store.scores_mark()
         since = (self._times[-1] if self._times else until - LOOKBACK) - timedelta(seconds=1)
         rows = self.store.scored_since(since, until)
-        if self._times and self._loaded_at is not None:
-            # scored_at has whole seconds: look a little further back; keys dedupe.
-            rows += self.store.scored_since(
-                until - LOOKBACK,
-                since,
-                scored_after=self._loaded_at - timedelta(seconds=2),
-            )
-        self._loaded_at = started
+        if self._times and self._score_mark is not None:
+            rows += self.store.scored_since(until - LOOKBACK, since, scored_after=self._score_mark)
+        self._score_mark = mark
         for row in rows:
             if row.key in self._keys:
                 continue
@@ -334,9 +331,13 @@ class IndexEngine:
                     if r.value is not None and r.at.hour == 0 and r.at < now
                 ]
                 moods.append((now, mood.value))  # this tick's reading is not stored yet
-                found, state = divergence_alert(
-                    asset, closes, moods, now, state, self.market_params
-                )
+                try:
+                    found, state = divergence_alert(
+                        asset, closes, moods, now, state, self.market_params
+                    )
+                except ValueError as exc:  # a bad stored close: skip, keep the tick
+                    log.warning("divergence of %s skipped: %s", asset, exc)
+                    found = None
                 alerts += [found] if found is not None else []
             try:
                 composite = market_reading(

@@ -236,8 +236,6 @@ def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
         pk="name",
     )
     db["api_usage"].create({"name": str, "month": str, "reads": int}, pk=("name", "month"))
-    # The index engine looks for late messages by when they were scored.
-    db["scores"].create_index(["scored_at"])
     db["manual_levels"].create(
         {
             "platform": str,
@@ -559,16 +557,16 @@ class Store:
         since: datetime,
         until: datetime | None = None,
         *,
-        scored_after: datetime | None = None,
+        scored_after: int | None = None,
     ) -> list[ScoredRow]:
-        """Scored messages created in ``[since, until]`` (and, with ``scored_after``, scored
-        at or after that time), oldest first."""
+        """Scored messages created in ``[since, until]`` (and, with ``scored_after``, whose
+        score row is newer than that ``scores_mark()``), oldest first."""
         sql = (
             "SELECT m.platform, m.channel, m.message_id, m.created_at, m.author, m.community,"
             " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
             " m.public, m.norm_text, m.assets, m.author_weight"
-            # Late lookups start from the few rows scored recently (scores.scored_at's
-            # index; CROSS JOIN keeps SQLite from scanning the messages instead).
+            # Late lookups start from the few score rows added recently (a rowid range;
+            # CROSS JOIN keeps SQLite from scanning the messages instead).
             + (
                 " FROM scores s CROSS JOIN messages m"
                 if scored_after is not None
@@ -583,8 +581,8 @@ class Store:
             sql += " AND m.created_at <= ?"
             params.append(iso(until))
         if scored_after is not None:
-            sql += " AND s.scored_at >= ?"
-            params.append(iso(scored_after))
+            sql += " AND s.rowid > ?"
+            params.append(scored_after)
         sql += " ORDER BY m.created_at, m.platform, m.channel, m.message_id"
         return [
             ScoredRow(
@@ -653,6 +651,12 @@ class Store:
                 [platform, community, iso(since), iso(until)],
             ).fetchall()
         ]
+
+    @_locked
+    def scores_mark(self) -> int:
+        """The newest score row's rowid (0 when none): later scores have larger ones."""
+        row = self.db.execute("SELECT MAX(rowid) FROM scores").fetchone()
+        return int(row[0] or 0)
 
     @_locked
     def newest_scored_time(self) -> datetime | None:

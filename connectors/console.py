@@ -91,7 +91,11 @@ async def read_lines(stream: BinaryIO) -> AsyncIterator[str]:
     if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(stream.fileno())):
         # A regular file, or /dev/null (under systemd, nohup or Docker): the event loop
         # cannot watch these, and reading them never blocks for long.
-        for raw in stream.read().splitlines():
+        try:
+            data = stream.read()
+        except OSError as exc:  # nohup's /dev/null is opened unreadable
+            raise SourceUnavailable(f"cannot read commands from stdin: {exc}") from exc
+        for raw in data.splitlines():
             yield raw.decode("utf-8", "replace")
         return
     reader = asyncio.StreamReader(limit=64 * 1024)

@@ -120,6 +120,7 @@ def test_market_weights_are_checked_and_published(
         (["demo", "--messages", "posts.txt"], {}, "cannot tell the format of 'posts.txt'"),
         (["status"], {"MOODRING_RETENTION_DAYS": "abc"}, "bad settings: retention_days"),
         (["status"], {"MOODRING_LOG_LEVEL": "NOPE"}, "bad settings: log_level"),
+        (["status"], {"MOODRING_ASSETS": "BTC,ETH"}, "lists and tables are JSON"),
         (["prices", "import", "."], {}, "is a folder"),
         (["prices", "import", "bad.csv"], {}, "not UTF-8 text"),
         (["prices", "import", "hourly.csv", "--interval", "1d"], {}, "are 1h bars, not 1d"),

@@ -144,3 +144,22 @@ def test_console_source_answers_each_line_until_end_of_input(tmp_path: Path, as_
     assert "Connectors:" in text  # /status: the console operator is a moderator
     # Undecodable bytes do not stop the reader; the line is answered as best it can be.
     assert text.count("\n") > 10
+
+
+def test_an_unreadable_stdin_turns_the_console_off_quietly(tmp_path: Path) -> None:
+    """nohup gives the process a /dev/null opened for writing only: reading it fails, and
+    the console just stops instead of being restarted forever."""
+    from bot.chat import ConsoleSource
+    from bot.store import Store
+
+    store = Store(tmp_path / "c.db")
+
+    async def run() -> list:
+        with open("/dev/null", "wb") as unreadable:
+            source = ConsoleSource(unreadable, ConsoleSink(io.StringIO()), store, asyncio.Event())
+            return [m async for m in source.messages()]
+
+    try:
+        assert asyncio.run(run()) == []
+    finally:
+        store.close()

@@ -336,7 +336,8 @@ def test_a_late_message_joins_the_index_at_the_next_tick(tmp_path: Path) -> None
         store.save_scores([(("telegram", "ch", "1"), score)], datetime.now(UTC))
         engine.load(noon)
         store.add_messages([stored("x", "2", noon - timedelta(minutes=3))], noon)
-        store.save_scores([(("x", "ch", "2"), score)], datetime.now(UTC))
+        # Its stamp predates the last load (a write that waited on the lock): still found.
+        store.save_scores([(("x", "ch", "2"), score)], datetime.now(UTC) - timedelta(hours=1))
         engine.load(noon + timedelta(hours=1))
         assert {p.message_key for p in engine._points} == {"telegram:ch:1", "x:ch:2"}
         assert [p.created_at for p in engine._points] == sorted(
