@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     #: social); unset ones keep the published defaults (docs/INDEX.md).
     market_weights: dict[str, float] = {}
 
+    #: The TOML file ``load_settings`` was given (a subclass sets it; no process-wide state).
+    toml_file: ClassVar[Path | None] = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -87,7 +90,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = os.environ.get("MOODRING_CONFIG", "moodring.toml")
+        toml_path = cls.toml_file or Path(os.environ.get("MOODRING_CONFIG", "moodring.toml"))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if Path(toml_path).is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
@@ -103,18 +106,8 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise FileNotFoundError(f"config file not found: {config}")
 
     class FromFile(Settings):
-        """Settings read from ``config`` (a subclass, so no process-wide state changes)."""
+        """Settings read from ``config``."""
 
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            toml = TomlConfigSettingsSource(settings_cls, toml_file=config)
-            return (init_settings, env_settings, toml)
+        toml_file: ClassVar[Path | None] = config
 
     return FromFile(**given)
