@@ -219,6 +219,10 @@ def _replay_format(path: Path) -> None:
         raise ConfigError(str(exc).replace(", or pass fmt", "")) from None
 
 
+#: Seconds connectors get to stop on their own at shutdown before they are cancelled.
+SHUTDOWN_GRACE_S = 3.0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.pipeline import PipelineStats
     from bot.store import Store
@@ -295,8 +299,15 @@ async def _serve(
             await pipeline.run_until_signalled(sources, live=True)
         finally:
             pipeline.stop()
-            # Failures were logged and counted by the supervisor as they happened.
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Connectors stop at their next step; one stuck retrying an unreachable exchange
+            # is cancelled after a grace period, so shutdown fits a container's stop timeout
+            # (its work is keyed: the next start resumes from the store).
+            if tasks:
+                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                for task in stuck:
+                    task.cancel()
+                # Failures were logged and counted by the supervisor as they happened.
+                await asyncio.gather(*tasks, return_exceptions=True)
             await pipeline.save_health()
 
 
