@@ -507,6 +507,21 @@ def _register_commands(connector: DiscordConnector) -> None:
     async def summary(interaction: discord.Interaction, span: SummarySpan | None = None) -> None:
         await respond(interaction)
 
+    @tree.command(name="digest", description="Moderators: this summary by DM every day")
+    @app_commands.describe(hour="hour of day, or off", timezone="e.g. Europe/Berlin")
+    async def digest(
+        interaction: discord.Interaction, hour: str, timezone: str | None = None
+    ) -> None:
+        await respond(interaction)
+
+    @tree.command(name="settings", description="Moderators: alerts, quiet hours, thresholds")
+    @app_commands.describe(
+        change="empty to show; e.g. 'alerts off', 'quiet 22-7 Europe/Berlin', 'extreme 20 80',"
+        " 'cooldown 6', 'listen off', 'channels all'"
+    )
+    async def settings(interaction: discord.Interaction, change: str | None = None) -> None:
+        await respond(interaction)
+
     @tree.command(name="help", description="What moodring can do")
     async def help_(interaction: discord.Interaction) -> None:
         await respond(interaction)

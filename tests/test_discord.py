@@ -260,12 +260,14 @@ def test_args_follow_declared_order_and_kinds_split() -> None:
         await alice.slash(channel, "subscribe", kinds="extreme swing", asset="BTC")
         await alice.slash(channel, "subscribe", kinds="levels,divergence", asset="BTC")
         await alice.slash(channel, "levels", asset="BTC", action="add", price="60,000")
+        await alice.slash(channel, "settings", change="quiet 22-7 Europe/Berlin")
         await alice.slash(channel, "help")
         assert [(c.name, c.args) for c in rec.commands] == [
             ("mood", ("ETH", "24h")),
             ("subscribe", ("BTC", "extreme", "swing")),
             ("subscribe", ("BTC", "levels", "divergence")),
             ("levels", ("BTC", "add", "60,000")),  # a thousands separator is not a split
+            ("settings", ("quiet", "22-7", "Europe/Berlin")),
             ("help", ()),
         ]
 
@@ -400,6 +402,8 @@ def test_all_commands_are_registered() -> None:
         "alerts",
         "quiet",
         "summary",
+        "digest",
+        "settings",
         "help",
     }
     assert connector.client.allowed_mentions is not None
