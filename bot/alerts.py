@@ -163,6 +163,27 @@ def evaluate(
 # --- rules ---------------------------------------------------------------------------------
 
 
+def extreme_step(
+    value: float, held: str | None, params: AlertParams
+) -> tuple[str | None, str | None]:
+    """The extreme bands' hysteresis: ``(band held after value, band value just entered)``.
+
+    A reading enters Extreme Fear at ``fear_enter`` or below (Extreme Greed at
+    ``greed_enter`` or above) and leaves only past the exit threshold, so a reading hovering
+    at the edge does not flap. Bands are "fear", "greed" or ``None``.
+    """
+    if (held == "fear" and value > params.fear_exit) or (
+        held == "greed" and value < params.greed_exit
+    ):
+        held = None
+    if held is None:
+        if value <= params.fear_enter:
+            return "fear", "fear"
+        if value >= params.greed_enter:
+            return "greed", "greed"
+    return held, None
+
+
 def _extreme_rule(
     reading: MoodReading,
     value: float,
@@ -174,19 +195,8 @@ def _extreme_rule(
     index_params: IndexParams,
 ) -> tuple[Alert | None, AlertState]:
     v = round(value)  # the same rounding as the bands, so the alert agrees with the band shown
-    current = state.extreme
-    # Leave an extreme band only past the exit threshold (hysteresis).
-    if (current == "fear" and v > params.fear_exit) or (
-        current == "greed" and v < params.greed_exit
-    ):
-        current = None
-    entered: str | None = None
-    if current is None:
-        if v <= params.fear_enter:
-            entered = "fear"
-        elif v >= params.greed_enter:
-            entered = "greed"
-    state = replace(state, extreme=entered or current)
+    held, entered = extreme_step(v, state.extreme, params)
+    state = replace(state, extreme=held)
     if entered is None or not _cooled_down(state, EXTREME, now, params):
         return None, state
 

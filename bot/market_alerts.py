@@ -7,10 +7,10 @@ a day, when a daily candle has closed, and stores what they raise with the tick.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.alerts import AlertState
+from bot.alerts import EXTREME, AlertParams, AlertState, extreme_step
 from bot.levels import DOWN, LevelBreak, detect_breaks
 from bot.market import MarketReading, divergence
 from bot.render import money
@@ -19,7 +19,6 @@ from connectors.types import Candle
 
 LEVELS = "levels"
 DIVERGENCE = "divergence"
-EXTREME = "extreme"
 #: The alert-state window name under which an asset's market rules keep their state.
 MARKET_STATE = "market"
 #: In that state, the rule name whose time is the last daily close the rules processed.
@@ -41,10 +40,6 @@ class MarketAlertParams:
     divergence_min_mood_change: float = 10.0
     #: One divergence alert per asset and direction in this many days.
     divergence_cooldown_days: int = 3
-    fear_enter: float = 25.0
-    fear_exit: float = 33.0
-    greed_enter: float = 76.0
-    greed_exit: float = 68.0
 
 
 def mood_words(reading: MoodReading | None, change: float | None) -> str:
@@ -157,22 +152,15 @@ def composite_alert(
     asset: str,
     reading: MarketReading,
     state: AlertState,
-    params: MarketAlertParams = MarketAlertParams(),
+    bands: AlertParams | None = None,
 ) -> tuple[Alert | None, AlertState]:
-    """An alert when the composite (market + social) enters an extreme band, with the same
-    hysteresis as the social rule: it leaves the band only past the exit threshold."""
+    """An alert when the composite (market + social) enters an extreme band, with the social
+    rule's thresholds and hysteresis (``bands``): it leaves the band only past the exit."""
     v = reading.value
-    current = state.extreme
-    left_fear = current == "fear" and v > params.fear_exit
-    if left_fear or (current == "greed" and v < params.greed_exit):
-        current = None
-    entered = None
-    if current is None and v <= params.fear_enter:
-        entered = "fear"
-    elif current is None and v >= params.greed_enter:
-        entered = "greed"
+    held, entered = extreme_step(round(v), state.extreme, bands or AlertParams())
+    state = replace(state, extreme=held)
     if entered is None:
-        return None, AlertState(current, state.last_fired)
+        return None, state
     parts = ", ".join(f"{name} {value:.0f}" for name, value in reading.components.items())
     # Say what it is made of: the social mood joins only once it is out of "collecting".
     what = "market + social" if "social" in reading.components else "market only"
@@ -185,4 +173,4 @@ def composite_alert(
         value=v,
         detail=f"components: {parts} ({reading.version})",
     )
-    return alert, AlertState(entered, state.last_fired).with_fired("composite", reading.at)
+    return alert, state.with_fired("composite", reading.at)

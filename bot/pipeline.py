@@ -297,18 +297,21 @@ class IndexEngine:
         """
         by_key = {(r.scope.key(), r.window): r for r in readings}
         social = by_key.get((Scope().key(), "24h"))
-        weights = stored_weights(self.store)
+        weights = None  # read only when a new daily close needs the composite
         alerts: list[Alert] = []
         states: dict[tuple[str, str], str] = {}
         day = timedelta(days=1)
         for asset in self.config.assets:
+            scope = Scope(asset=asset)
+            state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
+            done = state.fired_at(DAILY_CLOSE)
+            newest = self.store.newest_candle_time(asset, "1d", until=now - day)  # closed
+            if newest is None or (done is not None and newest + day <= done):
+                continue  # no daily close since the last one processed: skip the reads below
             candles = closed_by(self.store.candles(asset, "1d", now), now)
             if len(candles) < 60:  # too little history for levels: nothing to say
                 continue
-            scope = Scope(asset=asset)
-            state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
             close = candles[-1].ts + day  # the newest daily close known now
-            done = state.fired_at(DAILY_CLOSE)
             if done is None and now - close >= day:
                 done = close  # a fresh start mid-history: no alerts about old closes
             if done is not None and close <= done:
@@ -339,6 +342,7 @@ class IndexEngine:
                     log.warning("divergence of %s skipped: %s", asset, exc)
                     found = None
                 alerts += [found] if found is not None else []
+            weights = weights or stored_weights(self.store)
             try:
                 composite = market_reading(
                     candles,
@@ -351,7 +355,7 @@ class IndexEngine:
                 log.warning("composite of %s skipped: %s", asset, exc)
                 composite = None
             if composite is not None:
-                found, state = composite_alert(asset, composite, state, self.market_params)
+                found, state = composite_alert(asset, composite, state, self.alert_params)
                 alerts += [found] if found is not None else []
             states[(scope.key(), MARKET_STATE)] = state.with_fired(DAILY_CLOSE, close).to_json()
         return alerts, states

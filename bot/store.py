@@ -746,11 +746,17 @@ class Store:
         ]
 
     @_locked
-    def newest_candle_time(self, asset: str, interval: str) -> datetime | None:
-        """Open time of the newest stored candle of ``asset`` at ``interval``."""
-        row = self.db.execute(
-            "SELECT MAX(ts) FROM prices WHERE asset = ? AND interval = ?", [asset, interval]
-        ).fetchone()
+    def newest_candle_time(
+        self, asset: str, interval: str, until: datetime | None = None
+    ) -> datetime | None:
+        """Open time of the newest stored candle of ``asset`` at ``interval`` (opened at or
+        before ``until``)."""
+        sql = "SELECT MAX(ts) FROM prices WHERE asset = ? AND interval = ?"
+        params: list[Any] = [asset, interval]
+        if until is not None:
+            sql += " AND ts <= ?"
+            params.append(iso(until))
+        row = self.db.execute(sql, params).fetchone()
         return parse_ts(row[0]) if row and row[0] else None
 
     @_locked

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from connectors.retry import backoff_delay
+
 log = logging.getLogger(__name__)
 
 #: States a connector can be in, as ``moodring status`` shows them.
@@ -40,7 +42,7 @@ class Health:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter between ``base_s`` and ``max_s``.
+    """Exponential backoff with equal jitter (``connectors.retry``) up to ``max_s``.
 
     A connector that stayed up for ``reset_after_s`` is considered healthy again: its next
     failure waits ``base_s`` once more instead of continuing the old streak.
@@ -54,8 +56,7 @@ class Backoff:
     def delay(self, failures: int, rng: random.Random) -> float:
         """The wait before restart number ``failures`` (1 = the first): a random share of the
         exponential step, so connectors that fell together do not come back in lockstep."""
-        step = min(self.max_s, self.base_s * self.factor ** max(failures - 1, 0))
-        return step / 2 + rng.uniform(0.0, step / 2)
+        return backoff_delay(failures, self.base_s, self.max_s, rng, self.factor)
 
 
 class HealthBoard:

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.utils import MISSING
 
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.text import split_text as chunks_of
 from connectors.types import Command, Message, Reply
 
 logger = logging.getLogger(__name__)
@@ -126,22 +127,8 @@ def _roles(user: discord.User | discord.Member, admin_roles: Collection[str]) ->
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Split text into chunks of at most ``limit`` characters, at line ends where possible.
-
-    A single line longer than ``limit`` is cut inside. Blank-only text gives ``[]``.
-    """
-    chunks: list[str] = []
-    while text.strip():
-        if len(text) <= limit:
-            head, text = text, ""
-        else:
-            newline = text.rfind("\n", 0, limit + 1)
-            cut = newline if newline > 0 else limit
-            head, text = text[:cut], text[cut:].lstrip("\n")
-        head = head.rstrip("\n")
-        if head.strip():  # Discord rejects an all-blank message
-            chunks.append(head)
-    return chunks
+    """Split text into chunks Discord accepts (``limit`` characters, see ``connectors.text``)."""
+    return chunks_of(text, limit)
 
 
 def _file(reply: Reply) -> discord.File:

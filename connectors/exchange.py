@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 
 from connectors.errors import MalformedInput, SourceUnavailable
+from connectors.retry import backoff_delay
 from connectors.types import Candle, Ticker
 
 log = logging.getLogger(__name__)
@@ -427,9 +428,7 @@ class ExchangeFeed:
         self.last_error = f"{what}: {type(e).__name__}: {str(e)[:300]}"
 
     def _backoff(self, failures: int, retry_after: float | None) -> float:
-        # Equal jitter: half the exponential step fixed, half random, so clients spread out.
-        step = min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1))
-        delay = step / 2 + self._rng.uniform(0, step / 2)
+        delay = backoff_delay(failures, self.base_delay_s, self.max_delay_s, self._rng)
         return max(delay, retry_after) if retry_after is not None else delay
 
     def _retry_after(self, e: Exception) -> float | None:

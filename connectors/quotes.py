@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from connectors.errors import MalformedInput, SourceUnavailable
+from connectors.retry import backoff_delay
 from connectors.types import Candle
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ class StooqQuotes:
                 raise SourceUnavailable(
                     f"{what}: failed {failures} times in a row; last: {problem}"
                 )
-            step = min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1))
-            delay = step / 2 + self._rng.uniform(0, step / 2)
+            delay = backoff_delay(failures, self.base_delay_s, self.max_delay_s, self._rng)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.max_delay_s))
             log.warning("%s failed (%s); try %d in %.1f s", what, problem, failures + 1, delay)

@@ -28,6 +28,9 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.retry import backoff_delay
+from connectors.text import split_once, utf16_units
+from connectors.text import split_text as chunks_of
 from connectors.types import Command, Message, Reply
 
 logger = logging.getLogger(__name__)
@@ -367,9 +370,7 @@ class TelegramPoller:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
-        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return backoff_delay(failures, self.backoff_base, self.backoff_cap, self.rng)
 
     async def events(self, limit: int = 100) -> list[tuple[int, Message | Command | None]]:
         """The stored, not yet handled updates, translated, oldest first.
@@ -432,7 +433,7 @@ class TelegramSink:
         chunks = split_text(reply.text, TEXT_LIMIT)
         try:
             if reply.image is not None:
-                caption, rest = _split_once(reply.text, CAPTION_LIMIT)
+                caption, rest = split_once(reply.text, CAPTION_LIMIT, utf16_units)
                 await self.bot.send_photo(
                     chat_id,
                     photo=telegram.InputFile(reply.image, filename=reply.image_name),
@@ -463,42 +464,9 @@ def _is_int(text: str) -> bool:
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Split text into chunks of at most ``limit`` characters, at line ends where possible.
-
-    Lengths are counted in UTF-16 code units, as Telegram counts them, so emoji never push a
-    chunk over. A single line longer than ``limit`` is cut inside. Blank-only text gives ``[]``.
-    """
-    chunks: list[str] = []
-    while text.strip():
-        head, text = _split_once(text, limit)
-        if head.strip():  # Telegram rejects an all-blank message
-            chunks.append(head)
-    return chunks
-
-
-def _split_once(text: str, limit: int) -> tuple[str, str]:
-    """The longest head of ``text`` that fits in ``limit``, ending at a line end if one fits."""
-    if _units(text) <= limit:
-        return text.rstrip("\n"), ""
-    cut = _fitting_prefix(text, limit)
-    newline = text.rfind("\n", 0, cut)
-    if newline > 0:
-        cut = newline + 1
-    return text[:cut].rstrip("\n"), text[cut:].lstrip("\n")
-
-
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _fitting_prefix(text: str, limit: int) -> int:
-    """How many characters of ``text`` fit in ``limit`` UTF-16 units (at least one)."""
-    used = 0
-    for i, char in enumerate(text):
-        used += 2 if ord(char) > 0xFFFF else 1
-        if used > limit:
-            return max(i, 1)
-    return len(text)
+    """Split text into chunks Telegram accepts: lengths in UTF-16 code units, as Telegram
+    counts them, so emoji never push a chunk over (see ``connectors.text``)."""
+    return chunks_of(text, limit, utf16_units)
 
 
 def _delivery_error(exc: TelegramError, target: str) -> DeliveryError:

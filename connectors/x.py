@@ -19,6 +19,7 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from connectors.errors import MalformedInput, SourceUnavailable
+from connectors.retry import backoff_delay
 from connectors.types import Message
 
 logger = logging.getLogger(__name__)
@@ -699,9 +700,7 @@ class XSource:
         return min(self.max_rate_wait_s, max(1.0, reset - self.clock() + 1))
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
-        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return backoff_delay(failures, self.backoff_base, self.backoff_cap, self.rng)
 
     async def _pause(self, seconds: float) -> bool:
         """Wait ``seconds`` or until ``stopping``; True when stopping."""
