@@ -212,3 +212,39 @@ def test_caches_off_means_every_repeat_goes_through_the_model(tiny_model_dir: Pa
     cached = on.score(texts)
     assert Counting.computed == 2  # live: once per distinct text
     assert [c.p_pos for c in cached] == pytest.approx([s.p_pos for s in scores], abs=1e-5)
+
+
+def test_the_bare_tokenizer_gives_the_ids_transformers_gives(torch_scorer: Scorer) -> None:
+    """Both backends tokenise with the bare `tokenizers` library; the model was trained
+    through transformers' tokenizer, so the ids must be the same, truncation included."""
+    from transformers import AutoTokenizer
+
+    from nlp.normalize import normalize
+
+    reference = AutoTokenizer.from_pretrained(str(MODEL))
+    texts = [*distinct_texts(DEMO, 2000), "", "🚀🚀🚀", "Ω" * 10_000, "$BTC 暴涨 биткоин"]
+    expected = reference([normalize(t) for t in texts], truncation=True, max_length=128)
+    assert torch_scorer.preprocess(texts) == expected["input_ids"]
+
+
+def test_overlapped_chunks_give_the_same_scores_in_order(tiny_model_dir: Path) -> None:
+    """On a GPU long lists are tokenised a chunk ahead of the model; chunking must change
+    neither the scores nor their order (checked here with torch on the CPU, where batch
+    composition does not change results)."""
+    texts = [*distinct_texts(DEMO, 300), "", "🚀", "x" * 5000]
+    plain = Scorer(tiny_model_dir, backend="torch", cache_size=0, overlap_chunk=0)
+    chunked = Scorer(tiny_model_dir, backend="torch", cache_size=0, overlap_chunk=64)
+    assert chunked.overlap_chunk == 64 and plain.overlap_chunk == 0
+    a, b = plain.score(texts), chunked.score(texts)
+    assert len(b) == len(texts)
+    assert [s.label for s in a] == [s.label for s in b]
+    assert [s.p_pos for s in a] == pytest.approx([s.p_pos for s in b], abs=1e-5)
+    assert [s.p_neg for s in a] == pytest.approx([s.p_neg for s in b], abs=1e-5)
+    # and with the cache on, the distinct texts go through the same chunked path
+    cached = Scorer(tiny_model_dir, backend="torch", cache_size=4096, overlap_chunk=64)
+    c = cached.score(texts + texts)
+    assert [s.label for s in c] == [s.label for s in a] * 2
+
+
+def test_overlap_is_on_by_default_only_off_the_cpu() -> None:
+    assert Scorer(MODEL, backend="torch", verify=False).overlap_chunk == 0
