@@ -46,13 +46,11 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer BERT with the shipped tokenizer, fine-tuned for a few seconds on synthetic
-    posts by the real training code, saved the way the shipped model is."""
+def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with the shipped tokenizer: a stand-in for the
+    base encoder, small enough to fine-tune in seconds on the CPU."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    from nlp import training
+    from transformers import BertConfig, BertForSequenceClassification
 
     base = tmp_path_factory.mktemp("tiny-base")
     for name in TOKENIZER_FILES:
@@ -68,6 +66,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_labels=3,
     )
     BertForSequenceClassification(config).save_pretrained(base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_base_dir: Path) -> Path:
+    """The tiny BERT fine-tuned for a few seconds on synthetic posts by the real training
+    code, saved the way the shipped model is."""
+    import torch
+    from transformers import BertTokenizerFast
+
+    from nlp import training
+
+    base = tiny_base_dir
     tokenizer = BertTokenizerFast.from_pretrained(base)
     rng = random.Random(7)
     labels = ["negative", "neutral", "positive"] * 200
