@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -43,6 +44,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 def _usd(value: float, _pos: int | None = None) -> str:
     """Format a price tick (matplotlib passes the tick position too)."""
     return money(value)
+
+
+def _darker(colour: str, factor: float = 0.7) -> tuple[float, float, float]:
+    """``colour`` darkened, so a pale band colour still reads as text on a white box."""
+    r, g, b = to_rgb(colour)
+    return (r * factor, g * factor, b * factor)
 
 
 def _bar_width(days: Sequence[float]) -> float:
@@ -78,6 +85,29 @@ def mood_chart(
     Returns:
         PNG bytes, identical for identical input (no timestamps or versions embedded).
     """
+    fig = mood_figure(
+        title, readings, volumes, prices, width_px=width_px, height_px=height_px, dpi=dpi
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def mood_figure(
+    title: str,
+    readings: Sequence[tuple[datetime, float | None]],
+    volumes: Sequence[tuple[datetime, int]],
+    prices: Sequence[tuple[datetime, float]] = (),
+    *,
+    width_px: int = 1200,
+    height_px: int = 700,
+    dpi: int = 100,
+) -> Figure:
+    """The figure :func:`mood_chart` renders (same arguments), for callers that lay it out.
+
+    Its axes are ``fig.axes``: the mood panel, the volume panel, then the price axis (a twin
+    of the mood panel) when there are prices. The figure has an Agg canvas attached.
+    """
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(
@@ -86,13 +116,18 @@ def mood_chart(
     fig.subplots_adjust(left=0.07, right=0.91, top=0.93, bottom=0.09)
     fig.suptitle(title)
 
-    # Band areas, labelled inside the right edge (the outer right edge is the price axis).
+    # Band areas, labelled inside the left edge on a light box: at the right edge the labels
+    # ran into the price axis's tick labels ("Extreme Greed $24,000" read as one label).
     lower = 0
     for (upper, name), colour in zip(BANDS, BAND_COLOURS, strict=True):
         top.axhspan(lower, upper, color=colour, alpha=0.15, linewidth=0)
-        top.text(
-            0.995, (lower + upper) / 2, name, transform=top.get_yaxis_transform(),
-            ha="right", va="center", fontsize=8, color=colour,
+        # 4 points in from the left edge at any size; the mood line is drawn over the box.
+        top.annotate(
+            name, (0, (lower + upper) / 2), xycoords=top.get_yaxis_transform(),
+            xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
+            color=_darker(colour), zorder=2.5,
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.8,
+                  "edgecolor": "none"},
         )  # fmt: skip
         lower = upper
     top.set_ylim(0, 100)
@@ -135,6 +170,4 @@ def mood_chart(
     if not (has_mood or volumes or prices):
         bottom.tick_params(axis="x", labelbottom=False)  # no data: hide the 1970 epoch dates
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+    return fig

@@ -608,7 +608,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.commands import CommandContext, UsageError, handle, parse_command_text
+    """Answer a chat command from the local database: exit 0 on an answer, 2 when the command,
+    its arguments or its asset were not understood (the reply then goes to stderr)."""
+    from bot.commands import CommandContext, UsageError, answer, parse_command_text
     from bot.store import Store
     from connectors.types import Command
 
@@ -632,9 +634,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             args=cmd_args,
             roles=frozenset({"admin"}),
         )
-        reply = handle(command, CommandContext(store=store, now=now))
+        result = answer(command, CommandContext(store=store, now=now))
     finally:
         store.close()
+    reply = result.reply
+    if not result.ok:
+        # A usage line, the list of commands or of known assets: an error, as argparse's are.
+        sys.stderr.write(reply.text + "\n")
+        return 2
     sys.stdout.write(reply.text + "\n")
     if reply.image is not None:
         path = Path(args.out or reply.image_name)

@@ -8,10 +8,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from bot.community import apply_setting
 from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
-from bot.render import quote, reading_text, scope_label
+from bot.prices import BUNDLED
+from bot.render import quote, reading_text, scope_label, unknown_asset_text
 from bot.store import ScoredRow, Store, iso, parse_ts
 from bot.subscriptions import (
     Subscription,
@@ -22,6 +24,7 @@ from bot.subscriptions import (
 )
 from bot.types import MoodReading, Scope
 from connectors.types import Command, Reply
+from nlp.assets import AssetTable
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +73,46 @@ USAGE = {
 }
 
 
+#: Why a command got no ordinary answer ("" when it did); ``moodring ask`` exits 2 on any other.
+Problem = Literal["", "usage", "unknown_command", "unknown_asset", "moderators_only"]
+#: How many known assets an "I don't know X" reply lists.
+KNOWN_LISTED = 10
+
+
 class UsageError(ValueError):
     """Bad arguments: the reply is the command's usage line."""
 
 
+class UnknownAssetError(LookupError):
+    """An asset the store has never seen: no message mentioned it and it has no prices."""
+
+    def __init__(self, asset: str) -> None:
+        super().__init__(asset)
+        self.asset = asset
+
+
 @dataclass(frozen=True, slots=True)
 class CommandContext:
-    """What a command needs: the store, "now", and the index parameters."""
+    """What a command needs: the store, "now", the index parameters and the coin table
+    (which turns aliases such as "bitcoin" into symbols)."""
 
     store: Store
     now: datetime
     params: IndexParams = field(default_factory=IndexParams)
+    assets: AssetTable = field(default_factory=AssetTable.load)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A command's reply, and why it is not an ordinary answer (``problem``, "" if it is)."""
+
+    reply: Reply
+    problem: Problem = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command was understood and answered."""
+        return self.problem == ""
 
 
 def parse_command_text(text: str) -> tuple[str, tuple[str, ...]]:
@@ -92,13 +124,22 @@ def parse_command_text(text: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(parts[1:])
 
 
-def _asset(arg: str) -> str:
+def _asset(arg: str, table: AssetTable) -> str:
+    """A symbol from a user's word: ``$BTC.X``, ``btc``, ``bitcoin`` and ``xbt`` are all BTC."""
     if not _ASSET_RE.match(arg):
         raise UsageError(f"{arg[:20]!r} is not an asset symbol")
-    return arg.lstrip("$").upper().removesuffix(".X")
+    word = arg.lstrip("$").removesuffix(".X")
+    return _alias(word, table)
 
 
-def _split_args(args: tuple[str, ...], options: tuple[str, ...]) -> tuple[str | None, str | None]:
+def _alias(word: str, table: AssetTable) -> str:
+    """The symbol a ticker or one-word coin name stands for (unknown words: upper-cased)."""
+    return table.cashtags.get(word.lower(), word.upper())
+
+
+def _split_args(
+    args: tuple[str, ...], options: tuple[str, ...], table: AssetTable
+) -> tuple[str | None, str | None]:
     """One optional asset and one optional option (window/span), in any order."""
     asset = option = None
     for arg in args:
@@ -109,10 +150,60 @@ def _split_args(args: tuple[str, ...], options: tuple[str, ...]) -> tuple[str | 
         elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
             raise UsageError(f"{arg[:10]!r} is not one of {', '.join(options) or 'the options'}")
         elif asset is None:
-            asset = _asset(arg)
+            asset = _asset(arg, table)
         else:
             raise UsageError("one asset at most")
     return asset, option
+
+
+# ---------------------------------------------------------------------- known assets
+
+
+def is_known_asset(store: Store, table: AssetTable, asset: str) -> bool:
+    """Whether moodring knows ``asset``: a coin of its table, a bundled reference asset, or one
+    the store has seen (mentioned in a message, or with candles or a ticker).
+
+    Args:
+        store: The database, read only.
+        table: The coin table messages are read with.
+        asset: An upper-case symbol, e.g. ``"BTC"``.
+    """
+    if table.known(asset) or asset in BUNDLED:
+        return True
+    # Each probe is an index seek (message_assets by asset; prices and tickers by primary key).
+    return any(
+        store.query(sql, [asset])
+        for sql in (
+            "SELECT 1 FROM message_assets WHERE asset = ? LIMIT 1",
+            "SELECT 1 FROM prices WHERE asset = ? LIMIT 1",
+            "SELECT 1 FROM tickers WHERE asset = ? LIMIT 1",
+        )
+    )
+
+
+def known_assets(store: Store) -> list[str]:
+    """The assets the store knows, most mentioned first: those messages mentioned, then those
+    with only candles, a ticker or bundled reference closes, alphabetically.
+
+    Args:
+        store: The database, read only.
+    """
+    mentions = dict(store.query("SELECT asset, COUNT(*) FROM message_assets GROUP BY asset"))
+    priced = store.query("SELECT asset FROM prices UNION SELECT asset FROM tickers")
+    for asset in [a for (a,) in priced] + list(BUNDLED):
+        mentions.setdefault(asset, 0)
+    return sorted(mentions, key=lambda a: (-mentions[a], a))
+
+
+def _known(ctx: CommandContext, asset: str) -> str:
+    """``asset`` itself, if moodring knows it.
+
+    Raises:
+        UnknownAssetError: it does not (the reply then lists the ones it does).
+    """
+    if not is_known_asset(ctx.store, ctx.assets, asset):
+        raise UnknownAssetError(asset)
+    return asset
 
 
 # ---------------------------------------------------------------------- readings on demand
@@ -175,7 +266,9 @@ def cmd_help(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
-    asset, window = _split_args(cmd.args, WINDOWS)
+    asset, window = _split_args(cmd.args, WINDOWS, ctx.assets)
+    if asset is not None:
+        _known(ctx, asset)
     window = window or "24h"
     lines = [f"Mood as of {ctx.now:%Y-%m-%d %H:%M} UTC"]
     here = Scope(asset=asset or "*", community=cmd.community, platform=cmd.platform)
@@ -188,8 +281,8 @@ def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
     """The composite fear & greed index: market components joined with the social mood."""
     from bot.market_view import composite_at, composite_lines
 
-    asset, _ = _split_args(cmd.args, ())
-    asset = asset or "BTC"
+    asset, _ = _split_args(cmd.args, (), ctx.assets)
+    asset = "BTC" if asset is None else _known(ctx, asset)
     social, _ = reading_at(ctx, Scope(), "24h")
     lines = [f"Fear & Greed ({asset} market + social) as of {ctx.now:%Y-%m-%d %H:%M} UTC:"]
     reading, why = composite_at(ctx.store, asset, ctx.now, social.value)
@@ -208,8 +301,8 @@ def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
-    asset, _ = _split_args(cmd.args, ())
-    scope = Scope(asset=asset or "*")
+    asset, _ = _split_args(cmd.args, (), ctx.assets)
+    scope = Scope(asset="*" if asset is None else _known(ctx, asset))
     reading, points = reading_at(ctx, scope, "24h")
     lines = [f"Why {scope_label(scope)} reads {reading_text(reading)}"]
     c = reading.components
@@ -264,9 +357,10 @@ def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
     from bot.market_view import price_view
     from bot.render import money
 
-    asset, _ = _split_args(cmd.args, ())
+    asset, _ = _split_args(cmd.args, (), ctx.assets)
     if asset is None:
         raise UsageError("name an asset")
+    _known(ctx, asset)
     view = price_view(ctx.store, asset, ctx.now)
     if view is None:
         return Reply(text=f"No stored prices for {asset} yet (`moodring prices backfill {asset}`).")
@@ -291,7 +385,7 @@ def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
 
     if not cmd.args:
         raise UsageError("name an asset")
-    asset = _asset(cmd.args[0])
+    asset = _known(ctx, _asset(cmd.args[0], ctx.assets))
     rest = [a.lower() for a in cmd.args[1:]]
     if not rest:
         text = levels_text(ctx.store, asset, ctx.now, cmd.platform, cmd.community)
@@ -331,18 +425,21 @@ def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
         elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
             raise UsageError(f"{arg[:10]!r}: the window is 30d or 90d")
         else:
-            assets.append(_asset(arg))
+            assets.append(_asset(arg, ctx.assets))
     if len(assets) != 2:
         raise UsageError("name two assets")
+    for asset in assets:
+        _known(ctx, asset)
     return Reply(text=corr_text(ctx.store, *assets, CORR_SPANS[span], ctx.now))
 
 
 def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
     from bot.charts import mood_chart
 
-    asset, span = _split_args(cmd.args, tuple(CHART_SPANS))
+    asset, span = _split_args(cmd.args, tuple(CHART_SPANS), ctx.assets)
     if asset is None:
         raise UsageError("name an asset")
+    _known(ctx, asset)
     days = CHART_SPANS[span or "7d"]
     since = ctx.now - timedelta(days=days)
     scope = Scope(asset=asset)
@@ -377,7 +474,7 @@ def cmd_status(cmd: Command, ctx: CommandContext) -> Reply:
 
 def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
     """Moderators: this community's mood trend, extremes, topics, spam and busiest channels."""
-    _, span = _split_args(cmd.args, tuple(SUMMARY_SPANS))
+    _, span = _split_args(cmd.args, tuple(SUMMARY_SPANS), ctx.assets)
     span = span or "24h"
     since = ctx.now - SUMMARY_SPANS[span]
     rows = [
@@ -483,6 +580,8 @@ def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
         asset, kinds = parse_subscribe(cmd.args)
     except SubscriptionError as exc:
         raise UsageError(str(exc)) from exc
+    if asset != "*":  # "*" is any asset
+        asset = _known(ctx, _alias(asset, ctx.assets))
     sub = Subscription(
         platform=cmd.platform,
         community=cmd.community,
@@ -497,7 +596,7 @@ def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_unsubscribe(cmd: Command, ctx: CommandContext) -> Reply:
-    asset, _ = _split_args(cmd.args, ())
+    asset, _ = _split_args(cmd.args, (), ctx.assets)
     n = ctx.store.unsubscribe(cmd.platform, cmd.user, None if asset is None else asset)
     if not n:
         return Reply(text="You had no such subscription. /alerts lists yours.")
@@ -555,15 +654,37 @@ HANDLERS: dict[str, Callable[[Command, CommandContext], Reply]] = {
 }
 
 
-def handle(cmd: Command, ctx: CommandContext) -> Reply:
-    """Answer one command. Never raises for user input: bad input gets a usage line."""
+def answer(cmd: Command, ctx: CommandContext) -> Answer:
+    """Answer one command, saying whether it was understood.
+
+    Never raises for user input: bad arguments get the usage line, an unknown command the
+    list of commands, an asset nobody has seen the list of known assets.
+
+    Args:
+        cmd: The command as a platform parsed it.
+        ctx: The store, "now" and the index parameters.
+
+    Returns:
+        The reply, with ``problem`` set when it is not an ordinary answer.
+    """
     handler = HANDLERS.get(cmd.name)
     if handler is None:
         known = " ".join(f"/{n}" for n in HANDLERS if n != "start")
-        return Reply(text=f"Unknown command /{cmd.name[:32]}. Try: {known}")
+        text = f"Unknown command /{cmd.name[:32]}. Try: {known}"
+        return Answer(Reply(text=text), "unknown_command")
     if cmd.name in MODERATOR_COMMANDS and "admin" not in cmd.roles:
-        return Reply(text=f"/{cmd.name} is for this chat's moderators only.")
+        text = f"/{cmd.name} is for this chat's moderators only."
+        return Answer(Reply(text=text), "moderators_only")
     try:
-        return handler(cmd, ctx)
+        return Answer(handler(cmd, ctx))
     except UsageError as exc:
-        return Reply(text=f"{exc}. Usage: {USAGE.get(cmd.name, '/help')}")
+        text = f"{exc}. Usage: {USAGE.get(cmd.name, '/help')}"
+        return Answer(Reply(text=text), "usage")
+    except UnknownAssetError as exc:
+        text = unknown_asset_text(exc.asset, known_assets(ctx.store), KNOWN_LISTED)
+        return Answer(Reply(text=text), "unknown_asset")
+
+
+def handle(cmd: Command, ctx: CommandContext) -> Reply:
+    """Answer one command (see :func:`answer`). Never raises for user input."""
+    return answer(cmd, ctx).reply

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Reply
 
@@ -44,6 +46,24 @@ def reading_text(reading: MoodReading) -> str:
     return (
         f"{round(reading.value)}/100 {reading.band} ({reading.window}, "
         f"{reading.sample_size} msgs, confidence {reading.confidence:.2f})"
+    )
+
+
+def unknown_asset_text(asset: str, known: Sequence[str], limit: int = 10) -> str:
+    """The answer about an asset nobody has seen: "I don't know NOSUCH: no message has
+    mentioned it and there are no prices for it. Known assets: BTC, ETH, IGV."
+
+    Args:
+        asset: The symbol asked about.
+        known: The assets the store knows, most mentioned first.
+        limit: How many of them to list; the rest are counted ("and 3 more").
+    """
+    listed = ", ".join(known[:limit]) or "none yet"
+    if len(known) > limit:
+        listed += f" and {len(known) - limit} more"
+    return (
+        f"I don't know {asset}: no message has mentioned it and there are no prices for it."
+        f" Known assets: {listed}."
     )
 
 

@@ -9,7 +9,8 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from bot.charts import PNG_SIGNATURE, mood_chart, png_size
+from bot.charts import PNG_SIGNATURE, mood_chart, mood_figure, png_size
+from bot.types import BANDS
 
 START = datetime(2022, 6, 24, tzinfo=UTC)
 
@@ -111,3 +112,38 @@ def test_leaves_global_matplotlib_state_alone() -> None:
     mood_chart("BTC", [], [])
     assert dict(dict.items(matplotlib.rcParams)) == before
     assert plt.get_fignums() == figures_before
+
+
+SIZES = [(1200, 700, 100, 1.0), (1200, 700, 100, 1e-5), (800, 400, 80, 50.0), (600, 350, 100, 1.0)]
+
+
+@pytest.mark.parametrize(("width", "height", "dpi", "scale"), SIZES)
+def test_band_labels_clear_every_axis_label(
+    width: int, height: int, dpi: int, scale: float
+) -> None:
+    """Band labels sit inside the mood panel and touch no tick label, axis label or each other,
+    whatever the price's magnitude (long "$1,000,000" ticks or short "$0.2" ones)."""
+    readings, volumes, prices = daily()
+    scaled = [(d, p * scale) for d, p in prices]
+    fig = mood_figure("BTC", readings, volumes, scaled, width_px=width, height_px=height, dpi=dpi)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    mood = fig.axes[0]
+    names = {name for _, name in BANDS}
+    # The label's box (text plus padding) is what must stay clear.
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in mood.texts
+             if t.get_text() in names]  # fmt: skip
+    assert len(boxes) == len(BANDS)
+    labels = [
+        label.get_window_extent(renderer)
+        for ax in fig.axes  # mood, volume and price axes
+        for label in [*ax.get_yticklabels(), *ax.get_xticklabels(), ax.yaxis.label]
+        if label.get_visible() and label.get_text()
+    ]
+    assert len(labels) > 10
+    panel = mood.get_window_extent(renderer)
+    for i, box in enumerate(boxes):
+        assert panel.x0 <= box.x0 and box.x1 <= panel.x1
+        assert panel.y0 <= box.y0 and box.y1 <= panel.y1
+        assert not any(box.overlaps(label) for label in labels)
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :])

@@ -142,3 +142,53 @@ def test_bad_input_is_one_clear_line_not_a_traceback(
         assert main(["--db", str(tmp_path / "e.db"), *argv]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+def _small_db(path: Path) -> Path:
+    """Three scored posts about BTC in one community: enough to ask, too few for a reading."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import Store, StoredMessage
+    from connectors.types import Message
+    from nlp.types import Score
+
+    now = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    msgs = [
+        Message("replay", "cli", "c", str(i), f"u{i}", "$BTC looks fine", now - timedelta(hours=i))
+        for i in range(3)
+    ]
+    store = Store(path)
+    try:
+        store.add_messages([StoredMessage(m, m.text, ("BTC",), None, None) for m in msgs], now)
+        score = Score(0.2, 0.5, 0.3, "neutral", "test")
+        store.save_scores([((m.platform, m.channel, m.message_id), score) for m in msgs], now)
+    finally:
+        store.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "expected"),
+    [
+        ("/mood BTC", 0, "• all sources — BTC: collecting (3 msgs in 24h)"),
+        ("/mood bitcoin 24h", 0, "• all sources — BTC: collecting (3 msgs in 24h)"),
+        ("/mood BTC ETH", 2, "one asset at most. Usage: /mood [ASSET] [1h|24h|7d]"),
+        ("/price", 2, "name an asset. Usage: /price ASSET"),
+        ("/frobnicate", 2, "Unknown command /frobnicate. Try: /help /mood"),
+        (
+            "/mood NOSUCH",
+            2,
+            "I don't know NOSUCH: no message has mentioned it and there are no prices for it."
+            " Known assets: BTC, GLD, IGV, QQQ, SPY.",
+        ),
+    ],
+)
+def test_ask_exits_2_when_the_command_is_not_understood(
+    tmp_path: Path, capsys, text: str, code: int, expected: str
+) -> None:
+    db = _small_db(tmp_path / "ask.db")
+    assert main(["--db", str(db), "ask", text]) == code
+    out, err = capsys.readouterr()
+    # An answer goes to stdout; a usage line or "unknown" goes to stderr, like argparse's.
+    assert expected in (out if code == 0 else err)
+    assert (err if code == 0 else out) == ""

@@ -9,9 +9,11 @@ import pytest
 
 from bot.charts import png_size
 from bot.cli import main
-from bot.commands import CommandContext, handle, parse_command_text
-from bot.store import Store
-from connectors.types import Candle, Command
+from bot.commands import CommandContext, answer, handle, known_assets, parse_command_text
+from bot.render import unknown_asset_text
+from bot.store import Store, StoredMessage
+from connectors.types import Candle, Command, Message
+from nlp.types import Score
 from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream
 
 
@@ -204,3 +206,92 @@ def test_summary_breaks_spam_down_by_reason(db: Path, tmp_path: Path) -> None:
     finally:
         store.close()
     assert "• spam by reason: 3 coordinated, 2 link only" in text
+
+
+NOSUCH = (
+    "I don't know NOSUCH: no message has mentioned it and there are no prices for it."
+    " Known assets: BTC, ETH, GLD, IGV, QQQ, SPY."
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/mood NOSUCH",
+        "/mood nosuch 7d",
+        "/why NOSUCH",
+        "/fear NOSUCH",
+        "/chart NOSUCH 30d",
+        "/price $NOSUCH",
+        "/levels NOSUCH",
+        "/corr BTC NOSUCH",
+        "/subscribe NOSUCH swing",
+    ],
+)
+def test_an_asset_nobody_has_seen_is_named_with_the_known_ones(db: Path, text: str) -> None:
+    # Messages mention BTC and ETH (BTC more often); GLD, IGV, QQQ and SPY are bundled closes.
+    assert ask(db, text) == NOSUCH
+
+
+def test_unknown_asset_and_bad_input_are_not_ordinary_answers(db: Path) -> None:
+    store = Store(db)
+    try:
+        now = store.newest_message_time()
+        assert now is not None
+        ctx = CommandContext(store=store, now=now)
+
+        def problem(name: str, *args: str) -> str:
+            return answer(Command("replay", "test", "c", "u", name, args), ctx).problem
+
+        assert problem("mood", "NOSUCH") == "unknown_asset"
+        assert problem("mood", "BTC", "ETH") == "usage"
+        assert problem("frobnicate") == "unknown_command"
+        assert problem("summary") == "moderators_only"
+        assert problem("mood", "BTC") == ""
+        # Nothing was subscribed for the unknown asset.
+        assert "No subscriptions" in handle(Command("replay", "test", "c", "u", "alerts"), ctx).text
+    finally:
+        store.close()
+
+
+def test_aliases_name_the_same_asset(db: Path) -> None:
+    btc = ask(db, "/mood BTC")
+    assert ask(db, "/mood bitcoin") == btc and ask(db, "/mood $XBT.X") == btc
+    assert ask(db, "/price sats").startswith("BTC $19,500 (1d close")
+    assert ask(db, "/mood ether") == ask(db, "/mood eth")
+
+
+def test_a_known_asset_with_few_messages_is_collecting(db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "few.db"
+    shutil.copy(db, copy)
+    store = Store(copy)
+    try:
+        now = store.newest_message_time()
+        assert now is not None
+        msgs = [
+            Message("replay", "test", "c", f"p{i}", f"a{i}", "$PEPE up", now - timedelta(hours=i))
+            for i in range(1, 4)
+        ]
+        store.add_messages([StoredMessage(m, m.text, ("PEPE",), None, None) for m in msgs], now)
+        score = Score(0.1, 0.2, 0.7, "positive", "test")
+        store.save_scores([((m.platform, m.channel, m.message_id), score) for m in msgs], now)
+        # Candles alone make an asset known, too.
+        store.add_candles([Candle("ZZZ", "1d", now - timedelta(days=2), 1, 1, 1, 1, 0)], "t")
+        ctx = CommandContext(store=store, now=now)
+        mood = handle(Command("replay", "test", "c", "u", "mood", ("PEPE",)), ctx).text
+        price = handle(Command("replay", "test", "c", "u", "price", ("zzz",)), ctx).text
+        known = known_assets(store)
+    finally:
+        store.close()
+    assert "• all sources — PEPE: collecting (3 msgs in 24h)" in mood
+    assert price.startswith("ZZZ $1.00 (1d close")
+    assert known[:2] == ["BTC", "ETH"] and known.index("PEPE") < known.index("GLD")
+    assert "ZZZ" in known
+
+
+def test_the_known_list_stays_short() -> None:
+    text = unknown_asset_text("X", [f"A{i:02d}" for i in range(13)], 10)
+    listed = ", ".join(f"A{i:02d}" for i in range(10))
+    assert text.endswith(f"Known assets: {listed} and 3 more.")
