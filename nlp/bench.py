@@ -15,11 +15,16 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from nlp.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VAL = Path("/work/shared/data/sentiment/val.tsv")
+#: Texts the baselines score on a GPU (see ``run_bench``).
+GPU_BASELINE_N = 10_000
 KINDS = ("scorer", "pipeline", "vader")
 
 
@@ -94,6 +99,25 @@ def measure(
     }
 
 
+def stage_times(scorer: Scorer, texts: Sequence[str]) -> dict[str, float]:
+    """Microseconds per text in each step of the scorer, run one after the other over all
+    ``texts`` without overlap: where the time goes (on a GPU, the host-side steps bound
+    msgs/s as much as the model)."""
+    t0 = time.perf_counter()
+    encoded = scorer.preprocess(texts)
+    t1 = time.perf_counter()
+    logits = scorer.forward(encoded)  # returns host memory, so a GPU has finished
+    t2 = time.perf_counter()
+    scorer.postprocess(logits)
+    t3 = time.perf_counter()
+    n = max(1, len(texts))
+    return {
+        "normalise_tokenise": round((t1 - t0) / n * 1e6, 2),
+        "model": round((t2 - t1) / n * 1e6, 2),
+        "postprocess": round((t3 - t2) / n * 1e6, 2),
+    }
+
+
 def _scorer_worker(args: argparse.Namespace, texts: list[str]) -> dict:
     from nlp.scorer import Scorer
 
@@ -106,6 +130,7 @@ def _scorer_worker(args: argparse.Namespace, texts: list[str]) -> dict:
     )
     result = measure(scorer.score, texts, args.batch_size, whole=scorer.score)
     result["backend"] = scorer.backend
+    result["stage_us_per_msg"] = stage_times(scorer, texts)
     if args.val is not None:
         from nlp.evaluate import evaluate_file
 
@@ -124,7 +149,10 @@ def _pipeline_worker(args: argparse.Namespace, texts: list[str]) -> dict:
 
 
 def _vader_worker(args: argparse.Namespace, texts: list[str]) -> dict:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:  # a bare GPU machine without the project installed
+        return {"missing": "vaderSentiment is not installed"}
 
     analyzer = SentimentIntensityAnalyzer()
     return measure(
@@ -181,6 +209,7 @@ def run_bench(
     device: str = "cpu",
     batch_size: int = 32,
     total: int = 0,
+    baseline_n: int | None = None,
     out: TextIO = sys.stdout,
 ) -> dict:
     """Compare moodring's scorer, a default transformers pipeline and VADER on the same texts.
@@ -197,6 +226,9 @@ def run_bench(
         device: ``cpu`` or ``cuda``.
         batch_size: the scorer's batch size, also the batch of the latency percentiles.
         total: repeat the texts up to this many (0: no repetition).
+        baseline_n: the pipeline and VADER score only the first this many texts (None: all
+            on the CPU, 10,000 on a GPU, where the default pipeline's one-text-at-a-time
+            pass over 100,000+ texts would take longer than the rest together).
         out: where the table and the final JSON line are written.
 
     Returns:
@@ -212,6 +244,9 @@ def run_bench(
         texts = (texts * (total // max(1, len(texts)) + 1))[:total]
     if not texts:
         raise ValueError(f"{texts_path}: no texts")
+    if baseline_n is None:
+        baseline_n = len(texts) if device == "cpu" else GPU_BASELINE_N
+    baseline_n = min(baseline_n, len(texts))
     if val_path is not None and not Path(val_path).is_file():
         out.write(f"note: no validation file at {val_path}; val_macro_recall is null\n")
         val_path = None
@@ -224,31 +259,41 @@ def run_bench(
     with tempfile.TemporaryDirectory() as tmp:
         texts_json = Path(tmp) / "texts.json"
         texts_json.write_text(json.dumps(texts), encoding="utf-8")
-        common = [
-            "--model",
-            str(model_dir),
-            "--texts-json",
-            str(texts_json),
-            "--device",
-            device,
-            "--batch-size",
-            str(batch_size),
-        ]
-        a = _run_worker("scorer", [*common, *(["--val", str(val_path)] if val_path else [])])
-        b = _run_worker("pipeline", common)
-        c = _run_worker("vader", common)
+        baseline_json = Path(tmp) / "baseline.json"
+        baseline_json.write_text(json.dumps(texts[:baseline_n]), encoding="utf-8")
+
+        def common(path: Path) -> list[str]:
+            return [
+                "--model",
+                str(model_dir),
+                "--texts-json",
+                str(path),
+                "--device",
+                device,
+                "--batch-size",
+                str(batch_size),
+            ]
+
+        val = ["--val", str(val_path)] if val_path else []
+        a = _run_worker("scorer", [*common(texts_json), *val])
+        b = _run_worker("pipeline", common(baseline_json))
+        c = _run_worker("vader", common(baseline_json))
+    if "missing" in c:
+        out.write(f"note: {c['missing']}; vader_msgs_per_s is null\n")
     result = {
         "msgs_per_s": a["msgs_per_s"],
         "pipeline_msgs_per_s": b["msgs_per_s"],
         "speedup": round(a["msgs_per_s"] / b["msgs_per_s"], 2),
-        "vader_msgs_per_s": c["msgs_per_s"],
+        "vader_msgs_per_s": c.get("msgs_per_s"),
         "p50_ms": a["p50_ms"],
         "p99_ms": a["p99_ms"],
         "peak_rss_mb": a["peak_rss_mb"],
         "val_macro_recall": a.get("val_macro_recall"),
         "device": device_label(device),
         "backend": a["backend"],
+        "stage_us_per_msg": a.get("stage_us_per_msg"),
         "n": len(texts),
+        "baseline_n": baseline_n,
     }
     out.write(_table(result, a, b, c, batch_size))
     out.write(json.dumps(result) + "\n")
@@ -261,14 +306,26 @@ def _table(result: dict, a: dict, b: dict, c: dict, batch_size: int) -> str:
         ("transformers pipeline (defaults)", b),
         ("VADER", c),
     ]
+    rows = [(name, r) for name, r in rows if "msgs_per_s" in r]
     lines = [
         f"{result['n']} texts on {result['device']}; latency per batch of {batch_size}",
+    ]
+    if result["baseline_n"] < result["n"]:
+        lines.append(f"(the pipeline and VADER over the first {result['baseline_n']} texts)")
+    lines += [
         f"{'engine':<36}{'msgs/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'peak RSS MB':>13}",
     ]
     for name, r in rows:
         lines.append(
             f"{name:<36}{r['msgs_per_s']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
             f"{r['peak_rss_mb']:>13.1f}"
+        )
+    stages = a.get("stage_us_per_msg")
+    if stages:
+        lines.append(
+            "scorer steps, us per message (run in turn): normalise+tokenise "
+            f"{stages['normalise_tokenise']:.1f}, model {stages['model']:.1f}, "
+            f"postprocess {stages['postprocess']:.1f}"
         )
     recall = result["val_macro_recall"]
     lines.append(f"speed-up scorer / pipeline: {result['speedup']:.2f}x")
@@ -280,7 +337,8 @@ def _table(result: dict, a: dict, b: dict, c: dict, batch_size: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure moodring's scorer alone (used for the GPU run, where the CLI is absent).
+    """Measure moodring's scorer alone, or with ``--compare`` beside the baselines as
+    ``moodring bench`` does: for a GPU machine where the project is not installed.
 
     ``python -m nlp.bench worker ...`` runs one engine of :func:`run_bench` instead.
     """
@@ -296,7 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    p.add_argument("--compare", action="store_true", help="also the pipeline and VADER")
+    p.add_argument("--val", type=Path, default=None, help="with --compare: validation TSV")
     args = p.parse_args(argv)
+    if args.compare:
+        run_bench(
+            args.model,
+            args.texts,
+            n=args.n,
+            val_path=args.val,
+            device=args.device,
+            batch_size=args.batch_size,
+            total=args.total,
+        )
+        return 0
     texts = distinct_texts(args.texts, args.n)
     if args.total:
         texts = (texts * (args.total // len(texts) + 1))[: args.total]

@@ -36,16 +36,23 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 def test_run_bench_end_to_end() -> None:
     out = io.StringIO()
-    result = bench.run_bench(MODEL, DEMO, n=40, val_path=SAMPLE, batch_size=16, out=out)
+    result = bench.run_bench(
+        MODEL, DEMO, n=40, val_path=SAMPLE, batch_size=16, baseline_n=24, out=out
+    )
     last = json.loads(out.getvalue().strip().splitlines()[-1])
     assert last == result
     assert set(last) >= KEYS
-    assert last["backend"] == "onnx" and last["n"] == 40
+    assert last["backend"] == "onnx" and last["n"] == 40 and last["baseline_n"] == 24
+    assert "the pipeline and VADER over the first 24 texts" in out.getvalue()
     assert last["msgs_per_s"] > 0 and last["pipeline_msgs_per_s"] > 0
     assert last["speedup"] == round(last["msgs_per_s"] / last["pipeline_msgs_per_s"], 2)
     assert 0 < last["peak_rss_mb"] < 700
     assert last["val_macro_recall"] >= 0.6
     assert "VADER" in out.getvalue()
+    stages = last["stage_us_per_msg"]
+    assert set(stages) == {"normalise_tokenise", "model", "postprocess"}
+    assert all(v > 0 for v in stages.values())
+    assert "normalise+tokenise" in out.getvalue()
 
 
 def test_missing_validation_file_gives_null(
