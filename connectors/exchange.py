@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -320,7 +321,8 @@ class ExchangeFeed:
         except (SourceUnavailable, MalformedInput) as e:
             log.warning("funding rate of %s unavailable: %s", swap, e)
             return None, None
-        return _float_or_none(raw.get("fundingRate")), _float_or_none(raw.get("markPrice"))
+        rate = rate_per_8h(_float_or_none(raw.get("fundingRate")), raw.get("interval"))
+        return rate, _float_or_none(raw.get("markPrice"))
 
     async def _open_interest(self, asset: str, price: float) -> float | None:
         """Open interest of the perpetual swap in quote currency, or None."""
@@ -460,6 +462,22 @@ def _ms(dt: datetime) -> int:
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def rate_per_8h(rate: float | None, interval: Any) -> float | None:
+    """A funding rate restated per 8 hours, the period the composite index reads.
+
+    Args:
+        rate: the rate per funding period, as the exchange gives it.
+        interval: ccxt's ``interval`` of that period, e.g. ``"8h"``, ``"1h"`` or ``None``.
+            Binance, Bybit and OKX settle every 8 hours unless they say otherwise, so an
+            unknown or unreadable interval leaves the rate as it is.
+    """
+    if rate is None or not isinstance(interval, str):
+        return rate
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*h\s*", interval.lower())
+    hours = float(match.group(1)) if match else 0.0
+    return rate * 8.0 / hours if hours > 0 else rate
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -92,6 +92,6 @@ class Ticker:
     last: float
     change_24h_pct: float | None = None
     volume_24h: float | None = None
-    funding_rate: float | None = None  # per funding period, e.g. 0.0001 = 0.01 %
+    funding_rate: float | None = None  # per 8 h (restated if the exchange settles oftener)
     open_interest: float | None = None  # in USD where the exchange says so
     source: str = ""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.errors import MalformedInput, SourceUnavailable
-from connectors.exchange import ExchangeFeed, build_exchange, repoint_urls
+from connectors.exchange import ExchangeFeed, build_exchange, rate_per_8h, repoint_urls
 from connectors.types import Candle
 from tests.fake_exchange import (
     BANNED,
@@ -397,3 +397,16 @@ def test_poll_waits_for_an_exchange_that_is_down_at_start(fake: FakeBinance) -> 
     asyncio.run(main())
     assert [[c.ts for c in b] for b in batches] == [[START, START + DAY]]
     assert fake.paths().count("/api/v3/exchangeInfo") == 3
+
+
+def test_funding_rates_are_restated_per_8_hours() -> None:
+    # Exchanges that settle hourly or every 4 h quote a smaller rate for the same pressure.
+    assert rate_per_8h(0.0001, "8h") == pytest.approx(0.0001)
+    assert rate_per_8h(0.0000125, "1h") == pytest.approx(0.0001)
+    assert rate_per_8h(0.00005, "4h") == pytest.approx(0.0001)
+    assert rate_per_8h(-0.0002, " 4H ") == pytest.approx(-0.0004)
+    # unknown or unreadable periods leave the rate as given (the usual 8 h)
+    assert rate_per_8h(0.0001, None) == 0.0001
+    assert rate_per_8h(0.0001, "0h") == 0.0001
+    assert rate_per_8h(0.0001, "daily") == 0.0001
+    assert rate_per_8h(None, "1h") is None
