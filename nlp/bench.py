@@ -353,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="the scorer's engine (with --compare always auto, as moodring bench runs it)",
+    )
     p.add_argument("--compare", action="store_true", help="also the pipeline and VADER")
     p.add_argument("--val", type=Path, default=None, help="with --compare: validation TSV")
     args = p.parse_args(argv)
