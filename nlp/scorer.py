@@ -82,6 +82,8 @@ class Scorer:
     StockTwits posts, ~2% of labels flip between one-by-one and batched scoring), while the
     same calls always give the same results. Repeated texts are scored once per call and
     served from a small LRU cache; with ``cache_size`` 0 every text is computed.
+    ``overlap_chunk`` (default: 8,192 on a GPU, 0 = off on the CPU) splits a long call into
+    chunks and tokenises the next chunk in a worker thread while the model runs this one.
     """
 
     def __init__(
