@@ -470,8 +470,10 @@ def rate_per_8h(rate: float | None, interval: Any) -> float | None:
     Args:
         rate: the rate per funding period, as the exchange gives it.
         interval: ccxt's ``interval`` of that period, e.g. ``"8h"``, ``"1h"`` or ``None``.
-            Binance, Bybit and OKX settle every 8 hours unless they say otherwise, so an
-            unknown or unreadable interval leaves the rate as it is.
+            OKX and Bybit report it. Binance's funding endpoint does not (``None``): its BTC
+            and ETH perpetuals settle every 8 hours, but some smaller ones every 4 or 1, and
+            those are read as 8-hourly. An unknown or unreadable interval leaves the rate
+            as it is.
     """
     if rate is None or not isinstance(interval, str):
         return rate

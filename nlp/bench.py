@@ -245,8 +245,8 @@ def run_bench(
     if not texts:
         raise ValueError(f"{texts_path}: no texts")
     if baseline_n is None:
-        baseline_n = len(texts) if device == "cpu" else GPU_BASELINE_N
-    baseline_n = min(baseline_n, len(texts))
+        baseline_n = len(texts) if device.split(":")[0] == "cpu" else GPU_BASELINE_N
+    baseline_n = max(1, min(baseline_n, len(texts)))
     if val_path is not None and not Path(val_path).is_file():
         out.write(f"note: no validation file at {val_path}; val_macro_recall is null\n")
         val_path = None
@@ -337,8 +337,9 @@ def _table(result: dict, a: dict, b: dict, c: dict, batch_size: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure moodring's scorer alone, or with ``--compare`` beside the baselines as
-    ``moodring bench`` does: for a GPU machine where the project is not installed.
+    """Measure moodring's scorer alone, or with ``--compare`` beside the baselines (as
+    ``moodring bench`` does, but with this parser's defaults: give ``--n``, ``--total`` and
+    ``--batch-size`` for a GPU): for a GPU machine where the project is not installed.
 
     ``python -m nlp.bench worker ...`` runs one engine of :func:`run_bench` instead.
     """

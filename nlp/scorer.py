@@ -171,13 +171,16 @@ class Scorer:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_FILE))
-        tokenizer.no_padding()  # the saved file pads to a fixed length; batches pad themselves
+        # The saved file pads to a fixed length, and says with which id; batches pad themselves.
+        saved_pad = (tokenizer.padding or {}).get("pad_id")
+        tokenizer.no_padding()
         tokenizer.enable_truncation(self.info.max_length)
         self.tokenizer = tokenizer
         # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which we never read.
         encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self._encode = lambda clean: [e.ids for e in encode(clean)]
-        self._pad_id = tokenizer.token_to_id("[PAD]") or 0
+        pad = saved_pad if saved_pad is not None else tokenizer.token_to_id("[PAD]")
+        self._pad_id = pad if pad is not None else 0  # masked out either way
 
     # ------------------------------------------------------------------ steps
 

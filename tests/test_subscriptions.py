@@ -85,6 +85,25 @@ def test_subscribe_commands_round_trip() -> None:
     assert "Usage: /subscribe" in handle(command("subscribe", "BTC", "ETH"), ctx).text
 
 
+def test_aliases_subscribe_the_symbol_and_old_alias_rows_can_be_removed() -> None:
+    store = Store(":memory:", memory=True)
+    ctx = CommandContext(store=store, now=NOW)
+    handle(command("subscribe", "bitcoin", "extreme"), ctx)
+    assert "BTC: extreme" in handle(command("alerts"), ctx).text
+    assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "xbt"), ctx).text
+    # a row saved under the alias itself, as before aliases resolved
+    store.subscribe(
+        Subscription(
+            platform="telegram", community="g1", target="dm-7", user="7", asset="BITCOIN",
+            kinds=("extreme",),
+        ),
+        NOW,
+    )  # fmt: skip
+    assert "BITCOIN" in handle(command("alerts"), ctx).text
+    assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "bitcoin"), ctx).text
+    assert "no subscriptions" in handle(command("alerts"), ctx).text.lower()
+
+
 class FlakySink:
     """The chat boundary, with scripted failures."""
 
