@@ -598,12 +598,6 @@ def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
 def cmd_unsubscribe(cmd: Command, ctx: CommandContext) -> Reply:
     asset, _ = _split_args(cmd.args, (), ctx.assets)
     n = ctx.store.unsubscribe(cmd.platform, cmd.user, asset)
-    if not n and asset is not None:
-        # Subscriptions made before aliases resolved are stored under the word itself
-        # ("BITCOIN"), which is how /alerts lists them: that word must still remove them.
-        literal = cmd.args[0].lstrip("$").upper().removesuffix(".X")
-        if literal != asset:
-            n = ctx.store.unsubscribe(cmd.platform, cmd.user, literal)
     if not n:
         return Reply(text="You had no such subscription. /alerts lists yours.")
     return Reply(text=f"Unsubscribed ({n} removed).")

@@ -31,6 +31,7 @@ from bot.index import Point
 from bot.subscriptions import Subscription
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Candle, Message, Ticker
+from nlp.assets import AssetTable
 from nlp.types import Score
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,30 @@ def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
         },
         pk=("asset", "at"),
     )
+
+
+@migrations()
+def m006_asset_aliases(db: sqlite_utils.Database) -> None:
+    """Subscriptions and manual levels saved under a coin's alias move to its symbol.
+
+    Before commands resolved aliases, ``/subscribe bitcoin`` stored the asset "BITCOIN", but
+    readings and alerts only ever carry the symbol (BTC), so such a subscription never fired
+    and ``/levels bitcoin add`` set a level no chart showed.
+    """
+    for word, symbol in AssetTable.load().cashtags.items():
+        legacy = word.upper()
+        if legacy == symbol:
+            continue
+        # A user who also holds the symbol's subscription keeps that one (no double alerts).
+        db.execute(
+            "DELETE FROM subscriptions WHERE asset = ? AND EXISTS (SELECT 1 FROM subscriptions s"
+            " WHERE s.platform = subscriptions.platform AND s.target = subscriptions.target"
+            " AND s.user = subscriptions.user AND s.asset = ?)",
+            [legacy, symbol],
+        )
+        db.execute("UPDATE subscriptions SET asset = ? WHERE asset = ?", [symbol, legacy])
+        db.execute("UPDATE OR IGNORE manual_levels SET asset = ? WHERE asset = ?", [symbol, legacy])
+        db.execute("DELETE FROM manual_levels WHERE asset = ?", [legacy])  # already there
 
 
 def iso(ts: datetime) -> str:

@@ -85,23 +85,34 @@ def test_subscribe_commands_round_trip() -> None:
     assert "Usage: /subscribe" in handle(command("subscribe", "BTC", "ETH"), ctx).text
 
 
-def test_aliases_subscribe_the_symbol_and_old_alias_rows_can_be_removed() -> None:
-    store = Store(":memory:", memory=True)
+def test_aliases_subscribe_the_symbol_and_old_alias_rows_move_to_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "subs.db")
     ctx = CommandContext(store=store, now=NOW)
     handle(command("subscribe", "bitcoin", "extreme"), ctx)
     assert "BTC: extreme" in handle(command("alerts"), ctx).text
     assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "xbt"), ctx).text
-    # a row saved under the alias itself, as before aliases resolved
-    store.subscribe(
-        Subscription(
-            platform="telegram", community="g1", target="dm-7", user="7", asset="BITCOIN",
-            kinds=("extreme",),
-        ),
-        NOW,
-    )  # fmt: skip
-    assert "BITCOIN" in handle(command("alerts"), ctx).text
+
+    # Rows saved under the alias itself, as before aliases resolved: user 7's "BITCOIN" and
+    # "XBT" (one BTC subscription after the move), user 8's "XBT" beside a BTC one it has.
+    def legacy(user: str, target: str, asset: str) -> Subscription:
+        return Subscription("telegram", "g1", target, user, asset, ("extreme",))
+
+    for sub in (legacy("7", "dm-7", "BITCOIN"), legacy("7", "dm-7", "XBT")):
+        store.subscribe(sub, NOW)
+    store.subscribe(legacy("8", "dm-8", "XBT"), NOW)
+    store.subscribe(legacy("8", "dm-8", "BTC"), NOW)
+    store.add_manual_level("telegram", "g1", "BITCOIN", 30_000.0, "7", NOW)
+    store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_asset_aliases'")
+    store.close()
+
+    store = Store(tmp_path / "subs.db")  # the migration runs
+    rows = store.query("SELECT user, asset FROM subscriptions ORDER BY user")
+    assert rows == [("7", "BTC"), ("8", "BTC")]
+    assert store.manual_levels("telegram", "g1", "BTC") == [30_000.0]
+    ctx = CommandContext(store=store, now=NOW)
+    assert "BTC: extreme" in handle(command("alerts"), ctx).text
     assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "bitcoin"), ctx).text
-    assert "no subscriptions" in handle(command("alerts"), ctx).text.lower()
+    store.close()
 
 
 class FlakySink:
