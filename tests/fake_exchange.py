@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 FIXTURES = Path(__file__).parent / "fixtures" / "exchange"
 INTERVAL_MS = {"1m": 60_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
 
@@ -168,34 +170,24 @@ class FakeBinance:
     requests: list[Request] = field(default_factory=list)
     _failures: deque[Failure] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
-    _closing: bool = False
-    port: int = 0
+    _server: LoopbackServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = LoopbackServer(
+            "fake Binance", lambda app: app.router.add_route("*", "/{tail:.*}", self._handle)
+        )
 
     # ------------------------------------------------------------------ control (test side)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def start(self) -> None:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(5):
-            raise RuntimeError("fake Binance server did not start")
+        self._server.start()
 
     def stop(self) -> None:
-        if self._loop is None or self._runner is None or self._thread is None:
-            return
-        self._closing = True  # releases hanging requests, or cleanup would wait for them
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._server.stop()  # releases hanging requests first
 
     def fail_next(self, failure: Failure, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``failure``."""
@@ -212,19 +204,6 @@ class FakeBinance:
 
     # ------------------------------------------------------------------ server
 
-    def _serve(self, ready: threading.Event) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = self._runner.addresses[0][1]
-        ready.set()
-        self._loop.run_forever()
-
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.path
         params = dict(request.query)
@@ -234,7 +213,7 @@ class FakeBinance:
         if failure is not None:
             if failure.hang_s > 0:
                 deadline = time.monotonic() + failure.hang_s
-                while time.monotonic() < deadline and not self._closing:
+                while time.monotonic() < deadline and not self._server.closing:
                     await asyncio.sleep(0.01)
             else:
                 return _failure(failure)

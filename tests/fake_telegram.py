@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 BOT_ID = 123456789
 TOKEN = f"{BOT_ID}:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawZ"  # shaped like a real token, not one
 BOT_USERNAME = "moodring_test_bot"
@@ -75,34 +77,22 @@ class FakeTelegram:
     _failures: deque[Failure] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1000))
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
-    port: int = 0
-    _closing: bool = False
+    _server: LoopbackServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = LoopbackServer("fake Telegram", self._routes)
 
     # ------------------------------------------------------------------ control (test side)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
+        return f"http://127.0.0.1:{self._server.port}/bot"
 
     def start(self) -> None:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(5):
-            raise RuntimeError("fake Telegram server did not start")
+        self._server.start()
 
     def stop(self) -> None:
-        if self._loop is None or self._runner is None or self._thread is None:
-            return
-        self._closing = True  # releases held long polls, or cleanup would wait for them
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._server.stop()  # releases held long polls first
 
     def queue_update(self, update: dict) -> None:
         """Make ``update`` available to getUpdates (until an offset above it confirms it)."""
@@ -124,19 +114,9 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ server
 
-    def _serve(self, ready: threading.Event) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = self._runner.addresses[0][1]
-        ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
@@ -190,7 +170,7 @@ class FakeTelegram:
                     )
                     self._queue = [u for u in self._queue if u["update_id"] >= offset]
                 batch = sorted(self._queue, key=lambda u: u["update_id"])[:limit]
-            if batch or self._closing or time.monotonic() >= deadline:
+            if batch or self._server.closing or time.monotonic() >= deadline:
                 return _ok(batch)
             await asyncio.sleep(0.01)
 
