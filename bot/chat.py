@@ -17,6 +17,7 @@ from bot.commands import MODERATOR_COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
+from connectors.retry import wait_or_stop
 from connectors.types import Command, Message, Reply
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ class ChatSource:
             busy = {uid for uids in self._in_flight.values() for uid in uids}
             fresh = [(uid, ev) for uid, ev in events if uid not in busy]
             if not fresh:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=self.idle_s)
+                await wait_or_stop(self.stopping, self.idle_s)
                 continue
             for update_id, event in fresh:
                 if isinstance(event, Message):

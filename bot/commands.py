@@ -526,7 +526,7 @@ def cmd_summary(cmd: Command, ctx: CommandContext) -> Reply:
 
 def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
     """Moderators: ``/digest HOUR [TZ]`` turns on a daily /summary by DM; ``/digest off``."""
-    dm = f"user:{cmd.user}" if cmd.platform == "discord" else cmd.user
+    dm = _dm(cmd)
     if cmd.args[:1] == ("off",):
         n = ctx.store.unsubscribe(cmd.platform, cmd.user, "digest")
         return Reply(text="Daily digest off." if n else "The daily digest was not on.")
@@ -571,6 +571,11 @@ def _target(cmd: Command) -> str:
     group (delivery to the group), else the user's own DM."""
     if cmd.is_private or "admin" in cmd.roles:
         return cmd.channel
+    return _dm(cmd)
+
+
+def _dm(cmd: Command) -> str:
+    """The target of a direct message to the user who sent ``cmd``."""
     # A Discord DM goes to the user, not to a channel id; Telegram's user id is their DM chat.
     return f"user:{cmd.user}" if cmd.platform == "discord" else cmd.user
 

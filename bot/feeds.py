@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from bot.levels import interval_seconds
 from bot.status import month_of
 from bot.store import Store
 from connectors.errors import ConnectorError
 from connectors.exchange import ExchangeFeed
 from connectors.quotes import QuoteProvider
+from connectors.retry import wait_or_stop
 from connectors.types import Candle
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ async def run_prices(
                     log.warning("ticker of %s: %s", asset, exc)
                     continue
                 await asyncio.to_thread(store.add_ticker, ticker)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=every_s)
+            await wait_or_stop(stopping, every_s)
 
     await asyncio.gather(
         feed.poll(assets, intervals, on_candles, store.newest_candle_time, stopping, every_s),
@@ -98,7 +98,7 @@ async def backfill(
     stored candle, or the exchange's most recent bars); how many candles were stored."""
     if since is None:
         newest = store.newest_candle_time(asset, interval)
-        step = timedelta(hours=1) if interval == "1h" else timedelta(days=1)
+        step = timedelta(seconds=interval_seconds(interval))
         since = None if newest is None else newest + step  # the bar after the stored ones
     candles = await feed.candles(asset, interval, since=since, now=now)
     return await asyncio.to_thread(store.add_candles, candles, feed.name)
@@ -127,5 +127,4 @@ async def refresh_quotes(
                 log.warning("quotes of %s: %s", symbol, exc)
                 continue
             await asyncio.to_thread(store.add_candles, candles, "quotes")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=every_s)
+        await wait_or_stop(stopping, every_s)

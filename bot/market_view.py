@@ -107,10 +107,14 @@ class PriceView:
     open_interest: float | None
 
 
-def price_view(store: Store, asset: str, now: datetime) -> PriceView | None:
+def price_view(
+    store: Store, asset: str, now: datetime, daily: list[Candle] | None = None
+) -> PriceView | None:
     """The freshest price we hold (a ticker, else the newest closed candle), its 24h change,
-    30-day realised volatility and funding; None when nothing is stored."""
-    daily = closed_by(daily_closes(store, asset, now), now)
+    30-day realised volatility and funding; None when nothing is stored. ``daily``: the
+    asset's daily candles closed by ``now``, when the caller has already read them."""
+    if daily is None:
+        daily = closed_by(daily_closes(store, asset, now), now)
     hourly = closed_by(store.candles(asset, "1h", now), now)
     ticker = store.latest_ticker(asset, now)
     vol = _volatility(daily[-31:])
@@ -189,7 +193,7 @@ def levels_text(
     manual = store.manual_levels(platform, community, asset)
     if not candles:
         return f"No stored prices for {asset} yet (`moodring prices backfill {asset}`)."
-    price = price_view(store, asset, now)
+    price = price_view(store, asset, now, candles)
     last = price.price if price is not None else candles[-1].close
     supports, resistances = nearest(levels_at(candles, now, manual=manual), last, n)
     lines = [f"{asset} {money(last)} — levels as of {now:%Y-%m-%d %H:%M} UTC (daily candles)"]

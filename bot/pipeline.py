@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import signal
 from collections import deque
@@ -43,6 +42,7 @@ from bot.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.types import Alert, MoodReading, Scope
 from connectors.base import Sink, Source
 from connectors.errors import ConnectorError, DeliveryError, RecipientGone
+from connectors.retry import wait_or_stop
 from connectors.types import Message
 from nlp import spamtext
 from nlp.assets import AssetTable
@@ -115,11 +115,6 @@ class PipelineConfig:
     sinks_targets: tuple[tuple[str, str], ...] = (("console", ""),)
     max_attempts: int = 8
     retention_days: int | None = None  # purge message texts older than this; None keeps them
-
-
-def _group_delivery(sub) -> bool:
-    """A subscription delivered into a group or channel, not to one person's DM."""
-    return sub.target != sub.user and not sub.target.startswith("user:")
 
 
 class IndexEngine:
@@ -313,7 +308,10 @@ class IndexEngine:
                 continue
             close = candles[-1].ts + day  # the newest daily close known now
             if done is None and now - close >= day:
-                done = close  # a fresh start mid-history: no alerts about old closes
+                # A fresh start mid-history: no alerts about old closes. Remember this close,
+                # or every tick would read the whole history again to find it.
+                states[(scope.key(), MARKET_STATE)] = state.with_fired(DAILY_CLOSE, close).to_json()
+                continue
             if done is not None and close <= done:
                 continue
             mood = by_key.get((scope.key(), "24h"))
@@ -416,10 +414,8 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.stats = stats or PipelineStats()
         self.index = index or IndexEngine(store, self.config)
-        # (newest message time, whether a partial scoring chunk is allowed now)
-        self._to_score: InProcessQueue[tuple[datetime, bool]] = InProcessQueue(
-            self.config.queue_size
-        )
+        # Whether a partial scoring chunk is allowed now (the scorer finds what to score).
+        self._to_score: InProcessQueue[bool] = InProcessQueue(self.config.queue_size)
         self._to_index: InProcessQueue[datetime] = InProcessQueue(self.config.queue_size)
         self._stopping = asyncio.Event()
         #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
@@ -486,12 +482,7 @@ class Pipeline:
             norm_text=norm,
             assets=assets,
             spam_reason=(
-                (
-                    spamtext.shill_reason(message.text)
-                    or ("link_only" if spamtext.is_link_only(norm) else None)
-                )
-                if edit
-                else self.spam.check(message, norm)
+                spamtext.text_reason(message.text, norm) if edit else self.spam.check(message, norm)
             ),
             set_aside=set_aside,
             author_weight=author_weight(message),
@@ -529,7 +520,7 @@ class Pipeline:
         self.stats.seen += len(batch)
         self.stats.bump()
         # Backpressure: this waits while the scorer is ``queue_size`` batches behind.
-        await self._to_score.put((max(m.created_at for m in batch), partial))
+        await self._to_score.put(partial)
 
     async def intake(self, source: Source) -> None:
         """Store messages from ``source`` in batches: when a batch is full, or when the
@@ -625,7 +616,7 @@ class Pipeline:
         scored_until: datetime | None = None
         while True:
             try:
-                _, partial = await self._to_score.get()
+                partial = await self._to_score.get()
             except Closed:
                 break
             # Scoring is CPU-bound: run it off the event loop so intake and chat keep going.
@@ -694,12 +685,14 @@ class Pipeline:
             for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
                 if attempts < self.config.max_attempts:
                     pending.setdefault(target, []).append(alert)
+            if not pending:
+                continue  # the usual case: nothing waits, so no need to read the subscribers
             subs = {s.target: s for s in self.store.subscriptions(platform=name) if not s.is_digest}
             for target, alerts in pending.items():
                 if self._retry_at.get((name, target), now) > now:
                     continue  # rate limited or backing off: the rows wait, nothing is lost
                 sub = subs.get(target)
-                if sub is not None and _group_delivery(sub):
+                if sub is not None and sub.is_group:
                     # The community's moderators decide what reaches their group.
                     group = self.store.community_settings(name, sub.community)
                     alerts = self._filter_for_group(name, target, alerts, group, now)
@@ -793,19 +786,13 @@ class Pipeline:
     async def delivery_loop(self) -> None:
         """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
         # Once the connectors have started, so `moodring status` sees them from the start.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=min(1.0, self.config.delivery_s))
+        await wait_or_stop(self._stopping, min(1.0, self.config.delivery_s))
         await self.save_health()
-        while not self._stopping.is_set():
+        while not await wait_or_stop(self._stopping, self.config.delivery_s):
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.config.delivery_s)
-            except TimeoutError:
-                try:
-                    await self._periodic_round()
-                except Exception:  # a bad round (say the disk is full) must not end the loop
-                    log.exception(
-                        "delivery round failed; retrying in %.0fs", self.config.delivery_s
-                    )
+                await self._periodic_round()
+            except Exception:  # a bad round (say the disk is full) must not end the loop
+                log.exception("delivery round failed; retrying in %.0fs", self.config.delivery_s)
 
     async def _periodic_round(self) -> None:
         await self.save_health()

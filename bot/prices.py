@@ -12,6 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from bot.errors import ConfigError
+from bot.levels import interval_seconds
 from bot.store import Store
 from connectors.types import Candle
 
@@ -152,5 +153,7 @@ def daily_closes(store: Store, asset: str, until: datetime | None = None) -> lis
 
 def closed_by(candles: Sequence[Candle], t: datetime) -> list[Candle]:
     """The candles that had closed by ``t`` (a bar is known at its open time + its interval)."""
-    step = timedelta(hours=1) if candles and candles[0].interval == "1h" else timedelta(days=1)
+    if not candles:
+        return []
+    step = timedelta(seconds=interval_seconds(candles[0].interval))
     return [c for c in candles if c.ts + step <= t]

@@ -167,9 +167,7 @@ class SpamMarker:
         if known and self._count_author(author, at) > self.config.author_cap and reason is None:
             reason = "author_cap"
         if reason is None:
-            reason = spamtext.shill_reason(message.text or text)
-        if reason is None and spamtext.is_link_only(text):
-            reason = "link_only"
+            reason = spamtext.text_reason(message.text, text)
         if reason is not None:
             logger.debug("spam %s: %s/%s", reason, message.platform, message.message_id)
         return reason

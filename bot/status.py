@@ -98,8 +98,8 @@ def status_report(
     plan = plan or stored_x_plan(store)
     if plan is not None:
         lines.append(x_spend_line(store, now, *plan))
-    elif store.usage("x", month_of(now)):
-        lines.append(f"X reads in {month_of(now)}: {store.usage('x', month_of(now)):,}")
+    elif reads := store.usage("x", month_of(now)):
+        lines.append(f"X reads in {month_of(now)}: {reads:,}")
     counts = store.counts()
     total = sum(counts.get(k, 0) for k in ("new", "scored", "failed"))
     spam_share = counts.get("spam", 0) / total if total else 0.0

@@ -48,6 +48,11 @@ class Subscription:
         ``quiet_start`` is the hour the digest goes out."""
         return "digest" in self.kinds
 
+    @property
+    def is_group(self) -> bool:
+        """Delivered into a group or channel, not to one person's DM (see ``/subscribe``)."""
+        return self.target != self.user and not self.target.startswith("user:")
+
 
 def in_quiet_hours(now: datetime, start_h: int | None, end_h: int | None, tz: str) -> bool:
     """Whether ``now`` falls between the hours ``start_h`` and ``end_h`` in zone ``tz``."""

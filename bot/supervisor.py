@@ -10,12 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from connectors.retry import backoff_delay
+from connectors.retry import backoff_delay, wait_or_stop
 
 log = logging.getLogger(__name__)
-
-#: States a connector can be in, as ``moodring status`` shows them.
-STATES = ("off", "starting", "running", "backoff", "stopped", "done", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +24,7 @@ class Health:
     """
 
     name: str
-    state: str = "starting"
+    state: str = "starting"  # off | starting | running | backoff | stopped | done | failed
     note: str = ""  # why it is off, or what it is doing
     started_at: datetime | None = None
     last_message_at: datetime | None = None
@@ -151,9 +148,7 @@ class Supervisor:
                     note=f"restarting in {wait:.0f}s",
                 )
                 log.warning("%s failed (%s); restart %d in %.1fs", name, text, restarts, wait)
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), timeout=wait)
-                except TimeoutError:
+                if not await wait_or_stop(self.stopping, wait):
                     continue
                 break
             else:

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.utils import MISSING
 
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.retry import retry_after_s
 from connectors.text import split_text as chunks_of
 from connectors.types import Command, Message, Reply
 
@@ -599,7 +600,4 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
     if value is None:
         headers = getattr(exc.response, "headers", None) or {}
         value = headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return retry_after_s(value)

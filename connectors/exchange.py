@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 
 from connectors.errors import MalformedInput, SourceUnavailable
-from connectors.retry import backoff_delay
+from connectors.retry import backoff_delay, retry_after_s, wait_or_stop
 from connectors.types import Candle, Ticker
 
 log = logging.getLogger(__name__)
@@ -286,7 +285,7 @@ class ExchangeFeed:
                     await self.load()
                 except SourceUnavailable as e:
                     log.warning("markets of %s not loaded this round: %s", self.name, e)
-                    await _wait(stopping, every_s)
+                    await wait_or_stop(stopping, every_s)
                     continue
             for asset in assets:
                 await self._spot_symbol(asset)  # a typo in the asset list stops here, loudly
@@ -307,7 +306,7 @@ class ExchangeFeed:
                     got = [c for c in got if last is None or c.ts > last]
                     if got:
                         await on_candles(got)
-            await _wait(stopping, every_s)
+            await wait_or_stop(stopping, every_s)
 
     # ------------------------------------------------------------------ internals
 
@@ -441,17 +440,8 @@ class ExchangeFeed:
         headers: Mapping[str, str] = self.exchange.last_response_headers or {}
         for key, value in headers.items():
             if key.lower() == "retry-after":
-                try:
-                    return max(0.0, float(value))
-                except ValueError:
-                    return None
+                return retry_after_s(value)
         return None
-
-
-async def _wait(stopping: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds`` or until ``stopping`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):  # the usual end of the wait
-        await asyncio.wait_for(stopping.wait(), seconds)
 
 
 def _ms(dt: datetime) -> int:

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from connectors.errors import MalformedInput, SourceUnavailable
-from connectors.retry import backoff_delay
+from connectors.retry import backoff_delay, retry_after_s
 from connectors.types import Candle
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class StooqQuotes:
                 if response.status_code < 500 and response.status_code != 429:
                     raise SourceUnavailable(f"{what}: stooq answered HTTP {response.status_code}")
                 problem = f"HTTP {response.status_code}"
-                retry_after = _seconds(response.headers.get("Retry-After"))
+                retry_after = retry_after_s(response.headers.get("Retry-After"))
             failures += 1
             if failures >= self.max_attempts:
                 raise SourceUnavailable(
@@ -219,10 +219,3 @@ def _check_body(response: httpx.Response, what: str) -> str:
     if head.startswith("exceeded the daily hits limit"):
         raise SourceUnavailable(f"{what}: stooq's daily request limit is used up")
     return text
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: the exponential backoff is used instead

@@ -28,7 +28,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
-from connectors.retry import backoff_delay
+from connectors.retry import backoff_delay, wait_or_stop
 from connectors.text import split_once, utf16_units
 from connectors.text import split_text as chunks_of
 from connectors.types import Command, Message, Reply
@@ -366,8 +366,7 @@ class TelegramPoller:
             except TelegramError as exc:
                 raise SourceUnavailable(f"telegram getUpdates failed: {_clean(exc)}") from exc
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                await wait_or_stop(stop, delay)
 
     def _backoff(self, failures: int) -> float:
         return backoff_delay(failures, self.backoff_base, self.backoff_cap, self.rng)
@@ -430,8 +429,8 @@ class TelegramSink:
         if not reply.target:
             raise DeliveryError("telegram reply has no target chat")
         chat_id, thread_id = parse_target(reply.target)
-        chunks = split_text(reply.text, TEXT_LIMIT)
         try:
+            rest = reply.text
             if reply.image is not None:
                 caption, rest = split_once(reply.text, CAPTION_LIMIT, utf16_units)
                 await self.bot.send_photo(
@@ -440,8 +439,7 @@ class TelegramSink:
                     caption=caption if caption.strip() else None,
                     message_thread_id=thread_id,
                 )
-                chunks = split_text(rest, TEXT_LIMIT)
-            for chunk in chunks:
+            for chunk in split_text(rest, TEXT_LIMIT):
                 await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id)
         except TelegramError as exc:
             raise _delivery_error(exc, reply.target) from exc

@@ -218,3 +218,9 @@ def shill_reason(text: str | None) -> str | None:
         if pattern.search(rest):
             return reason
     return None
+
+
+def text_reason(raw: str | None, norm: str) -> str | None:
+    """The spam reason the text alone gives: a shill pattern in ``raw`` (links intact, else
+    ``norm``), or "link_only" when the normalised ``norm`` is nothing but links and tags."""
+    return shill_reason(raw or norm) or ("link_only" if is_link_only(norm) else None)
