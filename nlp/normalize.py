@@ -49,3 +49,24 @@ def normalize(text: str | None, max_chars: int = MAX_CHARS) -> str:
     # str.split() splits on exactly what ``\s`` matches (str.isspace), and is faster.
     text = " ".join(text.split())
     return text[:max_chars]
+
+
+def emoji_to_words(text: str) -> str:
+    """Spell each emoji as its English name ("🚀" → "rocket"), for models that read them so.
+
+    The MiniLM vocabulary has no emoji: every one becomes ``[UNK]``, and a run of them a single
+    ``[UNK]``, so "🚀🚀" and "📉" would look alike. Their names are ordinary words the encoder
+    knows. Models whose ``moodring.json`` asks for it (``"emoji_words": true``) get this step
+    after :func:`normalize`, in training and at run time alike.
+    """
+    if text.isascii():
+        return text
+    import emoji  # imported here: scoring ASCII text never needs it
+
+    spelled = emoji.replace_emoji(text, replace=_emoji_name)
+    return " ".join(spelled.split())
+
+
+def _emoji_name(chars: str, data: dict) -> str:
+    name = data.get("en", "").strip(":").replace("_", " ").replace("-", " ")
+    return f" {name} " if name else " "

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nlp.errors import ModelLoadError
-from nlp.normalize import normalize
+from nlp.normalize import emoji_to_words, normalize
 from nlp.types import Score
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class ModelInfo:
     temperature: float
     max_length: int
     weights_sha256: str | None
+    #: The model reads emoji as words (see :func:`nlp.normalize.emoji_to_words`).
+    emoji_words: bool = False
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelInfo:
@@ -64,6 +66,7 @@ class ModelInfo:
             temperature=float(meta.get("temperature", 1.0)),
             max_length=max(128, int(meta.get("max_length", 128))),
             weights_sha256=meta.get("weights_sha256"),
+            emoji_words=bool(meta.get("emoji_words", False)),
         )
 
 
@@ -186,6 +189,8 @@ class Scorer:
 
     def preprocess(self, texts: Sequence[str]) -> list[list[int]]:
         """Normalise and tokenise (the fast tokenizer's batch mode, no padding yet)."""
+        if self.info.emoji_words:
+            return self._encode([emoji_to_words(normalize(t)) for t in texts])
         return self._encode([normalize(t) for t in texts])
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:

@@ -59,6 +59,14 @@ class TrainConfig:
     layer_decay: float = 1.0  # 1.0 = the same learning rate for every layer
     max_length: int = 128
     seed: int = 13
+    # Frozen word embeddings train about 1.4x faster on the CPU (AdamW then skips 11.7M of
+    # the 22.7M parameters); fine-tuning from an already fine-tuned model needs no new words.
+    freeze_word_embeddings: bool = False
+    # Batches of similar lengths: a random batch pads to its longest post, which on mixed
+    # headlines, tweets and long StockTwits posts costs about 3x the compute. Batches are
+    # cut from length-sorted pools of 50 batches, then shuffled.
+    length_buckets: bool = False
+    log_every: int = 500
 
 
 CANDIDATES = (
@@ -157,6 +165,8 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     n_layers = model.config.num_hidden_layers
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
         if ".layer." in name:
             depth = int(name.split(".layer.")[1].split(".")[0]) + 1
         elif "embeddings" in name:
@@ -194,6 +204,8 @@ def fine_tune(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = load_base_model(base_dir).to(device)
+    if cfg.freeze_word_embeddings:
+        model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     model.train()
     enc = tokenizer([normalize(t) for t in texts], truncation=True, max_length=cfg.max_length)[
         "input_ids"
@@ -216,10 +228,19 @@ def fine_tune(
     while step < total:
         order = list(range(n))
         rng.shuffle(order)
-        for start in range(0, n, cfg.batch_size):
+        batches = [order[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+        if cfg.length_buckets:
+            pool = cfg.batch_size * 50
+            batches = []
+            for p in range(0, n, pool):
+                chunk = sorted(order[p : p + pool], key=lambda i: len(enc[i]))
+                batches += [
+                    chunk[s : s + cfg.batch_size] for s in range(0, len(chunk), cfg.batch_size)
+                ]
+            rng.shuffle(batches)
+        for idx in batches:
             if step >= total:
                 break
-            idx = order[start : start + cfg.batch_size]
             width = max(len(enc[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             for row, i in enumerate(idx):
@@ -252,7 +273,7 @@ def fine_tune(
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            if step % 500 == 0:
+            if step % cfg.log_every == 0:
                 log.info(
                     "%s seed %d: step %d/%d loss %.4f", cfg.name, cfg.seed, step, total, float(loss)
                 )

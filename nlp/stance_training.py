@@ -1,0 +1,249 @@
+"""The market-stance recipe: one MiniLM classifier for bearish / neutral / bullish trading chat.
+
+It fine-tunes one encoder on a mix of labelled sources, all mapped onto the three classes the
+product reads (negative = bearish, neutral, positive = bullish; see ``models/LABELLING.md``):
+
+- Twitter Financial News Sentiment, ``tfns-train`` rows (finance tweets, Bearish/Bullish/Neutral);
+- StockTwits ``$BTC.X``/``$ETH.X`` posts older than the 7-day hold-out, with their authors'
+  own Bullish/Bearish tags (bearish repeated to balance the two);
+- SemEval tweets (``train.tsv``), a random subsample each run: plain emotion is crowd fear and
+  greed, so the general classes carry over, and they keep the model's general skill;
+- weakly labelled trading-chat sentences from :mod:`nlp.stance_templates`.
+
+Every text that is a near-duplicate of a behaviour-suite case is dropped first. Cashtags of
+StockTwits posts are swapped for other coins' at random (augmentation at no extra cost).
+Emoji are spelled as words (:func:`nlp.normalize.emoji_to_words`); the saved model asks the
+scorer for the same step. The dev sets are ``tfns-valid``, the StockTwits hold-out and
+TweetEval ``val.tsv``; the behaviour suite is reported, never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import random
+import re
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from nlp.metrics import macro_recall
+from nlp.neardup import NearDuplicateIndex
+from nlp.normalize import emoji_to_words, normalize
+from nlp.stance_templates import generate
+from nlp.suite import load_suite, run_suite, suite_sha256
+from nlp.training import (
+    LABEL_TO_ID,
+    LABELS,
+    TrainConfig,
+    fine_tune,
+    fit_temperature,
+    load_tokenizer,
+    predict_logits,
+    read_labelled,
+    save_model,
+)
+
+log = logging.getLogger(__name__)
+
+#: The StockTwits hold-out: the last 7 days of the stream (tagged posts from here on).
+HOLDOUT_FROM = "2022-07-17T10:30:28Z"
+_CASHTAG_RE = re.compile(r"\$(BTC|ETH)\.X\b")
+SWAP_TO = ("SOL", "DOGE", "XRP", "ADA", "LINK", "AVAX", "DOT", "MATIC", "LTC", "BNB", "SHIB")
+
+
+def model_text(text: str) -> str:
+    """What the stance model reads: normalised text with emoji spelled as words."""
+    return emoji_to_words(normalize(text))
+
+
+def read_stocktwits(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Tagged posts ``(text, label)`` before and from :data:`HOLDOUT_FROM`."""
+    train, hold = [], []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            tag = (row.get("tag") or "").lower()
+            if tag not in ("bullish", "bearish") or not row.get("text"):
+                continue
+            label = "positive" if tag == "bullish" else "negative"
+            (hold if row["created_at"] >= HOLDOUT_FROM else train).append((row["text"], label))
+    return train, hold
+
+
+def swap_cashtags(text: str, rng: random.Random) -> str:
+    """Replace ``$BTC.X``/``$ETH.X`` with other coins' cashtags, so the model learns the
+    stance, not the two tickers of the stream."""
+    return _CASHTAG_RE.sub(lambda _: f"${rng.choice(SWAP_TO)}.X", text)
+
+
+def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tuple[list, dict]:
+    """The mixed ``(text, label)`` rows and a count of each source (and of dropped rows)."""
+    rng = random.Random(args.seed)
+    data = Path(args.data)
+    fin = [
+        (r["text"], r["label"].lower())
+        for r in read_labelled(data / "sentiment" / "fin_train.tsv")
+        if r.get("source") == "tfns-train"
+    ]
+    st_train, _ = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
+    st = [(swap_cashtags(t, rng) if rng.random() < args.swap else t, lab) for t, lab in st_train]
+    st += [row for row in st if row[1] == "negative"] * max(0, args.bearish_repeat - 1)
+    general = [
+        (r["text"], r["label"].lower()) for r in read_labelled(data / "sentiment" / "train.tsv")
+    ]
+    rng.shuffle(general)
+    general = general[: args.general]
+    templates = generate(seed=args.seed, n=args.templates) if args.templates else []
+    sources = {"tfns": fin, "stocktwits": st, "general": general, "templates": templates}
+    index = NearDuplicateIndex(suite_texts)
+    rows, counts = [], {}
+    for name, part in sources.items():
+        kept, dropped = index.filter(part)
+        counts[name] = len(kept)
+        counts[f"{name}_dropped_near_suite"] = dropped
+        rows += [(t, lab, name) for t, lab in kept]
+    rng.shuffle(rows)
+    if args.limit:
+        rows = rows[: args.limit]
+        counts["limit"] = args.limit
+    return rows, counts
+
+
+def evaluate(model, tok, device, data: Path, max_length: int, temperature: float = 1.0) -> dict:
+    """Dev figures on the fp32 torch path: tfns-valid, StockTwits hold-out, val.tsv, the suite."""
+
+    def logits(texts: list[str]) -> torch.Tensor:
+        return predict_logits(model, tok, [model_text(t) for t in texts], device, max_length)
+
+    out: dict = {}
+    fin = [
+        r
+        for r in read_labelled(data / "sentiment" / "fin_train.tsv")
+        if r["source"] == "tfns-valid"
+    ]
+    fl = logits([r["text"] for r in fin])
+    fg = [LABEL_TO_ID[r["label"].lower()] for r in fin]
+    out["tfns_valid_macro_recall"] = round(macro_recall(fg, fl.argmax(-1).tolist()), 4)
+    val = read_labelled(data / "sentiment" / "val.tsv")
+    vl = logits([r["text"] for r in val])
+    vg = [LABEL_TO_ID[r["label"].lower()] for r in val]
+    out["val_macro_recall"] = round(macro_recall(vg, vl.argmax(-1).tolist()), 4)
+    _, hold = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
+    hl = logits([t for t, _ in hold]).softmax(-1)
+    bull = [lab == "positive" for _, lab in hold]
+    says_bull = (hl[:, 2] > hl[:, 0]).tolist()
+    rec_bull = sum(s and b for s, b in zip(says_bull, bull, strict=True)) / max(1, sum(bull))
+    rec_bear = sum((not s) and (not b) for s, b in zip(says_bull, bull, strict=True)) / max(
+        1, len(bull) - sum(bull)
+    )
+    out["stocktwits_polar_accuracy"] = round(
+        sum(s == b for s, b in zip(says_bull, bull, strict=True)) / len(bull), 4
+    )
+    out["stocktwits_balanced_polar_accuracy"] = round((rec_bull + rec_bear) / 2, 4)
+    suite = run_suite(lambda texts: [LABELS[i] for i in logits(texts).argmax(-1).tolist()])
+    out["suite_pass_rate"] = suite["pass_rate"]
+    out["suite_pass_rate_required"] = suite["pass_rate_required"]
+    out["suite"] = {c: e["pass_rate"] for c, e in suite["capabilities"].items()}
+    if temperature == 1.0:
+        # Calibrate on the general and finance dev sets together (argmax is unchanged).
+        out["temperature"] = round(fit_temperature(torch.cat([fl, vl]), torch.tensor(fg + vg)), 4)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Build the data, fine-tune, evaluate and (with ``--save``) save the model."""
+    t0 = time.monotonic()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = Path(args.init)
+    tok = load_tokenizer(init)
+    suite_texts = [c.text for c in load_suite()]
+    rows, counts = build_training_set(args, suite_texts)
+    report: dict = {"args": vars(args), "counts": counts, "n_train": len(rows)}
+
+    def note(key: str, value) -> None:
+        report[key] = value
+        report["elapsed_s"] = round(time.monotonic() - t0, 1)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info("%s: %s", key, json.dumps(value))
+
+    note("data", counts)
+    eps = args.label_smoothing
+    targets = torch.full((len(rows), len(LABELS)), eps / len(LABELS))
+    for i, (_, lab, _) in enumerate(rows):
+        targets[i, LABEL_TO_ID[lab]] += 1 - eps
+    cfg = replace(
+        TrainConfig(),
+        name="stance",
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        layer_decay=args.layer_decay,
+        max_length=args.max_length,
+        seed=args.seed,
+        freeze_word_embeddings=args.freeze_word_embeddings,
+        length_buckets=True,
+        log_every=50,
+    )
+    t = time.monotonic()
+    model = fine_tune(init, tok, [model_text(t) for t, _, _ in rows], targets, cfg, device)
+    note("train_seconds", round(time.monotonic() - t, 1))
+    figures = evaluate(model, tok, device, data, max_length=128)
+    note("dev", figures)
+    if args.save:
+        save_model(
+            model,
+            tok,
+            out / "model",
+            {
+                "temperature": figures["temperature"],
+                "max_length": 128,
+                "emoji_words": True,
+                "config": asdict(cfg),
+                "counts": counts,
+                "suite_sha256": suite_sha256(),
+            },
+        )
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--init", required=True, help="model directory to start from")
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--lr", type=float, default=4e-5)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--layer-decay", type=float, default=0.9)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--general", type=int, default=15000, help="SemEval tweets to mix in")
+    p.add_argument("--templates", type=int, default=4000, help="template sentences (0 = none)")
+    p.add_argument("--bearish-repeat", type=int, default=2)
+    p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
+    p.add_argument("--limit", type=int, default=0, help="train on the first N mixed rows only")
+    p.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    report = run(build_parser().parse_args(argv))
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
