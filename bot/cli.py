@@ -10,6 +10,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -17,6 +18,7 @@ from typing import TextIO
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from bot import runlock
 from bot.errors import BotError, ConfigError, ModelUnavailable
 from bot.paths import demo_file
 from bot.settings import Settings, load_settings
@@ -153,14 +155,7 @@ class _TqdmStream:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
-    from bot.demo import DEMO_POSTS, check_demo_file, print_report
-    from bot.pipeline import PipelineStats
-    from bot.prices import load_bundled
-    from bot.store import Store
-    from connectors.console import ConsoleSink
-    from connectors.replay import ReplaySource, count_rows
+    from bot.demo import DEMO_POSTS, check_demo_file
 
     if args.messages:
         posts = Path(args.messages)
@@ -169,6 +164,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         _replay_format(posts)
     else:
         posts = check_demo_file(demo_file(DEMO_POSTS))
+    with runlock.hold(settings.db, "demo"):
+        return _demo(args, settings, posts)
+
+
+def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
+    from tqdm import tqdm
+
+    from bot.demo import older_models_line, print_report
+    from bot.pipeline import PipelineStats
+    from bot.prices import load_bundled
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+    from connectors.replay import ReplaySource, count_rows
+
     out = sys.stdout
     store = Store(settings.db)
     try:
@@ -190,6 +199,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         stats.on_progress = progress
         sink = ConsoleSink(_TqdmStream(out) if not args.no_progress else out)
         pipeline = _pipeline(settings, store, {"console": sink}, stats)
+        older = older_models_line(store, pipeline.scorer.model_id)
+        if older:
+            out.write(older + "\n")
         source = ReplaySource(
             posts, platform="stocktwits", community="stocktwits", speed=args.speed
         )
@@ -229,9 +241,6 @@ SHUTDOWN_GRACE_S = 3.0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.pipeline import PipelineStats
-    from bot.store import Store
-    from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
 
     for path in args.replay or []:
@@ -239,6 +248,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"--replay: no such file: {path}")
         _replay_format(Path(path))
     sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
+    with runlock.hold(settings.db, "run"):
+        return _run(args, settings, sources)
+
+
+def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
+    from bot.pipeline import PipelineStats
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+
     store = Store(settings.db)
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
@@ -669,6 +687,10 @@ def _parse_at(text: str) -> datetime:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.evaluate import evaluate_file
 
+    if args.suite:
+        return _eval_suite(settings)
+    if not args.file:
+        raise ConfigError("eval needs a labelled TSV file, or --suite for the behaviour suite")
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
@@ -678,6 +700,76 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _eval_suite(settings: Settings) -> int:
+    """The behaviour suite on the configured model: a line per capability, then JSON."""
+    from nlp.suite import CAPABILITY_BAR, OVERALL_BAR, run_suite
+
+    scorer = load_scorer(settings, cache_size=0)
+    result = run_suite(lambda texts: [s.label for s in scorer.score(texts)])
+    out = sys.stdout
+    out.write(f"behaviour suite on {scorer.model_id} ({scorer.backend})\n")
+    for name, cap in result["capabilities"].items():
+        bar = f"bar {CAPABILITY_BAR:.0%}" if cap["required"] else "reported only"
+        out.write(
+            f"  {name:<10} {cap['passed']:>3}/{cap['n']:<3} {cap['pass_rate']:>6.1%}  ({bar})\n"
+        )
+    out.write(
+        f"  {'required':<10} {result['passed_required']:>3}/{result['n_required']:<3} "
+        f"{result['pass_rate_required']:>6.1%}  (bar {OVERALL_BAR:.0%})\n"
+        f"  {'all':<10} {result['passed']:>3}/{result['n']:<3} {result['pass_rate']:>6.1%}\n"
+    )
+    if not result["meets_bars"]:
+        out.write("  below the bars; failed cases are listed in the JSON line\n")
+    result["model_id"] = scorer.model_id
+    result["backend"] = scorer.backend
+    out.write(json.dumps(result) + "\n")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-score stored messages with the current model; rebuild readings and alerts."""
+    from tqdm import tqdm
+
+    from bot.rescore import rescore
+    from bot.store import Store
+
+    since = _parse_at(args.since) if args.since else None
+    with runlock.hold(settings.db, "rescore"):
+        store = Store(settings.db)
+        try:
+            scorer = load_scorer(settings, cache_size=0)
+            bar = tqdm(unit="msg", disable=args.no_progress, file=sys.stderr, desc="rescoring")
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            config = _pipeline_config(settings)
+            try:
+                report = rescore(store, scorer, config, since, progress=progress)
+            finally:
+                bar.close()
+        finally:
+            store.close()
+    out = sys.stdout
+    if report.rebuilt_from is None:
+        out.write(f"nothing to rescore: every message with text is scored by {report.model_id}\n")
+    else:
+        out.write(
+            f"rescored {report.rescored} messages with {report.model_id}; rebuilt "
+            f"{report.ticks} index ticks from {report.rebuilt_from:%Y-%m-%d %H:%M} UTC "
+            f"(alerts {report.alerts_before} → {report.alerts_after}; none sent)\n"
+        )
+    if report.kept_purged:
+        out.write(
+            f"{report.kept_purged} messages kept their old score: retention purged their text;"
+            " readings over them say 'mixed models'\n"
+        )
+    out.write(json.dumps(asdict(report), default=str) + "\n")
     return 0
 
 
@@ -814,9 +906,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="where to write a chart PNG (default: ASSET-SPAN.png)")
     a.set_defaults(func=cmd_ask)
 
-    e = sub.add_parser("eval", help="score a labelled TSV and print metrics (JSON last line)")
-    e.add_argument("file")
+    e = sub.add_parser(
+        "eval", help="score a labelled TSV, or run the behaviour suite (JSON last line)"
+    )
+    e.add_argument("file", nargs="?", help="tab-separated file with label and text columns")
+    e.add_argument("--suite", action="store_true", help="run the behaviour suite instead")
     e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser(
+        "rescore", help="re-score stored messages with the current model and rebuild history"
+    )
+    r.add_argument("--since", help="only messages from this UTC date/time on (default: all)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_rescore)
 
     b = sub.add_parser("bench", help="speed benchmark: moodring vs plain pipeline vs VADER")
     b.add_argument("--texts", help="CSV of texts (default: the bundled demo posts)")

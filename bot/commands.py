@@ -13,7 +13,7 @@ from typing import Literal
 from bot.community import apply_setting
 from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
 from bot.prices import BUNDLED
-from bot.render import quote, reading_text, scope_label, unknown_asset_text
+from bot.render import models_text, quote, reading_text, scope_label, unknown_asset_text
 from bot.store import ScoredRow, Store, iso, parse_ts
 from bot.subscriptions import (
     Subscription,
@@ -312,6 +312,8 @@ def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
             f"{c['authors']:.0f} authors; volume {c['volume_ratio']:.1f}× baseline → "
             f"{c['volume']:.0f}/100"
         )
+    if reading.models:
+        lines.append(models_text(reading))
     if reading.value is None:
         return Reply(text="\n".join(lines))
     direction = 1 if reading.value >= 50 else -1
@@ -319,8 +321,13 @@ def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
     top = drivers(points, ctx.now, "24h", direction, k=3, community=cmd.community)
     if top:
         lines.append("Moved most by:")
-        lines += [f"  “{quote(p.text)}” ({p.polarity:+.2f})" for p in top]
+        lines += [f"  “{quote(p.text)}” ({p.polarity:+.2f}{_model_note(p, reading)})" for p in top]
     return Reply(text="\n".join(lines))
+
+
+def _model_note(point: Point, reading: MoodReading) -> str:
+    """Names a driver's model only where the reading mixes models."""
+    return f", {point.model_id}" if reading.mixed_models and point.model_id else ""
 
 
 def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:

@@ -121,6 +121,21 @@ def print_report(store: Store, out: TextIO) -> dict:
     return summary
 
 
+def older_models_line(store: Store, model_id: str) -> str | None:
+    """One line when messages in ``store`` were scored by a model other than ``model_id``."""
+    counts = store.model_counts()
+    older = {m: n for m, n in counts.items() if m != model_id}
+    if not older:
+        return None
+    total = sum(counts.values())
+    names = ", ".join(m or "an unnamed model" for m in older)
+    return (
+        f"note: {sum(older.values())} of {total} stored messages were scored by an older model"
+        f" ({names}), not {model_id}: run `moodring rescore` to re-score them and rebuild"
+        " the history"
+    )
+
+
 def check_demo_file(path: Path) -> Path:
     if not path.is_file():
         raise ConfigError(f"demo data missing: {path} (reinstall moodring)")

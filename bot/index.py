@@ -39,6 +39,8 @@ class Point:
     #: The author's standing where the platform tells us (new or tiny accounts weigh less);
     #: 1.0 when it does not. See ``bot.spam.author_weight``.
     reputation: float = 1.0
+    #: The model that scored the message (readings say which models they rest on).
+    model_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ def compute_reading(
         confidence=_clamp(confidence, 0.0, 1.0),
         spam_count=spam_count,
         set_aside=set_aside,
+        models=tuple(sorted({p.model_id for p in valid if p.model_id})),
     )
 
 

@@ -217,8 +217,12 @@ class IndexEngine:
             )
         return self._history[key]
 
-    def tick(self, now: datetime) -> list[Alert]:
-        """Readings for every scope and window as of ``now``; alerts; one atomic store."""
+    def tick(self, now: datetime, outbox: bool = True) -> list[Alert]:
+        """Readings for every scope and window as of ``now``; alerts; one atomic store.
+
+        With ``outbox`` False (a rebuild of past hours) alerts are recorded but queued for
+        nobody: history is never sent.
+        """
         self.load(now)
         readings: list[MoodReading] = []
         alerts: list[Alert] = []
@@ -261,9 +265,11 @@ class IndexEngine:
         market_alerts, market_states = self._market_alerts(now, readings)
         alerts += market_alerts
         states.update(market_states)
-        subscriptions = self.store.subscriptions() if alerts else []
+        subscriptions = self.store.subscriptions() if alerts and outbox else []
 
         def targets(alert: Alert) -> list[tuple[str, str]]:
+            if not outbox:
+                return []
             found = list(self.config.sinks_targets)
             found += [(s.platform, s.target) for s in subscriptions if s.matches(alert)]
             return list(dict.fromkeys(found))

@@ -40,13 +40,27 @@ def render_alert(alert: Alert, target: str = "") -> Reply:
 
 
 def reading_text(reading: MoodReading) -> str:
-    """'31/100 Fear (24h, 412 msgs, confidence 0.91)' or 'collecting (12 msgs)'."""
+    """'31/100 Fear (24h, 412 msgs, confidence 0.91)' or 'collecting (12 msgs)'.
+
+    A reading over messages scored by different models says so: its history is not
+    comparable until ``moodring rescore`` has re-scored them.
+    """
     if reading.value is None:
         return f"collecting ({reading.sample_size} msgs in {reading.window})"
+    mixed = ", mixed models" if reading.mixed_models else ""
     return (
         f"{round(reading.value)}/100 {reading.band} ({reading.window}, "
-        f"{reading.sample_size} msgs, confidence {reading.confidence:.2f})"
+        f"{reading.sample_size} msgs, confidence {reading.confidence:.2f}{mixed})"
     )
+
+
+def models_text(reading: MoodReading) -> str:
+    """'scored by moodring-…-v2' or 'mixed models: a (old), b' for a line under a reading."""
+    if not reading.models:
+        return ""
+    if reading.mixed_models:
+        return f"mixed models: {', '.join(reading.models)} (moodring rescore re-scores them)"
+    return f"scored by {reading.models[0]}"
 
 
 def unknown_asset_text(asset: str, known: Sequence[str], limit: int = 10) -> str:

@@ -287,6 +287,30 @@ def m006_asset_aliases(db: sqlite_utils.Database) -> None:
         db.execute("DELETE FROM manual_levels WHERE asset = ?", [legacy])  # already there
 
 
+@migrations()
+def m007_reading_models(db: sqlite_utils.Database) -> None:
+    """Readings name the models that scored their messages, so history never silently mixes
+    two models (``moodring rescore`` re-scores and rebuilds)."""
+    db["readings"].add_column("models", str)  # JSON list of model ids; NULL before migration 7
+    # Alerts a rebuild replaced, kept with their delivery records: what users were sent stays.
+    db["alerts_superseded"].create(
+        {
+            "key": str,
+            "kind": str,
+            "scope": str,
+            "at": str,
+            "title": str,
+            "detail": str,
+            "value": float,
+            "previous": float,
+            "evidence": str,
+            "created_at": str,
+            "superseded_at": str,
+        },
+        pk="key",
+    )
+
+
 def iso(ts: datetime) -> str:
     """A UTC timestamp as sortable ISO text (``2022-06-25T13:39:06+00:00``)."""
     return ts.astimezone(UTC).isoformat(timespec="seconds")
@@ -325,6 +349,7 @@ class ScoredRow:
     text: str
     assets: tuple[str, ...]
     reputation: float = 1.0
+    model_id: str = ""
 
     def to_point(self) -> Point:
         """The index's view of this message."""
@@ -340,6 +365,7 @@ class ScoredRow:
             public=self.public,
             community=self.community,
             reputation=self.reputation,
+            model_id=self.model_id,
         )
 
 
@@ -589,7 +615,7 @@ class Store:
         sql = (
             "SELECT m.platform, m.channel, m.message_id, m.created_at, m.author, m.community,"
             " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
-            " m.public, m.norm_text, m.assets, m.author_weight"
+            " m.public, m.norm_text, m.assets, m.author_weight, s.model_id"
             # Late lookups start from the few score rows added recently (a rowid range;
             # CROSS JOIN keeps SQLite from scanning the messages instead).
             + (
@@ -624,6 +650,7 @@ class Store:
                 text=r[11] or "",
                 assets=tuple(json.loads(r[12] or "[]")),
                 reputation=1.0 if r[13] is None else float(r[13]),
+                model_id=r[14] or "",
             )
             for r in self.db.execute(sql, params).fetchall()
         ]
@@ -843,8 +870,9 @@ class Store:
         with self.transaction() as db:
             for r in readings:
                 db.execute(
-                    "INSERT OR REPLACE INTO readings VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO readings (scope, window, at, asset, community,"
+                    " platform, value, band, components, sample_size, confidence, spam_count,"
+                    " set_aside, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         r.scope.key(),
                         r.window,
@@ -859,6 +887,7 @@ class Store:
                         r.confidence,
                         r.spam_count,
                         r.set_aside,
+                        json.dumps(list(r.models)),
                     ],
                 )
             for a in alerts:
@@ -904,8 +933,9 @@ class Store:
         self, scope: Scope, window: str, since: datetime, until: datetime
     ) -> list[MoodReading]:
         rows = self.db.execute(
-            "SELECT at, value, band, components, sample_size, confidence, spam_count, set_aside"
-            " FROM readings WHERE scope = ? AND window = ? AND at >= ? AND at <= ? ORDER BY at",
+            "SELECT at, value, band, components, sample_size, confidence, spam_count, set_aside,"
+            " models FROM readings"
+            " WHERE scope = ? AND window = ? AND at >= ? AND at <= ? ORDER BY at",
             [scope.key(), window, iso(since), iso(until)],
         ).fetchall()
         return [
@@ -920,6 +950,7 @@ class Store:
                 confidence=r[5] or 0.0,
                 spam_count=r[6] or 0,
                 set_aside=r[7] or 0,
+                models=tuple(json.loads(r[8] or "[]")),
             )
             for r in rows
         ]
@@ -1150,6 +1181,100 @@ class Store:
     def checkpoint(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchone()
         return row[0] if row else None
+
+    @_locked
+    def delete_checkpoint(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM checkpoints WHERE name = ?", [name])
+
+    def checkpoint_time(self) -> datetime | None:
+        """The index's last tick (message time), if it has ticked."""
+        value = self.checkpoint(TICK_CHECKPOINT)
+        return parse_ts(value) if value else None
+
+    # ------------------------------------------------------------------ rescoring
+
+    @_locked
+    def model_counts(self) -> dict[str, int]:
+        """Scored messages per model id, most first."""
+        rows = self.db.execute(
+            "SELECT model_id, COUNT(*) FROM scores GROUP BY model_id ORDER BY COUNT(*) DESC"
+        ).fetchall()
+        return {r[0] or "": r[1] for r in rows}
+
+    @_locked
+    def rescore_counts(self, model_id: str, since: datetime | None) -> tuple[int, int]:
+        """Scored messages (from ``since``) on another model: (with text, text purged)."""
+        [row] = self.db.execute(
+            "SELECT SUM(m.norm_text IS NOT NULL), SUM(m.norm_text IS NULL) FROM messages m"
+            " JOIN scores s ON s.platform = m.platform AND s.channel = m.channel"
+            " AND s.message_id = m.message_id"
+            " WHERE m.status = 'scored' AND s.model_id IS NOT ? AND m.created_at >= ?",
+            [model_id, iso(since) if since else ""],
+        ).fetchall()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    @_locked
+    def to_rescore(
+        self,
+        model_id: str,
+        since: datetime | None,
+        after: tuple[str, str, str, str] | None,
+        limit: int,
+    ) -> list[tuple[tuple[str, str, str], datetime, str]]:
+        """The next scored messages with text whose score came from another model, oldest
+        first after ``after`` (created_at, platform, channel, message_id): keys, times, texts."""
+        sql = (
+            "SELECT m.platform, m.channel, m.message_id, m.created_at, m.norm_text"
+            " FROM messages m JOIN scores s ON s.platform = m.platform"
+            " AND s.channel = m.channel AND s.message_id = m.message_id"
+            " WHERE m.status = 'scored' AND m.norm_text IS NOT NULL"
+            " AND s.model_id IS NOT ? AND m.created_at >= ?"
+        )
+        params: list[Any] = [model_id, iso(since) if since else ""]
+        if after is not None:
+            sql += " AND (m.created_at, m.platform, m.channel, m.message_id) > (?, ?, ?, ?)"
+            params += list(after)
+        sql += " ORDER BY m.created_at, m.platform, m.channel, m.message_id LIMIT ?"
+        rows = self.db.execute(sql, [*params, limit]).fetchall()
+        return [((r[0], r[1], r[2]), parse_ts(r[3]), r[4]) for r in rows]
+
+    @_locked
+    def supersede_from(self, start: datetime, tick_s: int, first_tick: datetime) -> int:
+        """Clear the index's history from ``start`` so it can be computed again.
+
+        In one transaction: alerts at or after ``start`` move to ``alerts_superseded`` (their
+        sent outbox rows stay as the record of delivery; unsent ones are dropped, as their
+        alert no longer stands); readings from ``start`` are deleted; alert rule state is
+        reset; the tick checkpoint goes back to the tick before ``start``. Returns how many
+        alerts moved.
+        """
+        now = iso(datetime.now(UTC))
+        with self.transaction() as db:
+            moved = db.execute(
+                "INSERT OR REPLACE INTO alerts_superseded SELECT key, kind, scope, at, title,"
+                " detail, value, previous, evidence, created_at, ? FROM alerts WHERE at >= ?",
+                [now, iso(start)],
+            ).rowcount
+            db.execute(
+                "DELETE FROM outbox WHERE sent_at IS NULL AND alert_key IN"
+                " (SELECT key FROM alerts WHERE at >= ?)",
+                [iso(start)],
+            )
+            db.execute("DELETE FROM alerts WHERE at >= ?", [iso(start)])
+            db.execute("DELETE FROM readings WHERE at >= ?", [iso(start)])
+            db.execute("DELETE FROM alert_state")
+            if start <= first_tick:
+                db.execute("DELETE FROM checkpoints WHERE name = ?", [TICK_CHECKPOINT])
+            else:
+                previous = datetime.fromtimestamp(start.timestamp() - tick_s, UTC)
+                self._set_checkpoint(db, TICK_CHECKPOINT, iso(previous), datetime.now(UTC))
+        return moved
+
+    @_locked
+    def count_alerts_since(self, start: datetime) -> int:
+        [[n]] = self.db.execute("SELECT COUNT(*) FROM alerts WHERE at >= ?", [iso(start)])
+        return int(n)
 
     # ------------------------------------------------------------------ health, usage
 

@@ -53,10 +53,17 @@ class MoodReading:
     confidence: float = 0.0  # 0..1
     spam_count: int = 0
     set_aside: int = 0  # messages excluded for another reason (e.g. not English)
+    #: The models that scored the messages counted; more than one means "mixed models".
+    models: tuple[str, ...] = ()
 
     @property
     def collecting(self) -> bool:
         return self.value is None
+
+    @property
+    def mixed_models(self) -> bool:
+        """The reading counts messages scored by different models (see ``moodring rescore``)."""
+        return len(self.models) > 1
 
 
 @dataclass(frozen=True, slots=True)

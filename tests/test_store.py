@@ -44,6 +44,7 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
         ("m004_author_metadata",),
         ("m005_health_usage_levels",),
         ("m006_asset_aliases",),
+        ("m007_reading_models",),
     ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()

@@ -1,0 +1,55 @@
+"""One writer per database: `moodring run` and `demo` hold a lock that `rescore` must get.
+
+An advisory ``flock`` on a file beside the database. The kernel drops it when the holder
+exits, however it exits, so a crashed bot never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+
+class DatabaseBusyError(ConfigError):
+    """Another moodring process is writing to this database."""
+
+
+def lock_path(db: Path | str) -> Path | None:
+    """The lock file of database ``db``; None for an in-memory or PostgreSQL database."""
+    text = str(db)
+    if text in ("", ":memory:") or "://" in text:
+        return None
+    return Path(text + ".lock")
+
+
+@contextmanager
+def hold(db: Path | str, what: str) -> Iterator[None]:
+    """Hold the database's writer lock for the block, or raise :class:`DatabaseBusyError`.
+
+    Args:
+        db: the database path.
+        what: the command taking the lock, for the other side's error message.
+    """
+    path = lock_path(db)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise DatabaseBusyError(
+                f"{db} is in use by {holder}; stop it first (it holds {path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"moodring {what} (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
