@@ -217,7 +217,15 @@ def _extreme_rule(
         value=value,
         previous=before.value if before is not None else None,
         detail=f"{change}; {_sample_words(reading)}",
-        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+        evidence=_evidence(
+            points,
+            now,
+            reading.window,
+            direction,
+            params,
+            index_params,
+            per_asset=reading.scope.asset != "*",
+        ),
     )
     return alert, state.with_fired(EXTREME, now)
 
@@ -257,7 +265,15 @@ def _swing_rule(
         value=value,
         previous=previous,
         detail=f"{reading.window} reading; {_sample_words(reading)}",
-        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+        evidence=_evidence(
+            points,
+            now,
+            reading.window,
+            direction,
+            params,
+            index_params,
+            per_asset=reading.scope.asset != "*",
+        ),
     )
     # The caller records the firing: this alert may be dropped in favour of an extreme one.
     return alert, state
@@ -297,7 +313,15 @@ def _hype_rule(
             f"{count} mentions in the last {reading.window}; {mood}; "
             f"confidence {reading.confidence:.2f}"
         ),
-        evidence=_evidence(points, now, reading.window, direction, params, index_params),
+        evidence=_evidence(
+            points,
+            now,
+            reading.window,
+            direction,
+            params,
+            index_params,
+            per_asset=reading.scope.asset != "*",
+        ),
     )
     return alert, state.with_fired(HYPE, now)
 
@@ -360,8 +384,17 @@ def _evidence(
     direction: int,
     params: AlertParams,
     index_params: IndexParams,
+    per_asset: bool = False,
 ) -> tuple[str, ...]:
     """Quotes of the messages that drove the alert: public ones only, since an alert can go to
     communities other than the one a message was posted in."""
-    picks = drivers(points, now, window, direction, k=params.evidence_count, params=index_params)
+    picks = drivers(
+        points,
+        now,
+        window,
+        direction,
+        k=params.evidence_count,
+        params=index_params,
+        per_asset=per_asset,
+    )
     return tuple(quote(p.text, params.quote_chars) for p in picks)

@@ -11,7 +11,15 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.community import apply_setting
-from bot.index import IndexParams, Point, compute_reading, drivers, mentions_ratio
+from bot.index import (
+    NORM_SPAN,
+    IndexParams,
+    Point,
+    compute_reading,
+    drivers,
+    mentions_ratio,
+    with_norm,
+)
 from bot.prices import BUNDLED
 from bot.render import models_text, quote, reading_text, scope_label, unknown_asset_text
 from bot.store import ScoredRow, Store, iso, parse_ts
@@ -233,7 +241,10 @@ def reading_at(
     rows = ctx.store.scored_since(since, at)
     points = _points(rows, scope)
     tracked = ctx.store.oldest_message_time()
-    return compute_reading(points, scope, window, at, ctx.params, tracked_since=tracked), points
+    reading = compute_reading(points, scope, window, at, ctx.params, tracked_since=tracked)
+    # The norm comes from the stored readings before ``at`` (the index ticks them hourly).
+    norm = ctx.store.reading_norm(scope, window, at - NORM_SPAN, at)
+    return with_norm(reading, *norm), points
 
 
 def _change(ctx: CommandContext, scope: Scope, window: str, now_value: float | None) -> str:
@@ -318,7 +329,15 @@ def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
         return Reply(text="\n".join(lines))
     direction = 1 if reading.value >= 50 else -1
     # Quotes only from public sources or from the asking community; never an author.
-    top = drivers(points, ctx.now, "24h", direction, k=3, community=cmd.community)
+    top = drivers(
+        points,
+        ctx.now,
+        "24h",
+        direction,
+        k=3,
+        community=cmd.community,
+        per_asset=scope.asset != "*",
+    )
     if top:
         lines.append("Moved most by:")
         lines += [f"  “{quote(p.text)}” ({p.polarity:+.2f}{_model_note(p, reading)})" for p in top]

@@ -1,4 +1,4 @@
-"""The mood index ("index v0"): a scope's scored messages over a window, as one 0-100 reading.
+"""The mood index ("index v1"): a scope's scored messages over a window, as one 0-100 reading.
 
 The formula, its parameters and the reasons for them are written out in docs/INDEX.md; keep the
 two in step (and bump ``INDEX_VERSION`` when the numbers a reading gives would change).
@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.types import MoodReading, Scope, band_of
 
-INDEX_VERSION = "index v0"
+INDEX_VERSION = "index v1"
 
 COLLECTING = "collecting"
 
@@ -41,6 +41,9 @@ class Point:
     reputation: float = 1.0
     #: The model that scored the message (readings say which models they rest on).
     model_id: str = ""
+    #: How many assets the message names. In one asset's reading it counts 1/n: a post that
+    #: tags five coins is hardly about each of them (docs/INDEX.md, "Per-asset weight").
+    n_assets: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def compute_reading(
     _check_aware(now)
     spec = params.spec(window)
     half_life = spec.seconds * params.half_life_fraction
+    per_asset = scope.asset != "*"
 
     in_window = _in_window(points, now, spec.seconds)
     spam_count = sum(1 for p in in_window if p.spam)
@@ -161,7 +165,7 @@ def compute_reading(
     # Per-author weight (capped) and weighted mean polarity.
     by_author: dict[str, list[tuple[float, float]]] = {}
     for p in valid:
-        w = _weight(p, now, half_life, params)
+        w = _weight(p, now, half_life, params, per_asset)
         by_author.setdefault(p.author, []).append((w, _clamp(p.polarity, -1.0, 1.0)))
     author_weights: list[float] = []
     author_terms: list[float] = []
@@ -213,6 +217,25 @@ def compute_reading(
     )
 
 
+#: How far back a scope's norm looks, and how much of that span it needs before it is shown.
+NORM_SPAN = timedelta(days=30)
+NORM_MIN_SPAN = timedelta(days=7)
+
+
+def with_norm(reading: MoodReading, norm: float | None, covered: timedelta) -> MoodReading:
+    """``reading`` with its scope's trailing norm: the mean of the scope's own readings of the
+    same window over the last 30 days (``norm``), once they cover at least 7 days.
+
+    Adds the components ``norm_30d`` and ``vs_norm`` (value − norm, in index points). A
+    community that always leans bullish reads "Greed" on an ordinary day; "2 above its norm"
+    says the day is ordinary (docs/INDEX.md, "The scope's norm").
+    """
+    if norm is None or covered < NORM_MIN_SPAN or reading.value is None:
+        return reading
+    components = {**reading.components, "norm_30d": norm, "vs_norm": reading.value - norm}
+    return replace(reading, components=components)
+
+
 def drivers(
     points: Sequence[Point],
     now: datetime,
@@ -221,6 +244,7 @@ def drivers(
     k: int = 3,
     community: str | None = None,
     params: IndexParams | None = None,
+    per_asset: bool = False,
 ) -> list[Point]:
     """The messages that moved the reading most in ``direction``.
 
@@ -237,6 +261,8 @@ def drivers(
         k: how many to return at most.
         community: the community that will see the quotes; ``None`` means public ones only.
         params: the index parameters; ``IndexParams()`` when omitted.
+        per_asset: the points are one asset's: a message naming n assets pulls 1/n, as in
+            that asset's reading.
 
     Returns:
         Up to ``k`` points, strongest first.
@@ -253,7 +279,7 @@ def drivers(
             continue
         if not (p.public or (community is not None and p.community == community)):
             continue
-        pull = _weight(p, now, half_life, params)
+        pull = _weight(p, now, half_life, params, per_asset)
         if sign:
             pull *= sign * p.polarity
         if pull > 0:
@@ -334,12 +360,15 @@ def _decay(age_seconds: float, half_life: float) -> float:
     return 0.5 ** (max(age_seconds, 0.0) / half_life)
 
 
-def _weight(p: Point, now: datetime, half_life: float, params: IndexParams) -> float:
-    """Recency * engagement * reputation. Engagement counts logarithmically: it is heavy-tailed
-    and buyable."""
+def _weight(
+    p: Point, now: datetime, half_life: float, params: IndexParams, per_asset: bool = False
+) -> float:
+    """Recency * engagement * reputation (* 1/n for one of the n assets a post names).
+    Engagement counts logarithmically: it is heavy-tailed and buyable."""
     age = (now - p.created_at).total_seconds()
     boost = 1.0 + params.engagement_weight * math.log1p(max(p.engagement, 0))
-    return _decay(age, half_life) * boost * _clamp(p.reputation, 0.0, 1.0)
+    share = 1.0 / p.n_assets if per_asset and p.n_assets > 1 else 1.0
+    return _decay(age, half_life) * boost * _clamp(p.reputation, 0.0, 1.0) * share
 
 
 def _mean_kernel(spec: WindowSpec, params: IndexParams) -> float:

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.alerts import AlertParams, AlertState, evaluate
 from bot.errors import SourceFailed
-from bot.index import IndexParams, Point, compute_reading
+from bot.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
 from bot.market import market_reading
 from bot.market_alerts import (
     DAILY_CLOSE,
@@ -245,6 +245,9 @@ class IndexEngine:
                     self.index_params,
                     previous,
                     tracked_since=self.tracked_since,
+                )
+                reading = with_norm(
+                    reading, *self.store.reading_norm(scope, window, now - NORM_SPAN, now)
                 )
                 readings.append(reading)
                 if window == self.config.alert_window:

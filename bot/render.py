@@ -49,9 +49,20 @@ def reading_text(reading: MoodReading) -> str:
         return f"collecting ({reading.sample_size} msgs in {reading.window})"
     mixed = ", mixed models" if reading.mixed_models else ""
     return (
-        f"{round(reading.value)}/100 {reading.band} ({reading.window}, "
+        f"{round(reading.value)}/100 {reading.band}{norm_text(reading)} ({reading.window}, "
         f"{reading.sample_size} msgs, confidence {reading.confidence:.2f}{mixed})"
     )
+
+
+def norm_text(reading: MoodReading) -> str:
+    """', 6 above its 30-day norm' (or 'below', or 'at'); empty until the scope has a norm."""
+    delta = reading.components.get("vs_norm")
+    if delta is None:
+        return ""
+    points = round(delta)
+    if points == 0:
+        return ", at its 30-day norm"
+    return f", {abs(points)} {'above' if points > 0 else 'below'} its 30-day norm"
 
 
 def models_text(reading: MoodReading) -> str:

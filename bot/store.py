@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -366,6 +366,7 @@ class ScoredRow:
             community=self.community,
             reputation=self.reputation,
             model_id=self.model_id,
+            n_assets=max(1, len(self.assets)),
         )
 
 
@@ -954,6 +955,20 @@ class Store:
             )
             for r in rows
         ]
+
+    @_locked
+    def reading_norm(
+        self, scope: Scope, window: str, since: datetime, until: datetime
+    ) -> tuple[float | None, timedelta]:
+        """Mean value of the scope's readings in ``[since, until)``, and the span they cover."""
+        [row] = self.db.execute(
+            "SELECT AVG(value), MIN(at), MAX(at) FROM readings"
+            " WHERE scope = ? AND window = ? AND at >= ? AND at < ? AND value IS NOT NULL",
+            [scope.key(), window, iso(since), iso(until)],
+        ).fetchall()
+        if row[0] is None:
+            return None, timedelta(0)
+        return float(row[0]), parse_ts(row[2]) - parse_ts(row[1])
 
     @_locked
     def alerts_between(self, since: datetime, until: datetime) -> list[Alert]:

@@ -99,6 +99,7 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     rng.shuffle(general)
     general = general[: args.general]
     templates = generate(seed=args.seed, n=args.templates) if args.templates else []
+    fin = fin * max(1, args.fin_repeat)
     sources = {"tfns": fin, "stocktwits": st, "general": general, "templates": templates}
     index = NearDuplicateIndex(suite_texts)
     rows, counts = [], {}
@@ -179,6 +180,20 @@ def run(args: argparse.Namespace) -> dict:
     targets = torch.full((len(rows), len(LABELS)), eps / len(LABELS))
     for i, (_, lab, _) in enumerate(rows):
         targets[i, LABEL_TO_ID[lab]] += 1 - eps
+    if args.general_soft > 0:
+        # Self-distillation on the general tweets: the starting model's own probabilities,
+        # mixed into their targets, anchor the general skill that finance data would erase.
+        from nlp.training import load_base_model
+
+        teacher = load_base_model(init).to(device).eval()
+        idx = [i for i, row in enumerate(rows) if row[2] == "general"]
+        probs = predict_logits(
+            teacher, tok, [model_text(rows[i][0]) for i in idx], device, args.max_length
+        ).softmax(-1)
+        a = args.general_soft
+        targets[idx] = (1 - a) * targets[idx] + a * probs
+        del teacher
+        note("general_soft", {"rows": len(idx), "weight": a})
     cfg = replace(
         TrainConfig(),
         name="stance",
@@ -214,6 +229,38 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def ship(src: Path, dst: Path, model_id: str) -> dict:
+    """Install a trained model as the product's: copy it, name it, and record in its
+    ``moodring.json`` the weights' sha256 and the suite's pass rates on the int8 path
+    (``tests/test_suite.py`` checks them in every ``make test``)."""
+    import shutil
+
+    from nlp.scorer import Scorer, sha256_of
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "report.json":
+            shutil.copy(f, dst / f.name)
+    meta = json.loads((dst / "moodring.json").read_text())
+    meta.update(
+        model_id=model_id,
+        labels=list(LABELS),
+        stance=["bearish", "neutral", "bullish"],
+        weights_sha256=sha256_of(dst / "model.safetensors"),
+    )
+    (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    scorer = Scorer(dst, cache_size=0, backend="onnx")
+    result = run_suite(lambda texts: [s.label for s in scorer.score(texts)])
+    meta["suite"] = {
+        "sha256": result["suite_sha256"],
+        "backend": scorer.backend,
+        "passed": {c: e["passed"] for c, e in result["capabilities"].items()},
+        "n": {c: e["n"] for c, e in result["capabilities"].items()},
+    }
+    (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--init", required=True, help="model directory to start from")
@@ -230,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--general", type=int, default=15000, help="SemEval tweets to mix in")
     p.add_argument("--templates", type=int, default=4000, help="template sentences (0 = none)")
+    p.add_argument(
+        "--general-soft", type=float, default=0.0,
+        help="weight of the starting model's own probabilities in the general tweets' targets",
+    )  # fmt: skip
     p.add_argument("--bearish-repeat", type=int, default=2)
+    p.add_argument("--fin-repeat", type=int, default=1, help="times each TFNS row is seen")
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
     p.add_argument("--limit", type=int, default=0, help="train on the first N mixed rows only")
     p.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True)
@@ -240,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ship"]:
+        p = argparse.ArgumentParser(description="install a trained stance model")
+        p.add_argument("src", type=Path)
+        p.add_argument("--to", type=Path, default=Path("models/sentiment"))
+        p.add_argument("--model-id", required=True)
+        a = p.parse_args(argv[1:])
+        sys.stdout.write(json.dumps(ship(a.src, a.to, a.model_id)) + "\n")
+        return 0
     report = run(build_parser().parse_args(argv))
     sys.stdout.write(json.dumps(report) + "\n")
     return 0

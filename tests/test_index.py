@@ -146,7 +146,7 @@ def test_reading_is_deterministic_and_ignores_input_order(points, window, params
 
 
 def test_version_is_exported_and_documented():
-    assert INDEX_VERSION == "index v0"
+    assert INDEX_VERSION == "index v1"
     doc = Path(__file__).resolve().parents[1] / "docs" / "INDEX.md"
     assert INDEX_VERSION in doc.read_text(encoding="utf-8")
 
@@ -328,3 +328,53 @@ def test_new_or_tiny_accounts_weigh_less() -> None:
     assert abs(even.value - 50) < 3
     assert weighed.value < 40
     assert weighed.sample_size == even.sample_size  # weighed down, not dropped
+
+
+# --- per-asset weight and the scope's norm (index v1) ---------------------------------------
+
+
+def test_a_post_naming_many_assets_counts_a_share_in_each_assets_reading() -> None:
+    """The $SOS post with five trailing tags should hardly move BTC's mood."""
+    focused = spread(30, 0.6, tag="btc-only")  # about BTC alone
+    scattered = spread(30, -0.9, tag="five-tags", n_assets=5)  # BTC is one tag of five
+    both = focused + scattered
+    btc = compute_reading(both, BTC, "1h", NOW)
+    everything = compute_reading(both, Scope(), "1h", NOW)
+    # All sources: each post counts once, so the mean is (0.6 - 0.9) / 2.
+    assert everything.components["raw_sentiment"] == pytest.approx(-0.15)
+    # BTC: a five-tag post counts 1/5, so the mean is (0.6 - 0.9 / 5) / (1 + 1 / 5).
+    assert btc.components["raw_sentiment"] == pytest.approx((0.6 - 0.18) / 1.2)
+    assert btc.value is not None and everything.value is not None
+    assert btc.value > 55 > everything.value
+    # /why for BTC ranks the focused posts first for the same reason.
+    [top] = drivers(both, NOW, "1h", +1, k=1, per_asset=True)
+    assert top.message_key.startswith("btc-only")
+    [bottom] = drivers(scattered, NOW, "1h", -1, k=1, per_asset=True)
+    assert bottom.n_assets == 5
+
+
+def test_one_tag_posts_read_the_same_as_before() -> None:
+    points = spread(30, 0.4) + spread(10, -0.2, tag="x")
+    btc, everything = (compute_reading(points, s, "1h", NOW) for s in (BTC, Scope()))
+    assert btc.value is not None
+    assert btc.value == everything.value
+    assert btc.components["raw_sentiment"] == everything.components["raw_sentiment"]
+
+
+def test_a_reading_says_how_it_compares_with_its_scopes_norm() -> None:
+    from bot.index import with_norm
+    from bot.render import norm_text, reading_text
+
+    reading = compute_reading(spread(30, 0.3), BTC, "1h", NOW)
+    assert reading.value is not None
+    normed = with_norm(reading, reading.value - 6.2, timedelta(days=30))
+    assert normed.components["vs_norm"] == pytest.approx(6.2)
+    assert norm_text(normed) == ", 6 above its 30-day norm"
+    assert "6 above its 30-day norm" in reading_text(normed)
+    below = with_norm(reading, reading.value + 3, timedelta(days=8))
+    assert norm_text(below) == ", 3 below its 30-day norm"
+    # Less than a week of history is no norm yet; nor is there one for a collecting reading.
+    assert with_norm(reading, 10.0, timedelta(days=6)) == reading
+    collecting = compute_reading(spread(2, 0.3), BTC, "1h", NOW)
+    assert with_norm(collecting, 10.0, timedelta(days=30)) == collecting
+    assert norm_text(reading) == ""
