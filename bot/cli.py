@@ -696,7 +696,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"no such file: {path}")
     scorer = load_scorer(settings, cache_size=0)
     try:
-        result = evaluate_file(path, scorer)
+        result = evaluate_file(path, scorer, args.source, args.since)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     sys.stdout.write(json.dumps(result) + "\n")
@@ -911,6 +911,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("file", nargs="?", help="tab-separated file with label and text columns")
     e.add_argument("--suite", action="store_true", help="run the behaviour suite instead")
+    e.add_argument("--source", help="only the TSV rows of this source (e.g. tfns-valid)")
+    e.add_argument(
+        "--since", help="a tagged social CSV: only posts from then on (e.g. the hold-out)"
+    )
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser(

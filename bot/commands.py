@@ -259,14 +259,19 @@ def _change(ctx: CommandContext, scope: Scope, window: str, now_value: float | N
 
 
 def _mood_line(ctx: CommandContext, scope: Scope, window: str) -> str:
+    return _mood_of(ctx, scope, window)[0]
+
+
+def _mood_of(ctx: CommandContext, scope: Scope, window: str) -> tuple[str, MoodReading]:
     reading, _ = reading_at(ctx, scope, window)
     extra = ""
     if reading.spam_count or reading.set_aside:
         extra = f"; set aside: {reading.spam_count} spam, {reading.set_aside} not English"
-    return (
+    line = (
         f"{scope_label(scope)}: {reading_text(reading)}"
         f"{_change(ctx, scope, window, reading.value)}{extra}"
     )
+    return line, reading
 
 
 # ---------------------------------------------------------------------- handlers
@@ -284,7 +289,10 @@ def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
     lines = [f"Mood as of {ctx.now:%Y-%m-%d %H:%M} UTC"]
     here = Scope(asset=asset or "*", community=cmd.community, platform=cmd.platform)
     lines.append("• here — " + _mood_line(ctx, here, window))
-    lines.append("• all sources — " + _mood_line(ctx, Scope(asset=asset or "*"), window))
+    everywhere, reading = _mood_of(ctx, Scope(asset=asset or "*"), window)
+    lines.append("• all sources — " + everywhere)
+    if reading.models:  # which model read these messages (and whether history mixes two)
+        lines.append(models_text(reading))
     return Reply(text="\n".join(lines))
 
 

@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 LABELS = ("negative", "neutral", "positive")
 
 
-def read_labelled_tsv(path: Path) -> tuple[list[str], list[int]]:
+def read_labelled_tsv(path: Path, source: str | None = None) -> tuple[list[str], list[int]]:
     """Texts and label ids of a tab-separated file whose header names ``label`` and ``text``.
 
-    Other columns are ignored; labels are negative/neutral/positive in any case.
+    Other columns are ignored, except ``source`` when ``source`` is given (only those rows);
+    labels are negative/neutral/positive in any case.
 
     Raises:
         ValueError: the header lacks a column, a label is unknown, or there are no rows.
@@ -34,7 +35,11 @@ def read_labelled_tsv(path: Path) -> tuple[list[str], list[int]]:
                 f"{path}: the tab-separated header must name 'label' and 'text' "
                 f"(missing {', '.join(sorted(missing))})"
             )
+        if source is not None and "source" not in (reader.fieldnames or ()):
+            raise ValueError(f"{path}: --source needs a 'source' column")
         for row in reader:
+            if source is not None and row.get("source") != source:
+                continue
             label = (row.get("label") or "").strip().lower()
             if label not in LABELS:
                 raise ValueError(
@@ -44,11 +49,35 @@ def read_labelled_tsv(path: Path) -> tuple[list[str], list[int]]:
             texts.append(row.get("text") or "")
             gold.append(LABELS.index(label))
     if not texts:
-        raise ValueError(f"{path}: no labelled rows")
+        raise ValueError(f"{path}: no labelled rows" + (f" of source {source!r}" if source else ""))
     return texts, gold
 
 
-def evaluate_file(path: Path, scorer) -> dict:
+#: The authors' own StockTwits tags, as labels.
+TAG_LABELS = {"bullish": "positive", "bearish": "negative"}
+
+
+def read_tagged_csv(path: Path, since: str | None = None) -> tuple[list[str], list[int]]:
+    """Texts and labels of a social CSV's posts tagged Bullish/Bearish by their authors
+    (``tag`` column), created at or after ``since`` (ISO text, compared as stored)."""
+    texts: list[str] = []
+    gold: list[int] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not {"tag", "text"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path}: a tagged CSV needs 'tag' and 'text' columns")
+        for row in reader:
+            label = TAG_LABELS.get((row.get("tag") or "").strip().lower())
+            if label is None or (since and (row.get("created_at") or "") < since):
+                continue
+            texts.append(row.get("text") or "")
+            gold.append(LABELS.index(label))
+    if not texts:
+        raise ValueError(f"{path}: no tagged posts" + (f" since {since}" if since else ""))
+    return texts, gold
+
+
+def evaluate_file(path: Path, scorer, source: str | None = None, since: str | None = None) -> dict:
     """Score every text of a labelled TSV file and compare with its labels.
 
     Args:
@@ -58,13 +87,20 @@ def evaluate_file(path: Path, scorer) -> dict:
     Returns:
         ``n``, ``macro_recall`` (over the labels present), ``accuracy`` and
         ``recall_<label>`` for each label present; ``polar_accuracy`` (P(pos) > P(neg)
-        against the label) when only positive and negative occur; ``ece`` (top-label,
-        15 bins) when all three occur. Metrics are rounded to 4 decimals.
+        against the label) and ``balanced_polar_accuracy`` (the mean of its recall on each
+        side) when only positive and negative occur; ``ece`` (top-label, 15 bins) when all
+        three occur. Metrics are rounded to 4 decimals. A ``.csv`` file is read as a social
+        stream whose authors tagged posts Bullish/Bearish (only posts from ``since`` on);
+        ``source`` keeps the TSV rows of that source.
 
     Raises:
         ValueError: the file is not a labelled TSV (see :func:`read_labelled_tsv`).
     """
-    texts, gold = read_labelled_tsv(Path(path))
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        texts, gold = read_tagged_csv(path, since)
+    else:
+        texts, gold = read_labelled_tsv(path, source)
     scores = scorer.score(texts)
     probs = [(s.p_neg, s.p_neu, s.p_pos) for s in scores]
     pred = [LABELS.index(s.label) for s in scores]
@@ -79,10 +115,12 @@ def evaluate_file(path: Path, scorer) -> dict:
     neutral = LABELS.index("neutral")
     if neutral not in present:
         positive = LABELS.index("positive")
-        right = sum(
-            (s.p_pos > s.p_neg) == (g == positive) for s, g in zip(scores, gold, strict=True)
+        says = [(s.p_pos > s.p_neg) == (g == positive) for s, g in zip(scores, gold, strict=True)]
+        result["polar_accuracy"] = round(sum(says) / len(gold), 4)
+        sides = [[ok for ok, g in zip(says, gold, strict=True) if g == side] for side in set(gold)]
+        result["balanced_polar_accuracy"] = round(
+            sum(sum(s) / len(s) for s in sides) / len(sides), 4
         )
-        result["polar_accuracy"] = round(right / len(gold), 4)
     if len(present) == len(LABELS):
         result["ece"] = round(expected_calibration_error(probs, gold, bins=15), 4)
     return result
@@ -97,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/sentiment"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    p.add_argument("--source", help="TSV: only rows of this source (e.g. tfns-valid)")
+    p.add_argument("--since", help="tagged CSV: only posts created at or after this")
     args = p.parse_args(argv)
     scorer = Scorer(args.model, device=args.device, backend=args.backend)
-    result = evaluate_file(args.path, scorer)
+    result = evaluate_file(args.path, scorer, args.source, args.since)
     result["backend"] = scorer.backend
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

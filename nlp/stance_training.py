@@ -93,6 +93,7 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     st_train, _ = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
     st = [(swap_cashtags(t, rng) if rng.random() < args.swap else t, lab) for t, lab in st_train]
     st += [row for row in st if row[1] == "negative"] * max(0, args.bearish_repeat - 1)
+    st = st * max(1, args.st_repeat)
     general = [
         (r["text"], r["label"].lower()) for r in read_labelled(data / "sentiment" / "train.tsv")
     ]
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--bearish-repeat", type=int, default=2)
     p.add_argument("--fin-repeat", type=int, default=1, help="times each TFNS row is seen")
+    p.add_argument("--st-repeat", type=int, default=1, help="times each StockTwits row is seen")
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
     p.add_argument("--limit", type=int, default=0, help="train on the first N mixed rows only")
     p.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True)

@@ -103,3 +103,39 @@ def test_unknown_label_and_empty_file(tmp_path: Path) -> None:
         evaluate_file(write_tsv(tmp_path / "u.tsv", [("bullish", "x")]), FakeScorer({}))
     with pytest.raises(ValueError, match="no labelled rows"):
         evaluate_file(write_tsv(tmp_path / "e.tsv", []), FakeScorer({}))
+
+
+def test_source_keeps_only_that_sources_rows(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path / "fin.tsv",
+        [("negative", "a", "tfns-train"), ("positive", "b", "tfns-valid")],
+        header="label\ttext\tsource",
+    )
+    scorer = FakeScorer({"a": (0.1, 0.1, 0.8), "b": (0.1, 0.1, 0.8)})
+    assert evaluate_file(path, scorer, source="tfns-valid")["accuracy"] == 1.0
+    assert evaluate_file(path, scorer)["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="no labelled rows of source 'nope'"):
+        evaluate_file(path, scorer, source="nope")
+    plain = write_tsv(tmp_path / "plain.tsv", [("negative", "a")])
+    with pytest.raises(ValueError, match="needs a 'source' column"):
+        evaluate_file(plain, scorer, source="tfns-valid")
+
+
+def test_a_tagged_social_csv_gives_balanced_polar_accuracy_from_a_date(tmp_path: Path) -> None:
+    path = tmp_path / "posts.csv"
+    path.write_text(
+        "id,created_at,author,tag,likes,text\n"
+        "1,2022-07-01T00:00:00Z,u,Bullish,0,old\n"  # before the hold-out: left out
+        "2,2022-07-20T00:00:00Z,u,Bullish,0,up\n"
+        "3,2022-07-20T01:00:00Z,u,Bullish,0,up too\n"
+        "4,2022-07-20T02:00:00Z,u,Bearish,0,down\n"
+        "5,2022-07-20T03:00:00Z,u,,0,untagged\n",
+        encoding="utf-8",
+    )
+    scorer = FakeScorer(
+        {"up": (0.1, 0.2, 0.7), "up too": (0.6, 0.2, 0.2), "down": (0.7, 0.2, 0.1)}
+    )
+    result = evaluate_file(path, scorer, since="2022-07-17T10:30:28Z")
+    assert result["n"] == 3
+    assert result["polar_accuracy"] == round(2 / 3, 4)
+    assert result["balanced_polar_accuracy"] == round((0.5 + 1.0) / 2, 4)
