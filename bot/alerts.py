@@ -217,15 +217,7 @@ def _extreme_rule(
         value=value,
         previous=before.value if before is not None else None,
         detail=f"{change}; {_sample_words(reading)}",
-        evidence=_evidence(
-            points,
-            now,
-            reading.window,
-            direction,
-            params,
-            index_params,
-            per_asset=reading.scope.asset != "*",
-        ),
+        evidence=_evidence(points, now, reading, direction, params, index_params),
     )
     return alert, state.with_fired(EXTREME, now)
 
@@ -265,15 +257,7 @@ def _swing_rule(
         value=value,
         previous=previous,
         detail=f"{reading.window} reading; {_sample_words(reading)}",
-        evidence=_evidence(
-            points,
-            now,
-            reading.window,
-            direction,
-            params,
-            index_params,
-            per_asset=reading.scope.asset != "*",
-        ),
+        evidence=_evidence(points, now, reading, direction, params, index_params),
     )
     # The caller records the firing: this alert may be dropped in favour of an extreme one.
     return alert, state
@@ -313,15 +297,7 @@ def _hype_rule(
             f"{count} mentions in the last {reading.window}; {mood}; "
             f"confidence {reading.confidence:.2f}"
         ),
-        evidence=_evidence(
-            points,
-            now,
-            reading.window,
-            direction,
-            params,
-            index_params,
-            per_asset=reading.scope.asset != "*",
-        ),
+        evidence=_evidence(points, now, reading, direction, params, index_params),
     )
     return alert, state.with_fired(HYPE, now)
 
@@ -380,21 +356,20 @@ def _sample_words(reading: MoodReading) -> str:
 def _evidence(
     points: Sequence[Point],
     now: datetime,
-    window: str,
+    reading: MoodReading,
     direction: int,
     params: AlertParams,
     index_params: IndexParams,
-    per_asset: bool = False,
 ) -> tuple[str, ...]:
     """Quotes of the messages that drove the alert: public ones only, since an alert can go to
     communities other than the one a message was posted in."""
     picks = drivers(
         points,
         now,
-        window,
+        reading.window,
         direction,
         k=params.evidence_count,
         params=index_params,
-        per_asset=per_asset,
+        per_asset=reading.scope.asset != "*",  # one asset's reading: shared posts weigh less
     )
     return tuple(quote(p.text, params.quote_chars) for p in picks)

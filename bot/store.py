@@ -293,22 +293,7 @@ def m007_reading_models(db: sqlite_utils.Database) -> None:
     two models (``moodring rescore`` re-scores and rebuilds)."""
     db["readings"].add_column("models", str)  # JSON list of model ids; NULL before migration 7
     # Alerts a rebuild replaced, kept with their delivery records: what users were sent stays.
-    db["alerts_superseded"].create(
-        {
-            "key": str,
-            "kind": str,
-            "scope": str,
-            "at": str,
-            "title": str,
-            "detail": str,
-            "value": float,
-            "previous": float,
-            "evidence": str,
-            "created_at": str,
-            "superseded_at": str,
-        },
-        pk="key",
-    )
+    db["alerts_superseded"].create({**db["alerts"].columns_dict, "superseded_at": str}, pk="key")
 
 
 def iso(ts: datetime) -> str:

@@ -257,6 +257,7 @@ def ship(src: Path, dst: Path, model_id: str) -> dict:
         "backend": scorer.backend,
         "passed": {c: e["passed"] for c, e in result["capabilities"].items()},
         "n": {c: e["n"] for c, e in result["capabilities"].items()},
+        "meets_bars": result["meets_bars"],
     }
     (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta

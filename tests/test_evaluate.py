@@ -132,9 +132,7 @@ def test_a_tagged_social_csv_gives_balanced_polar_accuracy_from_a_date(tmp_path:
         "5,2022-07-20T03:00:00Z,u,,0,untagged\n",
         encoding="utf-8",
     )
-    scorer = FakeScorer(
-        {"up": (0.1, 0.2, 0.7), "up too": (0.6, 0.2, 0.2), "down": (0.7, 0.2, 0.1)}
-    )
+    scorer = FakeScorer({"up": (0.1, 0.2, 0.7), "up too": (0.6, 0.2, 0.2), "down": (0.7, 0.2, 0.1)})
     result = evaluate_file(path, scorer, since="2022-07-17T10:30:28Z")
     assert result["n"] == 3
     assert result["polar_accuracy"] == round(2 / 3, 4)

@@ -69,3 +69,14 @@ def test_what_the_rule_does() -> None:
     assert normalize("cafe\u0301\u200b 👨\u200d👩\u200d👧") == "café 👨\u200d👩\u200d👧"
     assert normalize("a\u00a0\u3000b") == "a b"
     assert len(normalize("x" * 50_000)) == MAX_CHARS
+
+
+def test_emoji_are_spelled_as_words_for_models_that_ask() -> None:
+    from nlp.normalize import emoji_to_words
+
+    assert emoji_to_words("🚀🚀") == "rocket rocket"
+    assert emoji_to_words("$BTC 📉") == "$BTC chart decreasing"
+    assert emoji_to_words("💎🙌 holding") == "gem stone raising hands holding"
+    assert emoji_to_words("plain ascii stays") == "plain ascii stays"
+    assert emoji_to_words("👍🏽 ok") == "thumbs up medium skin tone ok"
+    assert emoji_to_words("") == ""
