@@ -258,11 +258,7 @@ def _change(ctx: CommandContext, scope: Scope, window: str, now_value: float | N
     return f", {delta:+d} vs {'1h' if window == '1h' else '24h'} ago"
 
 
-def _mood_line(ctx: CommandContext, scope: Scope, window: str) -> str:
-    return _mood_of(ctx, scope, window)[0]
-
-
-def _mood_of(ctx: CommandContext, scope: Scope, window: str) -> tuple[str, MoodReading]:
+def _mood_line(ctx: CommandContext, scope: Scope, window: str) -> tuple[str, MoodReading]:
     reading, _ = reading_at(ctx, scope, window)
     extra = ""
     if reading.spam_count or reading.set_aside:
@@ -288,8 +284,8 @@ def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
     window = window or "24h"
     lines = [f"Mood as of {ctx.now:%Y-%m-%d %H:%M} UTC"]
     here = Scope(asset=asset or "*", community=cmd.community, platform=cmd.platform)
-    lines.append("• here — " + _mood_line(ctx, here, window))
-    everywhere, reading = _mood_of(ctx, Scope(asset=asset or "*"), window)
+    lines.append("• here — " + _mood_line(ctx, here, window)[0])
+    everywhere, reading = _mood_line(ctx, Scope(asset=asset or "*"), window)
     lines.append("• all sources — " + everywhere)
     if reading.models:  # which model read these messages (and whether history mixes two)
         lines.append(models_text(reading))

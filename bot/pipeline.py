@@ -383,7 +383,7 @@ class IndexEngine:
             first = self.store.oldest_message_time()
             if first is None:
                 return []
-            start = _floor(first, self.config.tick_s)
+            start = floor_time(first, self.config.tick_s)
         else:
             start = self.last_tick
         out = []
@@ -394,7 +394,8 @@ class IndexEngine:
         return out
 
 
-def _floor(ts: datetime, step_s: int) -> datetime:
+def floor_time(ts: datetime, step_s: int) -> datetime:
+    """``ts`` rounded down to a multiple of ``step_s`` seconds (the tick it falls in)."""
     epoch = int(ts.timestamp())
     return datetime.fromtimestamp(epoch - epoch % step_s, UTC)
 

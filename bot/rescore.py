@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.pipeline import IndexEngine, PipelineConfig
+from bot.pipeline import IndexEngine, PipelineConfig, floor_time
 from bot.store import Store, iso, parse_ts
 from nlp.types import Score
 
@@ -55,11 +55,6 @@ class RescoreReport:
     ticks: int
     alerts_before: int  # alerts from the rebuild hour on, before
     alerts_after: int
-
-
-def _floor_hour(ts: datetime, step_s: int) -> datetime:
-    epoch = int(ts.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % step_s, UTC)
 
 
 def rescore(
@@ -93,7 +88,7 @@ def rescore(
         todo = store.to_rescore(model_id, since, after, chunk)
         if not todo:
             break
-        hour = _floor_hour(todo[0][1], config.tick_s)
+        hour = floor_time(todo[0][1], config.tick_s)
         if rebuild_from is None or hour < rebuild_from:
             rebuild_from = hour
             # Saved before the scores change: a crash after this still rebuilds from here.
@@ -130,8 +125,8 @@ def rebuild(
     first = store.oldest_message_time()
     if last is None or first is None:
         return 0, 0, 0
-    start = max(start, _floor_hour(first, config.tick_s))
-    before = store.supersede_from(start, config.tick_s, _floor_hour(first, config.tick_s))
+    start = max(start, floor_time(first, config.tick_s))
+    before = store.supersede_from(start, config.tick_s, floor_time(first, config.tick_s))
     engine = (engine_factory or IndexEngine)(store, config)
     ticks = 0
     for t in engine.due_ticks(last):

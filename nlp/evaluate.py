@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from nlp.metrics import expected_calibration_error, macro_recall, per_class_recall
@@ -77,6 +78,18 @@ def read_tagged_csv(path: Path, since: str | None = None) -> tuple[list[str], li
     return texts, gold
 
 
+def polar_accuracies(says_bullish: Sequence[bool], bullish: Sequence[bool]) -> tuple[float, float]:
+    """(polar accuracy, balanced polar accuracy) of "P(pos) > P(neg)" against the labels.
+
+    The balanced figure is the mean of the recall on each side present.
+    """
+    right = [s == b for s, b in zip(says_bullish, bullish, strict=True)]
+    sides = [
+        [ok for ok, b in zip(right, bullish, strict=True) if b == side] for side in set(bullish)
+    ]
+    return sum(right) / len(right), sum(sum(s) / len(s) for s in sides) / len(sides)
+
+
 def evaluate_file(path: Path, scorer, source: str | None = None, since: str | None = None) -> dict:
     """Score every text of a labelled TSV file and compare with its labels.
 
@@ -115,12 +128,11 @@ def evaluate_file(path: Path, scorer, source: str | None = None, since: str | No
     neutral = LABELS.index("neutral")
     if neutral not in present:
         positive = LABELS.index("positive")
-        says = [(s.p_pos > s.p_neg) == (g == positive) for s, g in zip(scores, gold, strict=True)]
-        result["polar_accuracy"] = round(sum(says) / len(gold), 4)
-        sides = [[ok for ok, g in zip(says, gold, strict=True) if g == side] for side in set(gold)]
-        result["balanced_polar_accuracy"] = round(
-            sum(sum(s) / len(s) for s in sides) / len(sides), 4
+        polar, balanced = polar_accuracies(
+            [s.p_pos > s.p_neg for s in scores], [g == positive for g in gold]
         )
+        result["polar_accuracy"] = round(polar, 4)
+        result["balanced_polar_accuracy"] = round(balanced, 4)
     if len(present) == len(LABELS):
         result["ece"] = round(expected_calibration_error(probs, gold, bins=15), 4)
     return result

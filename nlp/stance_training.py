@@ -27,11 +27,12 @@ import random
 import re
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from nlp.evaluate import TAG_LABELS, polar_accuracies, read_tagged_csv
 from nlp.metrics import macro_recall
 from nlp.neardup import NearDuplicateIndex
 from nlp.normalize import emoji_to_words, normalize
@@ -62,17 +63,16 @@ def model_text(text: str) -> str:
     return emoji_to_words(normalize(text))
 
 
-def read_stocktwits(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Tagged posts ``(text, label)`` before and from :data:`HOLDOUT_FROM`."""
-    train, hold = [], []
+def read_stocktwits(path: Path) -> list[tuple[str, str]]:
+    """Tagged posts ``(text, label)`` from before the hold-out (:data:`HOLDOUT_FROM`)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            tag = (row.get("tag") or "").lower()
-            if tag not in ("bullish", "bearish") or not row.get("text"):
-                continue
-            label = "positive" if tag == "bullish" else "negative"
-            (hold if row["created_at"] >= HOLDOUT_FROM else train).append((row["text"], label))
-    return train, hold
+        return [
+            (row["text"], TAG_LABELS[tag])
+            for row in csv.DictReader(fh)
+            if (tag := (row.get("tag") or "").lower()) in TAG_LABELS
+            and row.get("text")
+            and row["created_at"] < HOLDOUT_FROM
+        ]
 
 
 def swap_cashtags(text: str, rng: random.Random) -> str:
@@ -90,7 +90,7 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
         for r in read_labelled(data / "sentiment" / "fin_train.tsv")
         if r.get("source") == "tfns-train"
     ]
-    st_train, _ = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
+    st_train = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
     st = [(swap_cashtags(t, rng) if rng.random() < args.swap else t, lab) for t, lab in st_train]
     st += [row for row in st if row[1] == "negative"] * max(0, args.bearish_repeat - 1)
     st = st * max(1, args.st_repeat)
@@ -116,7 +116,7 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     return rows, counts
 
 
-def evaluate(model, tok, device, data: Path, max_length: int, temperature: float = 1.0) -> dict:
+def evaluate(model, tok, device, data: Path, max_length: int) -> dict:
     """Dev figures on the fp32 torch path: tfns-valid, StockTwits hold-out, val.tsv, the suite."""
 
     def logits(texts: list[str]) -> torch.Tensor:
@@ -135,25 +135,19 @@ def evaluate(model, tok, device, data: Path, max_length: int, temperature: float
     vl = logits([r["text"] for r in val])
     vg = [LABEL_TO_ID[r["label"].lower()] for r in val]
     out["val_macro_recall"] = round(macro_recall(vg, vl.argmax(-1).tolist()), 4)
-    _, hold = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
-    hl = logits([t for t, _ in hold]).softmax(-1)
-    bull = [lab == "positive" for _, lab in hold]
-    says_bull = (hl[:, 2] > hl[:, 0]).tolist()
-    rec_bull = sum(s and b for s, b in zip(says_bull, bull, strict=True)) / max(1, sum(bull))
-    rec_bear = sum((not s) and (not b) for s, b in zip(says_bull, bull, strict=True)) / max(
-        1, len(bull) - sum(bull)
+    texts, gold = read_tagged_csv(data / "social" / "stocktwits_btc_eth_2022.csv", HOLDOUT_FROM)
+    hl = logits(texts)
+    polar, balanced = polar_accuracies(
+        (hl[:, 2] > hl[:, 0]).tolist(), [g == LABEL_TO_ID["positive"] for g in gold]
     )
-    out["stocktwits_polar_accuracy"] = round(
-        sum(s == b for s, b in zip(says_bull, bull, strict=True)) / len(bull), 4
-    )
-    out["stocktwits_balanced_polar_accuracy"] = round((rec_bull + rec_bear) / 2, 4)
+    out["stocktwits_polar_accuracy"] = round(polar, 4)
+    out["stocktwits_balanced_polar_accuracy"] = round(balanced, 4)
     suite = run_suite(lambda texts: [LABELS[i] for i in logits(texts).argmax(-1).tolist()])
     out["suite_pass_rate"] = suite["pass_rate"]
     out["suite_pass_rate_required"] = suite["pass_rate_required"]
     out["suite"] = {c: e["pass_rate"] for c, e in suite["capabilities"].items()}
-    if temperature == 1.0:
-        # Calibrate on the general and finance dev sets together (argmax is unchanged).
-        out["temperature"] = round(fit_temperature(torch.cat([fl, vl]), torch.tensor(fg + vg)), 4)
+    # Calibrate on the general and finance dev sets together (argmax is unchanged).
+    out["temperature"] = round(fit_temperature(torch.cat([fl, vl]), torch.tensor(fg + vg)), 4)
     return out
 
 
@@ -195,8 +189,7 @@ def run(args: argparse.Namespace) -> dict:
         targets[idx] = (1 - a) * targets[idx] + a * probs
         del teacher
         note("general_soft", {"rows": len(idx), "weight": a})
-    cfg = replace(
-        TrainConfig(),
+    cfg = TrainConfig(
         name="stance",
         lr=args.lr,
         epochs=args.epochs,
