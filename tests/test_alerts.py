@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.alerts import AlertParams, AlertState, evaluate
-from bot.index import Point
+from bot.mood.alerts import AlertParams, AlertState, evaluate
+from bot.mood.index import Point
 from bot.types import MoodReading, Scope, band_of
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.pipeline import Pipeline, PipelineConfig
-from bot.spam import SpamConfig, SpamMarker
+from bot.mood.spam import SpamConfig, SpamMarker
+from bot.pipeline.core import Pipeline, PipelineConfig
 from bot.store import Store
 from connectors.types import Message
 from nlp.assets import AssetTable

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.backtest import follows_price, run_backtest, verdict
-from bot.charts import PNG_SIGNATURE
-from bot.cli import main
+from bot.app.cli import main
+from bot.chat.charts import PNG_SIGNATURE
+from bot.market.backtest import follows_price, run_backtest, verdict
 from connectors.types import Candle
 from tests.test_pipeline_e2e import RecordingSink, run_once, write_stream
 

@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from bot.charts import PNG_SIGNATURE, mood_chart, mood_figure, png_size
+from bot.chat.charts import PNG_SIGNATURE, mood_chart, mood_figure, png_size
 from bot.types import BANDS
 
 START = datetime(2022, 6, 24, tzinfo=UTC)

@@ -13,7 +13,7 @@ from pathlib import Path
 import discord
 import simcord
 
-from bot.chat import discord_front
+from bot.chat.inbox import discord_front
 from bot.store import Store
 from bot.types import Alert, Scope
 from connectors.discord import DiscordSink

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.charts import png_size
-from bot.chat import ChatSource, RateLimiter
+from bot.chat.charts import png_size
+from bot.chat.inbox import ChatSource, RateLimiter
 from bot.store import Store
 from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
 from connectors.types import Command

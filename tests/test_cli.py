@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import RedactTokens, main
+from bot.app.cli import RedactTokens, main
 from bot.settings import load_settings
 
 
@@ -63,14 +63,16 @@ def test_tokens_are_redacted_from_log_lines() -> None:
 
 def test_unknown_command_prints_usage() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "frobnicate"], capture_output=True, text=True
+        [sys.executable, "-m", "bot.app.cli", "frobnicate"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "usage: moodring" in proc.stderr
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])
 def test_help(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.app.cli", *args], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "moodring" in proc.stdout
 
 
@@ -78,7 +80,7 @@ def test_every_cli_command_is_documented_in_the_readme() -> None:
     """Like sqlite-utils' test_docs: a command nobody can find is a command nobody uses."""
     import argparse
 
-    from bot.cli import build_parser
+    from bot.app.cli import build_parser
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -94,7 +96,7 @@ def test_run_refuses_a_missing_replay_file(tmp_path: Path, capsys) -> None:
 def test_market_weights_are_checked_and_published(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch, capsys
 ) -> None:
-    from bot.market_view import stored_weights
+    from bot.market.reads import stored_weights
     from bot.store import Store
 
     db = tmp_path / "w.db"

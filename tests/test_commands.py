@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.charts import png_size
-from bot.cli import main
-from bot.commands import CommandContext, answer, handle, known_assets, parse_command_text
+from bot.app.cli import main
+from bot.chat.charts import png_size
+from bot.chat.commands import CommandContext, answer, handle, known_assets, parse_command_text
 from bot.render import unknown_asset_text
 from bot.store import Store, StoredMessage
 from connectors.types import Candle, Command, Message
@@ -139,7 +139,7 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
     import asyncio
     import shutil
 
-    from bot.digest import send_due_digests
+    from bot.chat.digest import send_due_digests
     from connectors.types import Reply
 
     copy = tmp_path / "digest.db"

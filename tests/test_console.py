@@ -107,7 +107,7 @@ def test_console_commands_are_parsed_as_the_operator() -> None:
 def _answers(tmp_path: Path, data: bytes, as_pipe: bool) -> str:
     import os
 
-    from bot.chat import ConsoleSource
+    from bot.chat.inbox import ConsoleSource
     from bot.store import Store
 
     store = Store(tmp_path / "c.db")
@@ -149,7 +149,7 @@ def test_console_source_answers_each_line_until_end_of_input(tmp_path: Path, as_
 def test_an_unreadable_stdin_turns_the_console_off_quietly(tmp_path: Path) -> None:
     """nohup gives the process a /dev/null opened for writing only: reading it fails, and
     the console just stops instead of being restarted forever."""
-    from bot.chat import ConsoleSource
+    from bot.chat.inbox import ConsoleSource
     from bot.store import Store
 
     store = Store(tmp_path / "c.db")

@@ -1,4 +1,4 @@
-"""Tests for bot.correlation: daily returns, rolling correlation on aligned days, lead/lag."""
+"""Tests for bot.market.correlation: daily returns, rolling correlation, lead/lag."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.correlation import CorrResult, daily_returns, lead_lag, rolling_correlation
+from bot.market.correlation import CorrResult, daily_returns, lead_lag, rolling_correlation
 
 DATA = Path(__file__).resolve().parents[1] / "bot" / "demo_data"
 D0 = date(2024, 1, 1)  # a Monday

@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from bot.paths import demo_file
-from bot.pipeline import TICK_CHECKPOINT, PipelineConfig
+from bot.pipeline.core import TICK_CHECKPOINT, PipelineConfig
+from bot.prefs.subscriptions import Subscription
 from bot.render import render_alert
 from bot.store import Store, iso
-from bot.subscriptions import Subscription
 from bot.types import Alert, Scope
 from connectors.replay import ReplaySource
 from connectors.types import Reply
@@ -129,7 +129,7 @@ def telegram_input() -> TelegramInput:
 
 @dataclass
 class BotProcess:
-    """`python -m bot.cli run --replay FILE` against the fake, restarted and killed at will."""
+    """`python -m bot.app.cli run --replay FILE` against the fake, restarted and killed at will."""
 
     fake: FakeTelegram
     db: Path
@@ -160,7 +160,7 @@ class BotProcess:
         with self.log.open("a") as log:
             log.write(f"\n===== start {self.starts} =====\n")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "run", "--replay", str(self.replay)],
+                [sys.executable, "-m", "bot.app.cli", "run", "--replay", str(self.replay)],
                 cwd=self.db.parent,  # no stray moodring.toml
                 env=self.env(),
                 stdout=log,

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from bot.cli import main
+from bot.app.cli import main
 
 GOLDEN = Path(__file__).parent / "golden" / "demo.txt"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import responses
 
-from bot.cli import RedactTokens
-from bot.feeds import StoreXState
-from bot.status import save_x_plan, status_report
+from bot.app.cli import RedactTokens
+from bot.pipeline.feeds import StoreXState
+from bot.pipeline.status import save_x_plan, status_report
 from bot.store import Store
 from connectors.x import XSource, build_client, since_key
 from nlp.scorer import Scorer

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.index import (
+from bot.mood.index import (
     INDEX_VERSION,
     IndexParams,
     Point,
@@ -313,7 +313,7 @@ def test_mentions_ratio_sees_a_spike():
 
 def test_new_or_tiny_accounts_weigh_less() -> None:
     """Ten fearful established accounts and ten greedy brand-new ones: fear wins, because the
-    platform told us the greedy ones are days old (``bot.spam.author_weight``)."""
+    platform told us the greedy ones are days old (``bot.mood.spam.author_weight``)."""
     base = steady_baseline(20, 0.0)
     fearful = spread(10, -0.8, tag="old")
     greedy = spread(10, 0.8, tag="new")
@@ -362,7 +362,7 @@ def test_one_tag_posts_read_the_same_as_before() -> None:
 
 
 def test_a_reading_says_how_it_compares_with_its_scopes_norm() -> None:
-    from bot.index import with_norm
+    from bot.mood.index import with_norm
     from bot.render import norm_text, reading_text
 
     reading = compute_reading(spread(30, 0.3), BTC, "1h", NOW)

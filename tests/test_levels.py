@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.levels import (
+from bot.market.levels import (
     Level,
     LevelBreak,
     LevelConfig,

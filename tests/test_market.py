@@ -1,4 +1,4 @@
-"""Tests for bot.market: the market components, the composite, the daily series and divergence."""
+"""Tests for bot.market.composite: components, composite, daily series, divergence."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.market import (
+from bot.market.composite import (
     HISTORY_DAYS,
     MARKET_VERSION,
     MarketWeights,

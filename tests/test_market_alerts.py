@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import AlertState
-from bot.market import MarketReading
-from bot.market_alerts import composite_alert, divergence_alert, level_alerts, mood_words
-from bot.prices import bundled_path, closed_by, load_bundled, read_candles_csv
+from bot.market.alerts import composite_alert, divergence_alert, level_alerts, mood_words
+from bot.market.candles import bundled_path, closed_by, load_bundled, read_candles_csv
+from bot.market.composite import MarketReading
+from bot.mood.alerts import AlertState
+from bot.prefs.subscriptions import Subscription
 from bot.store import Store
-from bot.subscriptions import Subscription
 from bot.types import MoodReading, Scope, band_of
 from connectors.replay import ReplaySource
 from nlp.scorer import Scorer
@@ -155,7 +155,7 @@ def test_the_pipeline_raises_level_alerts_for_subscribers(
 
 @pytest.mark.parametrize("kind", ["levels", "divergence"])
 def test_subscribers_choose_the_market_kinds(kind: str) -> None:
-    from bot.subscriptions import parse_subscribe
+    from bot.prefs.subscriptions import parse_subscribe
 
     asset, kinds = parse_subscribe(("BTC", kind))
     assert (asset, kinds) == ("BTC", (kind,))
@@ -166,7 +166,7 @@ def test_a_daily_candle_stored_after_the_midnight_tick_is_still_processed(
 ) -> None:
     """Live, the exchange poll stores the day's bar a minute after the midnight tick: the
     rules run at the next tick that finds it, and each close is processed once."""
-    from bot.pipeline import IndexEngine, PipelineConfig
+    from bot.pipeline.core import IndexEngine, PipelineConfig
 
     store = Store(tmp_path / "late.db")
     try:

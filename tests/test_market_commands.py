@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import CommandContext, handle
-from bot.market import MarketWeights
-from bot.market_view import save_weights
-from bot.prices import load_bundled
+from bot.chat.commands import CommandContext, handle
+from bot.market.candles import load_bundled
+from bot.market.composite import MarketWeights
+from bot.market.reads import save_weights
 from bot.store import Store
 from connectors.types import Command, Ticker
 

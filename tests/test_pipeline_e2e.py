@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.pipeline import Pipeline, PipelineConfig, PipelineStats
-from bot.spam import SpamConfig, SpamMarker
+from bot.mood.spam import SpamConfig, SpamMarker
+from bot.pipeline.core import Pipeline, PipelineConfig, PipelineStats
 from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
 from connectors.types import Reply
@@ -283,7 +283,7 @@ def test_replays_score_identically_whatever_the_timing(
 
 
 def test_moderators_choose_which_channels_are_read(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from bot.community import CommunitySettings, apply_setting
+    from bot.prefs.community import CommunitySettings, apply_setting
 
     rows = [
         {
@@ -318,7 +318,7 @@ def test_a_late_message_joins_the_index_at_the_next_tick(tmp_path: Path) -> None
     """An X post created at 11:57 but stored after the 12:00 tick (polls come every few
     minutes) still counts in later readings, though a chat message newer than it was already
     in memory."""
-    from bot.pipeline import IndexEngine
+    from bot.pipeline.core import IndexEngine
     from bot.store import StoredMessage
     from connectors.types import Message
     from nlp.types import Score

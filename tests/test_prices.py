@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.feeds import run_prices
-from bot.prices import BUNDLED, daily_closes, load_bundled, read_candles_csv
+from bot.app.cli import main
+from bot.market.candles import BUNDLED, daily_closes, load_bundled, read_candles_csv
+from bot.pipeline.feeds import run_prices
 from bot.store import Store
 from connectors.exchange import ExchangeFeed, build_exchange
 from tests.fake_exchange import TOO_MANY, FakeBinance, make_klines, premium_index, ticker_24hr
@@ -166,7 +166,7 @@ def test_bundled_reference_closes_load_and_serve_a_fresh_database(tmp_path: Path
 def test_reference_quotes_are_refreshed_from_the_last_stored_day(tmp_path: Path) -> None:
     import httpx
 
-    from bot.feeds import refresh_quotes
+    from bot.pipeline.feeds import refresh_quotes
     from connectors.quotes import StooqQuotes
 
     csv_body = "Date,Open,High,Low,Close,Volume\r\n" + "".join(

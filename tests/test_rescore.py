@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from bot import runlock
-from bot.cli import main as cli_main
-from bot.demo import older_models_line
-from bot.pipeline import PipelineConfig
+from bot.app.cli import main as cli_main
+from bot.app.demo import older_models_line
+from bot.pipeline.core import PipelineConfig
+from bot.pipeline.rescore import REBUILD_CHECKPOINT, rescore
 from bot.render import models_text, reading_text
-from bot.rescore import REBUILD_CHECKPOINT, rescore
-from bot.store import Store
+from bot.store import Store, runlock
 from bot.types import Scope
 from nlp.scorer import Scorer
 from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream

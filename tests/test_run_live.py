@@ -15,12 +15,12 @@ import pytest
 import responses
 from pydantic import SecretStr
 
-from bot.cli import _pipeline, _pipeline_config, _serve
-from bot.commands import CommandContext, reading_at
-from bot.pipeline import PipelineStats
+from bot.app.cli import _pipeline, _pipeline_config, _serve
+from bot.chat.commands import CommandContext, reading_at
+from bot.pipeline.core import PipelineStats
+from bot.pipeline.supervisor import health_from_json
 from bot.settings import Settings
 from bot.store import Store
-from bot.supervisor import health_from_json
 from bot.types import Scope
 from connectors.console import ConsoleSink
 from tests.conftest import synthetic_text

@@ -1,4 +1,4 @@
-"""Tests for bot.spam: spam marking over a realistic, time-ordered stream, and author weights."""
+"""Tests for bot.mood.spam: spam marking over a realistic stream, and author weights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.spam import SpamConfig, SpamMarker, author_weight
+from bot.mood.spam import SpamConfig, SpamMarker, author_weight
 from connectors.types import Message
 from nlp.normalize import normalize
 

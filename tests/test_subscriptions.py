@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import CommandContext, handle
+from bot.chat.commands import CommandContext, handle
+from bot.prefs.subscriptions import (
+    KINDS,
+    Subscription,
+    SubscriptionError,
+    parse_quiet,
+    parse_subscribe,
+)
 from bot.store import Store
-from bot.subscriptions import KINDS, Subscription, SubscriptionError, parse_quiet, parse_subscribe
 from bot.types import Alert, Scope
 from connectors.errors import DeliveryError, RecipientGone
 from connectors.types import Command, Reply

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.supervisor import (
+from bot.pipeline.supervisor import (
     Backoff,
     Health,
     HealthBoard,

@@ -595,7 +595,7 @@ class RawCapture(logging.Handler):
 def test_the_token_never_reaches_the_logs(
     fake: FakeTelegram, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot.cli import RedactTokens
+    from bot.app.cli import RedactTokens
 
     raw = RawCapture()
     # Handlers on the emitting loggers run before the root's, so they see the raw text.
@@ -606,7 +606,7 @@ def test_the_token_never_reaches_the_logs(
     fake.queue_update(message_update(80, "hello"))
     fake.fail_next(Failure(500, "Internal Server Error", method="getUpdates"))
     try:
-        # Another test may have quietened httpx (bot.cli.setup_logging): make it talk here.
+        # Another test may have quietened httpx (bot.app.cli.setup_logging): make it talk here.
         with (
             caplog.at_level(logging.DEBUG),
             caplog.at_level(logging.DEBUG, logger="httpx"),

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
-from bot.commands import MODERATOR_COMMANDS, CommandContext, handle
+from bot.chat.commands import MODERATOR_COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable

@@ -18,10 +18,10 @@ from typing import TextIO
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from bot import runlock
 from bot.errors import BotError, ConfigError, ModelUnavailable
 from bot.paths import demo_file
 from bot.settings import Settings, load_settings
+from bot.store import runlock
 
 log = logging.getLogger("moodring")
 
@@ -79,7 +79,7 @@ def load_scorer(settings: Settings, cache_size: int = 4096):
 
 
 def _pipeline_config(settings: Settings, **overrides):
-    from bot.pipeline import PipelineConfig
+    from bot.pipeline.core import PipelineConfig
 
     return PipelineConfig(
         tick_s=settings.tick_s,
@@ -99,7 +99,7 @@ def market_weights(settings: Settings):
     """
     from dataclasses import fields
 
-    from bot.market import MarketWeights
+    from bot.market.composite import MarketWeights
 
     known = {f.name for f in fields(MarketWeights)}
     unknown = sorted(set(settings.market_weights) - known)
@@ -115,14 +115,14 @@ def market_weights(settings: Settings):
 
 
 def _pipeline(settings: Settings, store, sinks, stats, config=None):
-    from bot.pipeline import Pipeline
-    from bot.spam import SpamConfig, SpamMarker
+    from bot.mood.spam import SpamConfig, SpamMarker
+    from bot.pipeline.core import Pipeline
     from nlp.assets import AssetTable
     from nlp.language import LanguageDetector
 
     config = config or _pipeline_config(settings)
     # Publish the composite's weights, so /fear in any process reads it the same way.
-    from bot.market_view import save_weights
+    from bot.market.reads import save_weights
 
     save_weights(store, market_weights(settings), datetime.now(UTC))
     return Pipeline(
@@ -155,7 +155,7 @@ class _TqdmStream:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.demo import DEMO_POSTS, check_demo_file
+    from bot.app.demo import DEMO_POSTS, check_demo_file
 
     if args.messages:
         posts = Path(args.messages)
@@ -171,9 +171,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
     from tqdm import tqdm
 
-    from bot.demo import older_models_line, print_report
-    from bot.pipeline import PipelineStats
-    from bot.prices import load_bundled
+    from bot.app.demo import older_models_line, print_report
+    from bot.market.candles import load_bundled
+    from bot.pipeline.core import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource, count_rows
@@ -253,7 +253,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
-    from bot.pipeline import PipelineStats
+    from bot.pipeline.core import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
 
@@ -302,7 +302,7 @@ async def _serve(
             board.off("quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes")
         chats = settings.telegram_token is not None or settings.discord_token is not None
         if (console or not chats) and sys.stdin is not None:  # None: stdin closed (<&-)
-            from bot.chat import ConsoleSource
+            from bot.chat.inbox import ConsoleSource
 
             sources.append(
                 ConsoleSource(sys.stdin.buffer, sinks["console"], store, pipeline.stopping)
@@ -312,10 +312,10 @@ async def _serve(
             if h.state == "off":
                 log.info("connector %s off: %s", h.name, h.note)
         if tasks:
-            from bot.chat import UntilStopped
+            from bot.chat.inbox import UntilStopped
 
             sources.append(UntilStopped(pipeline.stopping))
-        from bot.digest import send_due_digests
+        from bot.chat.digest import send_due_digests
 
         pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
         try:
@@ -341,7 +341,7 @@ def _supervised(pipeline, name: str, start) -> asyncio.Task:
 
 
 async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tasks: list):
-    from bot.chat import ChatSource
+    from bot.chat.inbox import ChatSource
     from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
 
     token = settings.telegram_token.get_secret_value()
@@ -369,8 +369,8 @@ async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tas
 
 def _x(settings: Settings, store, pipeline):
     """X recent search as a pipeline source, its checkpoints and read meter in the store."""
-    from bot.feeds import StoreXState
-    from bot.status import save_x_plan
+    from bot.pipeline.feeds import StoreXState
+    from bot.pipeline.status import save_x_plan
     from connectors.x import XSource, build_client
 
     now = datetime.now(UTC)
@@ -395,7 +395,7 @@ def _x(settings: Settings, store, pipeline):
 
 async def _quotes(settings: Settings, store, pipeline, stack) -> asyncio.Task:
     """Reference assets' daily closes from the quote service, refreshed under the supervisor."""
-    from bot.feeds import refresh_quotes
+    from bot.pipeline.feeds import refresh_quotes
     from connectors.quotes import StooqQuotes
 
     quotes = StooqQuotes(settings.quotes_url, settings.quotes_api_key.get_secret_value())
@@ -410,7 +410,7 @@ async def _quotes(settings: Settings, store, pipeline, stack) -> asyncio.Task:
 
 async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
     """Candles and tickers from the configured exchange, polled under the supervisor."""
-    from bot.feeds import run_prices
+    from bot.pipeline.feeds import run_prices
     from connectors.exchange import ExchangeFeed, build_exchange
 
     try:
@@ -445,7 +445,7 @@ async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
 
 
 def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
-    from bot.chat import discord_front
+    from bot.chat.inbox import discord_front
     from connectors.discord import DiscordSink
 
     connector, source = discord_front(
@@ -461,7 +461,7 @@ def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
 
 
 def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prices import read_candles_csv
+    from bot.market.candles import read_candles_csv
     from bot.store import Store
 
     store = Store(settings.db)
@@ -491,7 +491,7 @@ def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _backfill(args: argparse.Namespace, settings: Settings, store):
-    from bot.feeds import backfill
+    from bot.pipeline.feeds import backfill
     from connectors.errors import ConnectorError
     from connectors.exchange import ExchangeFeed, build_exchange
 
@@ -514,10 +514,10 @@ async def _backfill(args: argparse.Namespace, settings: Settings, store):
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
-    from bot.backtest import chart, report, run_backtest, verdict, write_csv
-    from bot.demo import DEMO_POSTS
-    from bot.market import MARKET_VERSION
-    from bot.prices import bundled_path, read_candles_csv
+    from bot.app.demo import DEMO_POSTS
+    from bot.market.backtest import chart, report, run_backtest, verdict, write_csv
+    from bot.market.candles import bundled_path, read_candles_csv
+    from bot.market.composite import MARKET_VERSION
 
     asset = args.asset.upper()
     prices = Path(args.prices) if args.prices else bundled_path(asset)
@@ -574,7 +574,7 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
     """Run the real pipeline over ``messages`` into a scratch database (alerts go nowhere)."""
     import io
 
-    from bot.pipeline import PipelineStats
+    from bot.pipeline.core import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
@@ -615,7 +615,7 @@ def _daily_social(db: Path) -> list:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.status import status_report
+    from bot.pipeline.status import status_report
     from bot.store import Store
 
     if not settings.db.is_file():
@@ -633,7 +633,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     """Answer a chat command from the local database: exit 0 on an answer, 2 when the command,
     its arguments or its asset were not understood (the reply then goes to stderr)."""
-    from bot.commands import CommandContext, UsageError, answer, parse_command_text
+    from bot.chat.commands import CommandContext, UsageError, answer, parse_command_text
     from bot.store import Store
     from connectors.types import Command
 
@@ -733,7 +733,7 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
     """Re-score stored messages with the current model; rebuild readings and alerts."""
     from tqdm import tqdm
 
-    from bot.rescore import rescore
+    from bot.pipeline.rescore import rescore
     from bot.store import Store
 
     since = _parse_at(args.since) if args.since else None
@@ -774,7 +774,7 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.demo import DEMO_POSTS
+    from bot.app.demo import DEMO_POSTS
     from nlp.bench import run_bench
 
     val = Path(args.val) if args.val else DEFAULT_VAL

@@ -37,7 +37,7 @@ class Point:
     public: bool = True  # may be quoted outside its own community
     community: str = ""
     #: The author's standing where the platform tells us (new or tiny accounts weigh less);
-    #: 1.0 when it does not. See ``bot.spam.author_weight``.
+    #: 1.0 when it does not. See ``bot.mood.spam.author_weight``.
     reputation: float = 1.0
     #: The model that scored the message (readings say which models they rest on).
     model_id: str = ""

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bot.community import apply_setting
-from bot.index import (
+from bot.market.candles import BUNDLED
+from bot.mood.index import (
     NORM_SPAN,
     IndexParams,
     Point,
@@ -20,16 +20,16 @@ from bot.index import (
     mentions_ratio,
     with_norm,
 )
-from bot.prices import BUNDLED
-from bot.render import models_text, quote, reading_text, scope_label, unknown_asset_text
-from bot.store import ScoredRow, Store, iso, parse_ts
-from bot.subscriptions import (
+from bot.prefs.community import apply_setting
+from bot.prefs.subscriptions import (
     Subscription,
     SubscriptionError,
     describe,
     parse_quiet,
     parse_subscribe,
 )
+from bot.render import models_text, quote, reading_text, scope_label, unknown_asset_text
+from bot.store import ScoredRow, Store, iso, parse_ts
 from bot.types import MoodReading, Scope
 from connectors.types import Command, Reply
 from nlp.assets import AssetTable
@@ -294,7 +294,7 @@ def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
 
 def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
     """The composite fear & greed index: market components joined with the social mood."""
-    from bot.market_view import composite_at, composite_lines
+    from bot.market.reads import composite_at, composite_lines
 
     asset, _ = _split_args(cmd.args, (), ctx.assets)
     asset = "BTC" if asset is None else _known(ctx, asset)
@@ -384,7 +384,7 @@ def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
 
 
 def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
-    from bot.market_view import price_view
+    from bot.market.reads import price_view
     from bot.render import money
 
     asset, _ = _split_args(cmd.args, (), ctx.assets)
@@ -410,7 +410,7 @@ def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
 
 def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
     """Levels of an asset; moderators add or remove their community's manual levels."""
-    from bot.market_view import levels_text
+    from bot.market.reads import levels_text
     from bot.render import money
 
     if not cmd.args:
@@ -445,7 +445,7 @@ CORR_SPANS = {"30d": 30, "90d": 90}
 
 
 def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
-    from bot.market_view import corr_text
+    from bot.market.reads import corr_text
 
     span = "30d"
     assets = []
@@ -464,7 +464,7 @@ def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
-    from bot.charts import mood_chart
+    from bot.chat.charts import mood_chart
 
     asset, span = _split_args(cmd.args, tuple(CHART_SPANS), ctx.assets)
     if asset is None:
@@ -495,7 +495,7 @@ SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 def cmd_status(cmd: Command, ctx: CommandContext) -> Reply:
     """The bot's health as the operator sees it, without error texts (they may name hosts)."""
-    from bot.status import status_report
+    from bot.pipeline.status import status_report
 
     if cmd.args:
         raise UsageError("no arguments")
@@ -584,7 +584,7 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def cmd_settings(cmd: Command, ctx: CommandContext) -> Reply:
-    """Moderators: show or change this community's settings (see ``bot.community``)."""
+    """Moderators: show or change this community's settings (see ``bot.prefs.community``)."""
     current = ctx.store.community_settings(cmd.platform, cmd.community)
     if not cmd.args:
         return Reply(text=f"Settings of this community:\n{current.describe()}")

@@ -20,11 +20,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from bot.alerts import AlertParams, AlertState, evaluate
 from bot.errors import SourceFailed
-from bot.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
-from bot.market import market_reading
-from bot.market_alerts import (
+from bot.market.alerts import (
     DAILY_CLOSE,
     MARKET_STATE,
     MarketAlertParams,
@@ -32,13 +29,16 @@ from bot.market_alerts import (
     divergence_alert,
     level_alerts,
 )
-from bot.market_view import funding_at, stored_weights
-from bot.prices import closed_by
-from bot.queue import Closed, InProcessQueue
+from bot.market.candles import closed_by
+from bot.market.composite import market_reading
+from bot.market.reads import funding_at, stored_weights
+from bot.mood.alerts import AlertParams, AlertState, evaluate
+from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
+from bot.mood.spam import SpamMarker, author_weight
+from bot.pipeline.queue import Closed, InProcessQueue
+from bot.pipeline.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.render import render_alert, render_digest
-from bot.spam import SpamMarker, author_weight
 from bot.store import TICK_CHECKPOINT, ScoredRow, Store, StoredMessage, iso, parse_ts
-from bot.supervisor import HealthBoard, Supervisor, health_to_json
 from bot.types import Alert, MoodReading, Scope
 from connectors.base import Sink, Source
 from connectors.errors import ConnectorError, DeliveryError, RecipientGone

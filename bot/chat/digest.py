@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.commands import CommandContext, cmd_summary
+from bot.chat.commands import CommandContext, cmd_summary
 from bot.store import Store, iso
 from connectors.base import Sink
 from connectors.errors import DeliveryError, RecipientGone

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.index import IndexParams, Point, drivers, mentions_ratio
+from bot.mood.index import IndexParams, Point, drivers, mentions_ratio
 from bot.render import quote
 from bot.types import Alert, MoodReading, Scope, band_of
 
@@ -124,7 +124,7 @@ def evaluate(
         params: the rules' parameters; ``AlertParams()`` when omitted.
         index_params: the index parameters (window lengths and weights).
         tracked_since: since when the scope's messages have been collected (for the hype
-            rule's baseline; see ``bot.index.compute_reading``).
+            rule's baseline; see ``bot.mood.index.compute_reading``).
 
     Returns:
         The alerts to raise and the state to remember. Each alert's ``key`` is derived from the

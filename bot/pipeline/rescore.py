@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.pipeline import IndexEngine, PipelineConfig, floor_time
+from bot.pipeline.core import IndexEngine, PipelineConfig, floor_time
 from bot.store import Store, iso, parse_ts
 from nlp.types import Score
 

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from bot.community import CommunitySettings
 from bot.errors import StoreError
-from bot.index import Point
-from bot.subscriptions import Subscription
+from bot.mood.index import Point
+from bot.prefs.community import CommunitySettings
+from bot.prefs.subscriptions import Subscription
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Candle, Message, Ticker
 from nlp.assets import AssetTable
@@ -226,14 +226,18 @@ def m004_author_metadata(db: sqlite_utils.Database) -> None:
     messages.add_column("author_followers", int)
     messages.add_column("author_created_at", str)
     messages.add_column("author_verified", int)
-    messages.add_column("author_weight", float)  # bot.spam.author_weight; NULL reads as 1
+    messages.add_column("author_weight", float)  # bot.mood.spam.author_weight; NULL reads as 1
 
 
 @migrations()
 def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
     """Connector health for ``moodring status``, paid API usage, moderators' manual levels."""
     db["connector_health"].create(
-        {"name": str, "health": str, "updated_at": str},  # health: JSON of bot.supervisor.Health
+        {
+            "name": str,
+            "health": str,
+            "updated_at": str,
+        },  # health: JSON of bot.pipeline.supervisor.Health
         pk="name",
     )
     db["api_usage"].create({"name": str, "month": str, "reads": int}, pk=("name", "month"))

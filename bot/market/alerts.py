@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.alerts import EXTREME, AlertParams, AlertState, extreme_step
-from bot.levels import DOWN, LevelBreak, detect_breaks
-from bot.market import MarketReading, divergence
+from bot.market.composite import MarketReading, divergence
+from bot.market.levels import DOWN, LevelBreak, detect_breaks
+from bot.mood.alerts import EXTREME, AlertParams, AlertState, extreme_step
 from bot.render import money
 from bot.types import Alert, MoodReading, Scope, band_of
 from connectors.types import Candle

@@ -12,7 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from bot.errors import ConfigError
-from bot.levels import interval_seconds
+from bot.market.levels import interval_seconds
 from bot.store import Store
 from connectors.types import Candle
 

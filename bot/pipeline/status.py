@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from bot.pipeline.supervisor import health_from_json
 from bot.store import TICK_CHECKPOINT, Store, parse_ts
-from bot.supervisor import health_from_json
 
 #: Where ``moodring run`` records the X plan it was configured with, for ``/status``.
 X_PLAN_CHECKPOINT = "x:plan"

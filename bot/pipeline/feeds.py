@@ -7,8 +7,8 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from bot.levels import interval_seconds
-from bot.status import month_of
+from bot.market.levels import interval_seconds
+from bot.pipeline.status import month_of
 from bot.store import Store
 from connectors.errors import ConnectorError
 from connectors.exchange import ExchangeFeed

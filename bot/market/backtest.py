@@ -22,9 +22,15 @@ from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bot.correlation import LagCorr, lead_lag
-from bot.levels import Level, levels_at
-from bot.market import MARKET_VERSION, MarketReading, MarketWeights, composite, daily_series
+from bot.market.composite import (
+    MARKET_VERSION,
+    MarketReading,
+    MarketWeights,
+    composite,
+    daily_series,
+)
+from bot.market.correlation import LagCorr, lead_lag
+from bot.market.levels import Level, levels_at
 from bot.types import BANDS, band_of
 from connectors.types import Candle
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.subscriptions import SubscriptionError, in_quiet_hours, parse_quiet
+from bot.prefs.subscriptions import SubscriptionError, in_quiet_hours, parse_quiet
 from bot.types import Alert
 
 _CHANNEL = re.compile(r"<?#?[\w:-]{1,40}>?")

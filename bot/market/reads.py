@@ -9,10 +9,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from bot.correlation import rolling_correlation
-from bot.levels import levels_at, nearest
-from bot.market import MarketReading, MarketWeights, market_reading
-from bot.prices import closed_by, daily_closes
+from bot.market.candles import closed_by, daily_closes
+from bot.market.composite import MarketReading, MarketWeights, market_reading
+from bot.market.correlation import rolling_correlation
+from bot.market.levels import levels_at, nearest
 from bot.render import money
 from bot.store import Store
 from bot.types import band_of

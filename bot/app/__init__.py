@@ -1,0 +1,1 @@
+"""The application: the CLI, its wiring (the composition root) and the demo."""

@@ -1,0 +1,1 @@
+"""Chat: the commands, the inbox sources that feed them, the digest and charts."""

@@ -1,0 +1,1 @@
+"""Prices and mood together: levels, the composite, market alerts, correlation, candles."""

@@ -1,0 +1,1 @@
+"""The pipeline: intake, scoring, index ticks, delivery and their queues; supervisor, status."""

@@ -1,0 +1,1 @@
+"""What users and communities chose: subscriptions and community settings."""
