@@ -11,6 +11,7 @@ from typing import TextIO
 
 from bot.errors import ConfigError
 from bot.store import Store, iso
+from bot.types import Scope
 
 log = logging.getLogger(__name__)
 
@@ -41,46 +42,30 @@ def timeline(store: Store) -> list[DayRow]:
     rows = []
     while day <= last:
         end = day + timedelta(days=1)
-        [counts] = store.query(
-            "SELECT COUNT(*), SUM(spam_reason IS NOT NULL) FROM messages"
-            " WHERE created_at >= ? AND created_at < ?",
-            [iso(day), iso(end)],
-        )
-        [[n_alerts]] = store.query(
-            "SELECT COUNT(*) FROM alerts WHERE at > ? AND at <= ?", [iso(day), iso(end)]
-        )
+        n_messages, n_spam = store.count_messages(day, end)
         rows.append(
             DayRow(
                 day=day,
                 close=closes.get(iso(day)),
-                mood=_last_value(store, "*|*|*", day, end),
-                band=_last_band(store, "*|*|*", day, end),
-                btc_mood=_last_value(store, "BTC|*|*", day, end),
-                messages=counts[0] or 0,
-                spam=counts[1] or 0,
-                alerts=n_alerts,
+                mood=_last_value(store, Scope(), day, end),
+                band=_last_band(store, Scope(), day, end),
+                btc_mood=_last_value(store, Scope(asset="BTC"), day, end),
+                messages=n_messages,
+                spam=n_spam,
+                alerts=store.count_alerts_between(day, end),
             )
         )
         day = end
     return rows
 
 
-def _last_reading(store: Store, scope: str, day: datetime, end: datetime) -> tuple | None:
-    rows = store.query(
-        "SELECT value, band FROM readings WHERE scope = ? AND window = '24h'"
-        " AND at > ? AND at <= ? ORDER BY at DESC LIMIT 1",
-        [scope, iso(day), iso(end)],
-    )
-    return rows[0] if rows else None
-
-
-def _last_value(store: Store, scope: str, day: datetime, end: datetime) -> float | None:
-    row = _last_reading(store, scope, day, end)
+def _last_value(store: Store, scope: Scope, day: datetime, end: datetime) -> float | None:
+    row = store.last_reading(scope, "24h", day, end)
     return row[0] if row else None
 
 
-def _last_band(store: Store, scope: str, day: datetime, end: datetime) -> str:
-    row = _last_reading(store, scope, day, end)
+def _last_band(store: Store, scope: Scope, day: datetime, end: datetime) -> str:
+    row = store.last_reading(scope, "24h", day, end)
     return row[1] if row else "no reading"
 
 

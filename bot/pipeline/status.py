@@ -108,10 +108,10 @@ def status_report(
         f" {counts.get('new', 0):,} waiting, {counts.get('failed', 0):,} set aside with an error;"
         f" spam {spam_share:.1%}"
     )
-    pending = store.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+    pending = store.count_unsent()
     tick = store.checkpoint(TICK_CHECKPOINT)
     lines.append(
-        f"Alert sends not yet made: {pending[0][0]:,}; index last ticked"
+        f"Alert sends not yet made: {pending:,}; index last ticked"
         f" {'never' if tick is None else tick + ' (' + _ago(parse_ts(tick), now) + ')'}"
     )
     return "\n".join(lines)

@@ -1,14 +1,24 @@
 """SQLite storage: the Store, its migrations, and the rows it hands out."""
 
-from bot.store.core import (
-    MESSAGE_KEY,
-    TICK_CHECKPOINT,
-    ScoredRow,
-    Store,
-    StoredMessage,
-    iso,
-    parse_ts,
-)
+from bot.store.chat import ChatMixin
+from bot.store.market import MarketMixin
+from bot.store.messages import MessagesMixin
+from bot.store.ops import OpsMixin
+from bot.store.readings import ReadingsMixin
+from bot.store.rows import MESSAGE_KEY, TICK_CHECKPOINT, ScoredRow, StoredMessage, iso, parse_ts
+
+
+class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin):
+    """The database. Opens (creating if needed), migrates, and offers keyed reads/writes.
+
+    Every write is keyed, so a replay or a restart never duplicates: messages on
+    ``(platform, channel, message_id)``, scores on the same key, readings on
+    ``(scope, window, at)``, alerts on their dedupe key, outbox rows on
+    ``(alert_key, sink, target)``. The SQL is plain (no SQLite-only syntax beyond
+    ``INSERT OR IGNORE``) so a PostgreSQL backend can follow. Each section is a mixin in its
+    own module; the SQL of the whole bot lives in this package (tests/test_store_owns_sql.py).
+    """
+
 
 __all__ = [
     "MESSAGE_KEY",

@@ -1,0 +1,208 @@
+"""What chat users and moderators keep: subscriptions, community settings, the inbox, levels."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.prefs.community import CommunitySettings
+from bot.prefs.subscriptions import Subscription
+from bot.store.base import StoreBase, locked
+from bot.store.rows import iso
+
+
+class ChatMixin(StoreBase):
+    """Subscriptions, community settings, raw chat updates and manual levels."""
+
+    # ------------------------------------------------------------------ subscriptions
+
+    @locked
+    def subscribe(self, sub: Subscription, now: datetime) -> None:
+        """Add or update a subscription, keyed on (platform, target, user, asset)."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM subscriptions WHERE platform = ? AND target = ? AND user = ?"
+                " AND asset = ?",
+                [sub.platform, sub.target, sub.user, sub.asset],
+            )
+            db.execute(
+                "INSERT INTO subscriptions (platform, community, target, user, asset, kinds,"
+                " created_at, daily_cap, quiet_start, quiet_end, tz, active)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [
+                    sub.platform,
+                    sub.community,
+                    sub.target,
+                    sub.user,
+                    sub.asset,
+                    ",".join(sub.kinds),
+                    iso(now),
+                    sub.daily_cap,
+                    sub.quiet_start,
+                    sub.quiet_end,
+                    sub.tz,
+                ],
+            )
+
+    @locked
+    def unsubscribe(self, platform: str, user: str, asset: str | None = None) -> int:
+        """Remove a user's subscriptions (of one asset, or all); returns how many."""
+        sql = "DELETE FROM subscriptions WHERE platform = ? AND user = ?"
+        params: list[Any] = [platform, user]
+        if asset is not None:
+            sql += " AND asset = ?"
+            params.append(asset)
+        with self.transaction() as db:
+            return db.execute(sql, params).rowcount
+
+    @locked
+    def unsubscribe_target(self, platform: str, target: str) -> int:
+        """Drop every subscription delivered to ``target`` (it blocked the bot or is gone)."""
+        with self.transaction() as db:
+            return db.execute(
+                "DELETE FROM subscriptions WHERE platform = ? AND target = ?", [platform, target]
+            ).rowcount
+
+    @locked
+    def subscriptions(
+        self, platform: str | None = None, user: str | None = None
+    ) -> list[Subscription]:
+        sql = (
+            "SELECT platform, community, target, user, asset, kinds, daily_cap, quiet_start,"
+            " quiet_end, tz FROM subscriptions WHERE active = 1"
+        )
+        params: list[Any] = []
+        if platform is not None:
+            sql += " AND platform = ?"
+            params.append(platform)
+        if user is not None:
+            sql += " AND user = ?"
+            params.append(user)
+        return [
+            Subscription(
+                platform=r[0],
+                community=r[1],
+                target=r[2],
+                user=r[3],
+                asset=r[4],
+                kinds=tuple(k for k in (r[5] or "").split(",") if k),
+                daily_cap=r[6] if r[6] is not None else 10,
+                quiet_start=r[7],
+                quiet_end=r[8],
+                tz=r[9] or "UTC",
+            )
+            for r in self.db.execute(sql + " ORDER BY id", params).fetchall()
+        ]
+
+    # ------------------------------------------------------------------ community settings
+
+    @locked
+    def community_settings(self, platform: str, community: str) -> CommunitySettings:
+        row = self.db.execute(
+            "SELECT settings FROM community_settings WHERE platform = ? AND community = ?",
+            [platform, community],
+        ).fetchone()
+        if not row:
+            return CommunitySettings()
+        data = json.loads(row[0])
+        data["channels"] = tuple(data.get("channels", ()))
+        return CommunitySettings(**data)
+
+    @locked
+    def set_community_settings(
+        self, platform: str, community: str, settings: CommunitySettings, now: datetime
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO community_settings VALUES (?, ?, ?, ?)",
+                [platform, community, json.dumps(dataclasses.asdict(settings)), iso(now)],
+            )
+
+    # ------------------------------------------------------------------ chat inbox
+
+    @locked
+    def save_updates(
+        self, platform: str, updates: Sequence[tuple[int, str]], next_offset: int, now: datetime
+    ) -> int:
+        """Store raw updates and the next offset in one transaction; returns how many were new.
+
+        Only after this commits may the platform be asked for more (which confirms these).
+        """
+        added = 0
+        with self.transaction() as db:
+            for update_id, payload in updates:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO chat_inbox (platform, update_id, payload, received_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [platform, update_id, payload, iso(now)],
+                )
+                added += cur.rowcount
+            self._set_checkpoint(db, f"{platform}:offset", str(next_offset), now)
+        return added
+
+    @locked
+    def next_offset(self, platform: str) -> int | None:
+        value = self.checkpoint(f"{platform}:offset")
+        return int(value) if value is not None else None
+
+    @locked
+    def pending_updates(self, platform: str, limit: int = 100) -> list[tuple[int, str]]:
+        """Stored updates not yet processed, oldest first."""
+        return [
+            (int(r[0]), r[1])
+            for r in self.db.execute(
+                "SELECT update_id, payload FROM chat_inbox WHERE platform = ? AND done_at IS NULL"
+                " ORDER BY update_id LIMIT ?",
+                [platform, limit],
+            ).fetchall()
+        ]
+
+    @locked
+    def mark_update_done(
+        self, platform: str, update_id: int, now: datetime, error: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE chat_inbox SET done_at = ?, error = ? WHERE platform = ? AND update_id = ?",
+                [iso(now), error, platform, update_id],
+            )
+
+    # ------------------------------------------------------------------ manual levels
+
+    @locked
+    def add_manual_level(
+        self, platform: str, community: str, asset: str, price: float, by: str, now: datetime
+    ) -> bool:
+        """A moderator's level for ``asset`` in their community; False if it was there."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO manual_levels VALUES (?, ?, ?, ?, ?, ?)",
+                [platform, community, asset, price, by, iso(now)],
+            )
+        return bool(cur.rowcount)
+
+    @locked
+    def remove_manual_level(self, platform: str, community: str, asset: str, price: float) -> int:
+        """Remove a manual level (matched within half a cent); how many were removed."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM manual_levels WHERE platform = ? AND community = ? AND asset = ?"
+                " AND ABS(price - ?) < 0.005",
+                [platform, community, asset, price],
+            )
+        return cur.rowcount
+
+    @locked
+    def manual_levels(self, platform: str, community: str, asset: str) -> list[float]:
+        """The community's manual levels for ``asset``, lowest first."""
+        return [
+            float(r[0])
+            for r in self.db.execute(
+                "SELECT price FROM manual_levels WHERE platform = ? AND community = ?"
+                " AND asset = ? ORDER BY price",
+                [platform, community, asset],
+            ).fetchall()
+        ]

@@ -1,0 +1,255 @@
+"""The index's output: readings, alerts and their outbox, and rebuilding them from an hour."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from bot.store.base import StoreBase, locked
+from bot.store.rows import ALERT_COLUMNS, TICK_CHECKPOINT, alert_from_row, iso, parse_ts
+from bot.types import Alert, MoodReading, Scope
+
+
+class ReadingsMixin(StoreBase):
+    """Readings, alerts, alert rule state and the outbox."""
+
+    def save_tick(
+        self,
+        readings: Sequence[MoodReading],
+        alerts: Sequence[Alert],
+        states: dict[tuple[str, str], str],
+        outbox_targets: Callable[[Alert], Sequence[tuple[str, str]]],
+        checkpoint: tuple[str, str],
+        now: datetime,
+    ) -> list[Alert]:
+        """Store one index tick atomically: readings, new alerts, their outbox rows, rule
+        state and the tick checkpoint. ``outbox_targets(alert)`` names the (sink, target)
+        pairs that should receive each new alert. Returns the alerts that were new."""
+        new: list[Alert] = []
+        with self.transaction() as db:
+            for r in readings:
+                db.execute(
+                    "INSERT OR REPLACE INTO readings (scope, window, at, asset, community,"
+                    " platform, value, band, components, sample_size, confidence, spam_count,"
+                    " set_aside, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        r.scope.key(),
+                        r.window,
+                        iso(r.at),
+                        r.scope.asset,
+                        r.scope.community,
+                        r.scope.platform,
+                        r.value,
+                        r.band,
+                        json.dumps(r.components, sort_keys=True),
+                        r.sample_size,
+                        r.confidence,
+                        r.spam_count,
+                        r.set_aside,
+                        json.dumps(list(r.models)),
+                    ],
+                )
+            for a in alerts:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        a.key,
+                        a.kind,
+                        a.scope.key(),
+                        iso(a.at),
+                        a.title,
+                        a.detail,
+                        a.value,
+                        a.previous,
+                        json.dumps(list(a.evidence)),
+                        iso(now),
+                    ],
+                )
+                if cur.rowcount:
+                    new.append(a)
+                    for sink, target in outbox_targets(a):
+                        db.execute(
+                            "INSERT OR IGNORE INTO outbox (alert_key, sink, target, created_at,"
+                            " attempts) VALUES (?, ?, ?, ?, 0)",
+                            [a.key, sink, target, iso(now)],
+                        )
+            for (scope, window), state in states.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?)", [scope, window, state]
+                )
+            self._set_checkpoint(db, *checkpoint, now)
+        return new
+
+    @locked
+    def alert_state(self, scope: str, window: str) -> str:
+        row = self.db.execute(
+            "SELECT state FROM alert_state WHERE scope = ? AND window = ?", [scope, window]
+        ).fetchone()
+        return row[0] if row else ""
+
+    @locked
+    def readings(
+        self, scope: Scope, window: str, since: datetime, until: datetime
+    ) -> list[MoodReading]:
+        rows = self.db.execute(
+            "SELECT at, value, band, components, sample_size, confidence, spam_count, set_aside,"
+            " models FROM readings"
+            " WHERE scope = ? AND window = ? AND at >= ? AND at <= ? ORDER BY at",
+            [scope.key(), window, iso(since), iso(until)],
+        ).fetchall()
+        return [
+            MoodReading(
+                scope=scope,
+                window=window,
+                at=parse_ts(r[0]),
+                value=r[1],
+                band=r[2],
+                components=json.loads(r[3] or "{}"),
+                sample_size=r[4] or 0,
+                confidence=r[5] or 0.0,
+                spam_count=r[6] or 0,
+                set_aside=r[7] or 0,
+                models=tuple(json.loads(r[8] or "[]")),
+            )
+            for r in rows
+        ]
+
+    @locked
+    def reading_norm(
+        self, scope: Scope, window: str, since: datetime, until: datetime
+    ) -> tuple[float | None, timedelta]:
+        """Mean value of the scope's readings in ``[since, until)``, and the span they cover."""
+        [row] = self.db.execute(
+            "SELECT AVG(value), MIN(at), MAX(at) FROM readings"
+            " WHERE scope = ? AND window = ? AND at >= ? AND at < ? AND value IS NOT NULL",
+            [scope.key(), window, iso(since), iso(until)],
+        ).fetchall()
+        if row[0] is None:
+            return None, timedelta(0)
+        return float(row[0]), parse_ts(row[2]) - parse_ts(row[1])
+
+    @locked
+    def last_reading(
+        self, scope: Scope, window: str, after: datetime, until: datetime
+    ) -> tuple[float | None, str] | None:
+        """Value and band of the scope's newest reading in ``(after, until]``, if any."""
+        row = self.db.execute(
+            "SELECT value, band FROM readings WHERE scope = ? AND window = ?"
+            " AND at > ? AND at <= ? ORDER BY at DESC LIMIT 1",
+            [scope.key(), window, iso(after), iso(until)],
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    @locked
+    def count_alerts_between(self, after: datetime, until: datetime) -> int:
+        """Alerts raised in ``(after, until]``."""
+        [[n]] = self.db.execute(
+            "SELECT COUNT(*) FROM alerts WHERE at > ? AND at <= ?", [iso(after), iso(until)]
+        ).fetchall()
+        return int(n)
+
+    @locked
+    def alerts_between(self, since: datetime, until: datetime) -> list[Alert]:
+        rows = self.db.execute(
+            f"SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.at >= ? AND a.at <= ?"
+            " ORDER BY a.at, a.key",
+            [iso(since), iso(until)],
+        ).fetchall()
+        return [alert_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ outbox
+
+    @locked
+    def pending_outbox(self, sink: str, limit: int = 100) -> list[tuple[Alert, str, int]]:
+        """Unsent outbox rows of ``sink``: (alert, target, attempts), oldest first."""
+        rows = self.db.execute(
+            f"SELECT {ALERT_COLUMNS}, o.target, o.attempts FROM outbox o"
+            " JOIN alerts a ON a.key = o.alert_key"
+            " WHERE o.sink = ? AND o.sent_at IS NULL ORDER BY a.at, o.alert_key LIMIT ?",
+            [sink, limit],
+        ).fetchall()
+        return [(alert_from_row(r), r[9], r[10] or 0) for r in rows]
+
+    @locked
+    def mark_sent(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
+        """Record a delivery. Called right after each send, so a crash repeats at most one."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [iso(now), alert_key, sink, target],
+            )
+
+    @locked
+    def mark_attempt(self, alert_key: str, sink: str, target: str, error: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [error[:500], alert_key, sink, target],
+            )
+
+    @locked
+    def count_unsent(self) -> int:
+        """Outbox rows of every sink not yet sent (including ones given up on)."""
+        [[n]] = self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchall()
+        return int(n)
+
+    @locked
+    def sent_since(self, sink: str, target: str, since: datetime) -> int:
+        """How many alerts ``target`` has been sent since ``since`` (for the daily cap)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sink = ? AND target = ? AND sent_at >= ?",
+            [sink, target, iso(since)],
+        ).fetchone()
+        return int(row[0])
+
+    @locked
+    def give_up(self, alert_key: str, sink: str, target: str, reason: str, attempts: int) -> None:
+        """Stop trying an outbox row (capped, or the recipient is gone), keeping why."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = ?, last_error = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ?",
+                [attempts, reason, alert_key, sink, target],
+            )
+
+    # ------------------------------------------------------------------ rebuilding
+
+    @locked
+    def supersede_from(self, start: datetime, tick_s: int, first_tick: datetime) -> int:
+        """Clear the index's history from ``start`` so it can be computed again.
+
+        In one transaction: alerts at or after ``start`` move to ``alerts_superseded`` (their
+        sent outbox rows stay as the record of delivery; unsent ones are dropped, as their
+        alert no longer stands); readings from ``start`` are deleted; alert rule state is
+        reset; the tick checkpoint goes back to the tick before ``start``. Returns how many
+        alerts moved.
+        """
+        now = iso(datetime.now(UTC))
+        with self.transaction() as db:
+            moved = db.execute(
+                "INSERT OR REPLACE INTO alerts_superseded SELECT key, kind, scope, at, title,"
+                " detail, value, previous, evidence, created_at, ? FROM alerts WHERE at >= ?",
+                [now, iso(start)],
+            ).rowcount
+            db.execute(
+                "DELETE FROM outbox WHERE sent_at IS NULL AND alert_key IN"
+                " (SELECT key FROM alerts WHERE at >= ?)",
+                [iso(start)],
+            )
+            db.execute("DELETE FROM alerts WHERE at >= ?", [iso(start)])
+            db.execute("DELETE FROM readings WHERE at >= ?", [iso(start)])
+            db.execute("DELETE FROM alert_state")
+            if start <= first_tick:
+                db.execute("DELETE FROM checkpoints WHERE name = ?", [TICK_CHECKPOINT])
+            else:
+                previous = datetime.fromtimestamp(start.timestamp() - tick_s, UTC)
+                self._set_checkpoint(db, TICK_CHECKPOINT, iso(previous), datetime.now(UTC))
+        return moved
+
+    @locked
+    def count_alerts_since(self, start: datetime) -> int:
+        [[n]] = self.db.execute("SELECT COUNT(*) FROM alerts WHERE at >= ?", [iso(start)])
+        return int(n)

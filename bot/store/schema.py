@@ -1,0 +1,259 @@
+"""The schema: migrations that create and change it, applied in order at every open."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from bot.store.rows import MESSAGE_KEY
+from nlp.assets import AssetTable
+
+migrations = Migrations("moodring")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """The v0 schema."""
+    db.table("messages").create(
+        {
+            "platform": str,
+            "channel": str,
+            "message_id": str,
+            "community": str,
+            "author": str,
+            "text": str,  # as received; NULL once purged by retention
+            "norm_text": str,  # normalised for the model
+            "created_at": str,  # ISO 8601 UTC
+            "likes": int,
+            "replies": int,
+            "reposts": int,
+            "language": str,
+            "public": int,
+            "tag": str,
+            "assets": str,  # JSON list of symbols
+            "spam_reason": str,  # NULL when clean
+            "set_aside": str,  # NULL, or why the index leaves it out (e.g. "lang:es")
+            "status": str,  # new | scored | failed
+            "error": str,
+            "ingested_at": str,
+        },
+        pk=MESSAGE_KEY,
+        not_null={"created_at", "status"},
+    )
+    db.table("messages").create_index(["created_at"])
+    db.table("messages").create_index(["status", "created_at"])
+    db.table("message_assets").create(
+        {"platform": str, "channel": str, "message_id": str, "asset": str, "created_at": str},
+        pk=(*MESSAGE_KEY, "asset"),
+    )
+    db.table("message_assets").create_index(["asset", "created_at"])
+    db.table("scores").create(
+        {
+            "platform": str,
+            "channel": str,
+            "message_id": str,
+            "p_neg": float,
+            "p_neu": float,
+            "p_pos": float,
+            "label": str,
+            "model_id": str,
+            "scored_at": str,
+        },
+        pk=MESSAGE_KEY,
+    )
+    db.table("prices").create(
+        {
+            "asset": str,
+            "interval": str,
+            "ts": str,
+            "open": float,
+            "high": float,
+            "low": float,
+            "close": float,
+            "volume": float,
+            "source": str,
+        },
+        pk=("asset", "interval", "ts"),
+    )
+    db.table("readings").create(
+        {
+            "scope": str,
+            "window": str,
+            "at": str,
+            "asset": str,
+            "community": str,
+            "platform": str,
+            "value": float,
+            "band": str,
+            "components": str,
+            "sample_size": int,
+            "confidence": float,
+            "spam_count": int,
+            "set_aside": int,
+        },
+        pk=("scope", "window", "at"),
+    )
+    db.table("alerts").create(
+        {
+            "key": str,
+            "kind": str,
+            "scope": str,
+            "at": str,
+            "title": str,
+            "detail": str,
+            "value": float,
+            "previous": float,
+            "evidence": str,
+            "created_at": str,
+        },
+        pk="key",
+    )
+    db.table("alerts").create_index(["at"])
+    db.table("alert_state").create(
+        {"scope": str, "window": str, "state": str}, pk=("scope", "window")
+    )
+    db.table("subscriptions").create(
+        {
+            "id": int,
+            "platform": str,
+            "community": str,
+            "target": str,
+            "user": str,
+            "asset": str,
+            "kinds": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db.table("outbox").create(
+        {
+            "alert_key": str,
+            "sink": str,
+            "target": str,
+            "created_at": str,
+            "sent_at": str,
+            "attempts": int,
+            "last_error": str,
+        },
+        pk=("alert_key", "sink", "target"),
+    )
+    db.table("outbox").create_index(["sent_at"])
+    db.table("checkpoints").create({"name": str, "value": str, "updated_at": str}, pk="name")
+
+
+@migrations()
+def m002_chat_inbox_and_subscriptions(db: sqlite_utils.Database) -> None:
+    """Raw chat updates stored before the platform is told they arrived; richer subscriptions."""
+    db.table("chat_inbox").create(
+        {
+            "platform": str,
+            "update_id": int,
+            "payload": str,  # the raw update, JSON
+            "received_at": str,
+            "done_at": str,  # NULL until processed
+            "error": str,
+        },
+        pk=("platform", "update_id"),
+    )
+    db.table("chat_inbox").create_index(["platform", "done_at"])
+    subs = db.table("subscriptions")
+    subs.add_column("daily_cap", int)
+    subs.add_column("quiet_start", int)  # hour of day, subscriber's time zone
+    subs.add_column("quiet_end", int)
+    subs.add_column("tz", str)
+    subs.add_column("active", int)
+    subs.create_index(["platform", "target"])
+
+
+@migrations()
+def m003_community_settings(db: sqlite_utils.Database) -> None:
+    """Settings a community's moderators chose (one JSON document per community)."""
+    db.table("community_settings").create(
+        {"platform": str, "community": str, "settings": str, "updated_at": str},
+        pk=("platform", "community"),
+    )
+
+
+@migrations()
+def m004_author_metadata(db: sqlite_utils.Database) -> None:
+    """What the platform says about a message's author (X: followers, account age)."""
+    messages = db.table("messages")
+    messages.add_column("author_followers", int)
+    messages.add_column("author_created_at", str)
+    messages.add_column("author_verified", int)
+    messages.add_column("author_weight", float)  # bot.mood.spam.author_weight; NULL reads as 1
+
+
+@migrations()
+def m005_health_usage_levels(db: sqlite_utils.Database) -> None:
+    """Connector health for ``moodring status``, paid API usage, moderators' manual levels."""
+    db.table("connector_health").create(
+        {
+            "name": str,
+            "health": str,
+            "updated_at": str,
+        },  # health: JSON of bot.pipeline.supervisor.Health
+        pk="name",
+    )
+    db.table("api_usage").create({"name": str, "month": str, "reads": int}, pk=("name", "month"))
+    db.table("manual_levels").create(
+        {
+            "platform": str,
+            "community": str,
+            "asset": str,
+            "price": float,
+            "added_by": str,
+            "added_at": str,
+        },
+        pk=("platform", "community", "asset", "price"),
+    )
+    db.table("tickers").create(
+        {
+            "asset": str,
+            "at": str,
+            "last": float,
+            "change_24h_pct": float,
+            "volume_24h": float,
+            "funding_rate": float,
+            "open_interest": float,
+            "source": str,
+        },
+        pk=("asset", "at"),
+    )
+
+
+@migrations()
+def m006_asset_aliases(db: sqlite_utils.Database) -> None:
+    """Subscriptions and manual levels saved under a coin's alias move to its symbol.
+
+    Before commands resolved aliases, ``/subscribe bitcoin`` stored the asset "BITCOIN", but
+    readings and alerts only ever carry the symbol (BTC), so such a subscription never fired
+    and ``/levels bitcoin add`` set a level no chart showed.
+    """
+    for word, symbol in AssetTable.load().cashtags.items():
+        legacy = word.upper()
+        if legacy == symbol:
+            continue
+        # A user who also holds the symbol's subscription keeps that one (no double alerts).
+        db.execute(
+            "DELETE FROM subscriptions WHERE asset = ? AND EXISTS (SELECT 1 FROM subscriptions s"
+            " WHERE s.platform = subscriptions.platform AND s.target = subscriptions.target"
+            " AND s.user = subscriptions.user AND s.asset = ?)",
+            [legacy, symbol],
+        )
+        db.execute("UPDATE subscriptions SET asset = ? WHERE asset = ?", [symbol, legacy])
+        db.execute("UPDATE OR IGNORE manual_levels SET asset = ? WHERE asset = ?", [symbol, legacy])
+        db.execute("DELETE FROM manual_levels WHERE asset = ?", [legacy])  # already there
+
+
+@migrations()
+def m007_reading_models(db: sqlite_utils.Database) -> None:
+    """Readings name the models that scored their messages, so history never silently mixes
+    two models (``moodring rescore`` re-scores and rebuilds)."""
+    db.table("readings").add_column(
+        "models", str
+    )  # JSON list of model ids; NULL before migration 7
+    # Alerts a rebuild replaced, kept with their delivery records: what users were sent stays.
+    db.table("alerts_superseded").create(
+        {**db.table("alerts").columns_dict, "superseded_at": str}, pk="key"
+    )
