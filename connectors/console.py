@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, Protocol
 
 from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
 from connectors.types import Command, Reply
+
+
+class TextOut(Protocol):
+    """A text stream ConsoleSink writes to: ``sys.stdout``, a ``StringIO``, or a wrapper that
+    prints above a progress bar."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class ConsoleSink:
@@ -22,7 +31,7 @@ class ConsoleSink:
         await sink.send(Reply("BTC mood: 62 (greedy)", image=png_bytes))
     """
 
-    def __init__(self, stream: TextIO, *, image_dir: Path | None = None) -> None:
+    def __init__(self, stream: TextOut, *, image_dir: Path | None = None) -> None:
         """Create the sink.
 
         Args:
@@ -77,7 +86,7 @@ def _save_image(directory: Path, image: bytes, image_name: str) -> Path:
     raise DeliveryError(f"saving image {name!r} failed: too many files named like it")
 
 
-async def read_lines(stream: BinaryIO) -> AsyncIterator[str]:
+async def read_lines(stream: BinaryIO) -> AsyncGenerator[str, None]:
     """Lines typed on a terminal or piped in, read without blocking the event loop.
 
     A pipe or a terminal is read through the loop's pipe transport; a regular file

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -17,7 +18,7 @@ from discord.utils import MISSING
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
 from connectors.retry import retry_after_s
 from connectors.text import split_text as chunks_of
-from connectors.types import Command, Message, Reply
+from connectors.types import Command, Message, Reply, SlashSpec
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ Answer = Callable[[Command], Awaitable[Reply]]
 OnMessage = Callable[[Message], Awaitable[None]]
 OnDelete = Callable[[str, str, str], Awaitable[None]]
 LastSeen = Callable[[str], int | None]
+Respond = Callable[[discord.Interaction], Awaitable[None]]
 
 
 # ---------------------------------------------------------------------- translation
@@ -95,7 +97,8 @@ def interaction_to_command(
         The Command; ``is_private`` for a direct message.
     """
     command = interaction.command
-    name = command.name if command is not None else str((interaction.data or {}).get("name", ""))
+    data: Mapping[str, object] = interaction.data or {}  # a union of TypedDicts; "name" is optional
+    name = command.name if command is not None else str(data.get("name", ""))
     args: list[str] = []
     parameters = command.parameters if isinstance(command, app_commands.Command) else []
     for parameter in parameters:
@@ -148,7 +151,7 @@ class DiscordConnector:
     Example::
 
         connector = DiscordConnector(answer=answer, on_message=store_message,
-                                     on_delete=forget, last_seen=last_seen)
+                                     on_delete=forget, last_seen=last_seen, commands=specs)
         await connector.run(token, stop)
     """
 
@@ -159,6 +162,7 @@ class DiscordConnector:
         on_message: OnMessage,
         on_delete: OnDelete,
         last_seen: LastSeen,
+        commands: Iterable[SlashSpec],
         channel_ids: Iterable[int] = (),
         admin_roles: Collection[str] = (),
         sync_commands: bool = True,
@@ -173,6 +177,7 @@ class DiscordConnector:
             on_message: receives each guild message, edit and backfilled message.
             on_delete: receives ``("discord", channel_id, message_id)`` for each deletion.
             last_seen: the newest stored message id of a channel (our string id), or None.
+            commands: the slash commands to offer (the bot's command registry makes them).
             channel_ids: the channels (or thread parents) to listen to; empty means all.
             admin_roles: role names that count as moderators besides Manage Server.
             sync_commands: publish the slash commands globally at login (Discord keeps them;
@@ -195,7 +200,8 @@ class DiscordConnector:
         self.sessions = 0  # READY events seen: each is a new gateway session
         self.client = _Client(self, max_ratelimit_timeout)
         self.tree = self.client.tree
-        _register_commands(self)
+        for spec in commands:
+            self.tree.add_command(slash_command(spec, self.respond))
 
     async def run(self, token: str, stop: asyncio.Event) -> None:
         """Connect and serve until ``stop`` is set; discord.py reconnects on its own.
@@ -327,12 +333,13 @@ class DiscordConnector:
             await interaction.response.defer(thinking=True)
         reply = await task
         chunks = split_text(reply.text) or [""]
-        file = _file(reply) if reply.image is not None else MISSING
+        file: discord.File = _file(reply) if reply.image is not None else MISSING
+        attachments: Sequence[discord.File] = [file] if reply.image is not None else MISSING
         none = discord.AllowedMentions.none()
         if deferred:  # the "thinking…" message becomes the reply
             await interaction.edit_original_response(
                 content=chunks[0],
-                attachments=[file] if file is not MISSING else MISSING,
+                attachments=attachments,
                 allowed_mentions=none,
             )
         else:
@@ -397,122 +404,39 @@ class _Client(discord.Client):
 
 # ---------------------------------------------------------------------- slash commands
 
-Window = Literal["1h", "24h", "7d"]
-ChartSpan = Literal["7d", "30d"]
-SummarySpan = Literal["24h", "7d"]
-CorrSpan = Literal["30d", "90d"]
-LevelAction = Literal["add", "remove"]
 
+def slash_command(spec: SlashSpec, respond: Respond) -> app_commands.Command[Any, ..., None]:
+    """An app command built from ``spec``; invoking it calls ``respond``.
 
-def _register_commands(connector: DiscordConnector) -> None:
-    """Add the slash commands, mirroring the chat grammar; each one goes to ``respond``."""
-    tree = connector.tree
-    respond = connector.respond
+    discord.py reads a command's options from its callback's signature, so the callback gets
+    one made from ``spec.params``: a ``str`` option each (``str | None = None`` when optional),
+    in the declared order, with fixed choices where the spec lists them.
+    """
 
-    @tree.command(name="mood", description="Community mood for an asset (or the market)")
-    @app_commands.describe(asset="e.g. BTC", window="how far back")
-    async def mood(
-        interaction: discord.Interaction, asset: str | None = None, window: Window | None = None
-    ) -> None:
-        await respond(interaction)
+    async def callback(interaction: discord.Interaction, **options: str | None) -> None:
+        await respond(interaction)  # the options are read back from interaction.namespace
 
-    @tree.command(name="fear", description="Fear & greed: market components and social mood")
-    @app_commands.describe(asset="e.g. BTC (default)")
-    async def fear(interaction: discord.Interaction, asset: str | None = None) -> None:
-        await respond(interaction)
-
-    @tree.command(name="why", description="The posts behind the mood")
-    @app_commands.describe(asset="e.g. ETH")
-    async def why(interaction: discord.Interaction, asset: str | None = None) -> None:
-        await respond(interaction)
-
-    @tree.command(name="trending", description="Assets people talk about most")
-    async def trending(interaction: discord.Interaction) -> None:
-        await respond(interaction)
-
-    @tree.command(name="chart", description="Mood and price chart")
-    @app_commands.describe(asset="e.g. BTC", span="how far back")
-    async def chart(
-        interaction: discord.Interaction, asset: str, span: ChartSpan | None = None
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="price", description="Price, 24h change, volatility, funding and mood")
-    @app_commands.describe(asset="e.g. BTC")
-    async def price(interaction: discord.Interaction, asset: str) -> None:
-        await respond(interaction)
-
-    @tree.command(name="levels", description="Support and resistance levels")
-    @app_commands.describe(
-        asset="e.g. BTC",
-        action="moderators: add or remove this server's own level",
-        price="the level's price, e.g. 60000 or 60k",
-    )
-    async def levels(
-        interaction: discord.Interaction,
-        asset: str,
-        action: LevelAction | None = None,
-        price: str | None = None,
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="corr", description="Correlation of two assets' daily returns")
-    @app_commands.describe(asset="e.g. BTC", other="e.g. IGV, QQQ, GLD, SPY", span="window")
-    async def corr(
-        interaction: discord.Interaction, asset: str, other: str, span: CorrSpan | None = None
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="status", description="Moderators: connectors, backlog and X spend")
-    async def status(interaction: discord.Interaction) -> None:
-        await respond(interaction)
-
-    @tree.command(name="subscribe", description="Get mood alerts")
-    @app_commands.describe(asset="e.g. BTC", kinds="extreme, swing, hype, levels, divergence, all")
-    async def subscribe(
-        interaction: discord.Interaction, asset: str | None = None, kinds: str | None = None
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="unsubscribe", description="Stop mood alerts")
-    @app_commands.describe(asset="e.g. BTC; empty stops all")
-    async def unsubscribe(interaction: discord.Interaction, asset: str | None = None) -> None:
-        await respond(interaction)
-
-    @tree.command(name="alerts", description="List your alerts")
-    async def alerts(interaction: discord.Interaction) -> None:
-        await respond(interaction)
-
-    @tree.command(name="quiet", description="Hold alerts at night; one digest in the morning")
-    @app_commands.describe(hours="e.g. 22-7", timezone="e.g. Europe/Berlin")
-    async def quiet(
-        interaction: discord.Interaction, hours: str, timezone: str | None = None
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="summary", description="Moderators: this server's mood, topics and spam")
-    @app_commands.describe(span="how far back")
-    async def summary(interaction: discord.Interaction, span: SummarySpan | None = None) -> None:
-        await respond(interaction)
-
-    @tree.command(name="digest", description="Moderators: this summary by DM every day")
-    @app_commands.describe(hour="hour of day, or off", timezone="e.g. Europe/Berlin")
-    async def digest(
-        interaction: discord.Interaction, hour: str, timezone: str | None = None
-    ) -> None:
-        await respond(interaction)
-
-    @tree.command(name="settings", description="Moderators: alerts, quiet hours, thresholds")
-    @app_commands.describe(
-        change="empty to show; e.g. 'alerts off', 'quiet 22-7 Europe/Berlin', 'extreme 20 80',"
-        " 'cooldown 6', 'listen off', 'channels all'"
-    )
-    async def settings(interaction: discord.Interaction, change: str | None = None) -> None:
-        await respond(interaction)
-
-    @tree.command(name="help", description="What moodring can do")
-    async def help_(interaction: discord.Interaction) -> None:
-        await respond(interaction)
+    parameters = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=str if p.required else str | None,
+            default=inspect.Parameter.empty if p.required else None,
+        )
+        for p in spec.params
+    ]
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    callback.__name__ = callback.__qualname__ = f"slash_{spec.name}"
+    if spec.params:
+        app_commands.describe(**{p.name: p.description for p in spec.params})(callback)
+    choices = {
+        p.name: [app_commands.Choice(name=c, value=c) for c in p.choices]
+        for p in spec.params
+        if p.choices
+    }
+    if choices:
+        app_commands.choices(**choices)(callback)
+    return app_commands.Command(name=spec.name, description=spec.description, callback=callback)
 
 
 # ---------------------------------------------------------------------- sending

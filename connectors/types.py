@@ -95,3 +95,28 @@ class Ticker:
     funding_rate: float | None = None  # per 8 h (restated if the exchange settles oftener)
     open_interest: float | None = None  # in USD where the exchange says so
     source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlashParam:
+    """One option of a slash command: its name, what to type, and its fixed choices if any."""
+
+    name: str
+    description: str
+    required: bool = False
+    choices: tuple[str, ...] = ()  # empty: free text
+
+
+@dataclass(frozen=True, slots=True)
+class SlashSpec:
+    """A slash command as a platform publishes it: name, description and options in the order
+    their values become the Command's arguments (required ones first, as Discord wants)."""
+
+    name: str
+    description: str
+    params: tuple[SlashParam, ...] = ()
+
+    def __post_init__(self) -> None:
+        required = [p.required for p in self.params]
+        if required != sorted(required, reverse=True):
+            raise ValueError(f"/{self.name}: required options must come before optional ones")

@@ -12,6 +12,7 @@ import discord
 import pytest
 import simcord
 
+from bot.chat.commands import COMMANDS
 from connectors.discord import (
     DiscordConnector,
     DiscordSink,
@@ -50,6 +51,8 @@ class Recorder:
 
 
 def connector_for(rec: Recorder, **kwargs: Any) -> DiscordConnector:
+    # The bot's real slash commands, as bot.chat.inbox.discord_front hands them over.
+    kwargs.setdefault("commands", COMMANDS.slash_specs())
     return DiscordConnector(
         answer=rec.answer,
         on_message=rec.on_message,

@@ -7,7 +7,8 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.chat.commands import CommandContext, cmd_summary
+from bot.chat.context import CommandContext
+from bot.chat.moderator import cmd_summary
 from bot.store import Store, iso
 from connectors.base import Sink
 from connectors.errors import DeliveryError, RecipientGone

@@ -11,19 +11,19 @@ from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from bot.chat.commands import MODERATOR_COMMANDS, CommandContext, handle
+from bot.chat.commands import COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
 from connectors.retry import wait_or_stop
 from connectors.types import Command, Message, Reply
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # discord.py is imported only when the Discord front is built
+    from connectors.discord import DiscordConnector
 
-#: Commands that change where alerts go in a group; they need the asker's real roles.
-ROLE_COMMANDS = MODERATOR_COMMANDS | {"subscribe", "unsubscribe", "levels"}
+log = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -159,7 +159,10 @@ class ChatSource:
 
     async def answer(self, cmd: Command) -> None:
         """Answer one command in the chat it came from (errors logged, never raised)."""
-        if cmd.name in ROLE_COMMANDS and not cmd.is_private:
+        spec = COMMANDS.get(cmd.name)
+        # Moderators' commands, and those whose answer depends on the asker's roles, need the
+        # real roles in a group (a lookup per command, so only for these).
+        if spec is not None and spec.needs_roles and not cmd.is_private:
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
         reply = await answer_command(cmd, self.store, self.limiter)
         if reply is None:
@@ -211,7 +214,7 @@ class ConsoleSource:
         """Answer commands line by line until the input ends or the bot stops."""
         from connectors.console import parse_console_command, read_lines
 
-        lines = read_lines(self.stream).__aiter__()
+        lines = read_lines(self.stream)  # an async generator: its own iterator
         stop = asyncio.ensure_future(self.stopping.wait())
         line_task: asyncio.Future[str] | None = None
         try:
@@ -259,7 +262,7 @@ def discord_front(
     channel_ids: Sequence[int] = (),
     admin_roles: Sequence[str] = (),
     limiter: RateLimiter | None = None,
-):
+) -> tuple[DiscordConnector, QueueSource]:
     """Discord's connector wired to the bot: messages into a queue source, slash commands
     answered from the store, deletions removed, backfill from the newest stored id."""
     from connectors.discord import DiscordConnector
@@ -279,6 +282,7 @@ def discord_front(
         on_message=source.put,
         on_delete=on_delete,
         last_seen=lambda channel: store.last_message_id("discord", channel),
+        commands=COMMANDS.slash_specs(),
         channel_ids=channel_ids,
         admin_roles=admin_roles,
     )

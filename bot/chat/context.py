@@ -1,0 +1,184 @@
+"""What every command handler shares: its context, the user-input errors, argument parsing, the
+assets moodring knows and readings computed on demand."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.market.candles import BUNDLED
+from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
+from bot.render import reading_text, scope_label
+from bot.store import ScoredRow, Store
+from bot.types import MoodReading, Scope
+from connectors.types import Command
+from nlp.assets import AssetTable
+
+_ASSET_RE = re.compile(r"^\$?[A-Za-z][A-Za-z0-9]{1,9}(?:\.X)?$")
+
+
+class UsageError(ValueError):
+    """Bad arguments: the reply is the command's usage line."""
+
+
+class UnknownAssetError(LookupError):
+    """An asset the store has never seen: no message mentioned it and it has no prices."""
+
+    def __init__(self, asset: str) -> None:
+        super().__init__(asset)
+        self.asset = asset
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """What a command needs: the store, "now", the index parameters and the coin table
+    (which turns aliases such as "bitcoin" into symbols)."""
+
+    store: Store
+    now: datetime
+    params: IndexParams = field(default_factory=IndexParams)
+    assets: AssetTable = field(default_factory=AssetTable.load)
+
+
+# ---------------------------------------------------------------------- arguments
+
+
+def asset_arg(arg: str, table: AssetTable) -> str:
+    """A symbol from a user's word: ``$BTC.X``, ``btc``, ``bitcoin`` and ``xbt`` are all BTC."""
+    if not _ASSET_RE.match(arg):
+        raise UsageError(f"{arg[:20]!r} is not an asset symbol")
+    word = arg.lstrip("$").removesuffix(".X")
+    return alias(word, table)
+
+
+def alias(word: str, table: AssetTable) -> str:
+    """The symbol a ticker or one-word coin name stands for (unknown words: upper-cased)."""
+    return table.cashtags.get(word.lower(), word.upper())
+
+
+def split_args(
+    args: tuple[str, ...], options: tuple[str, ...], table: AssetTable
+) -> tuple[str | None, str | None]:
+    """One optional asset and one optional option (window/span), in any order."""
+    asset = option = None
+    for arg in args:
+        if arg.lower() in options:
+            if option is not None:
+                raise UsageError("one window at most")
+            option = arg.lower()
+        elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
+            raise UsageError(f"{arg[:10]!r} is not one of {', '.join(options) or 'the options'}")
+        elif asset is None:
+            asset = asset_arg(arg, table)
+        else:
+            raise UsageError("one asset at most")
+    return asset, option
+
+
+def dm_target(cmd: Command) -> str:
+    """The target of a direct message to the user who sent ``cmd``."""
+    # A Discord DM goes to the user, not to a channel id; Telegram's user id is their DM chat.
+    return f"user:{cmd.user}" if cmd.platform == "discord" else cmd.user
+
+
+# ---------------------------------------------------------------------- known assets
+
+
+def is_known_asset(store: Store, table: AssetTable, asset: str) -> bool:
+    """Whether moodring knows ``asset``: a coin of its table, a bundled reference asset, or one
+    the store has seen (mentioned in a message, or with candles or a ticker).
+
+    Args:
+        store: The database, read only.
+        table: The coin table messages are read with.
+        asset: An upper-case symbol, e.g. ``"BTC"``.
+    """
+    if table.known(asset) or asset in BUNDLED:
+        return True
+    return store.asset_known(asset)
+
+
+def known_assets(store: Store) -> list[str]:
+    """The assets the store knows, most mentioned first: those messages mentioned, then those
+    with only candles, a ticker or bundled reference closes, alphabetically.
+
+    Args:
+        store: The database, read only.
+    """
+    mentions, priced = store.known_assets()
+    for asset in sorted(priced) + list(BUNDLED):
+        mentions.setdefault(asset, 0)
+    return sorted(mentions, key=lambda a: (-mentions[a], a))
+
+
+def known(ctx: CommandContext, asset: str) -> str:
+    """``asset`` itself, if moodring knows it.
+
+    Raises:
+        UnknownAssetError: it does not (the reply then lists the ones it does).
+    """
+    if not is_known_asset(ctx.store, ctx.assets, asset):
+        raise UnknownAssetError(asset)
+    return asset
+
+
+# ---------------------------------------------------------------------- readings on demand
+
+
+def rows_since(ctx: CommandContext, since: datetime) -> list[ScoredRow]:
+    """The scored messages from ``since`` to ``ctx.now``."""
+    return ctx.store.scored_since(since, ctx.now)
+
+
+def points_in(rows: list[ScoredRow], scope: Scope) -> list[Point]:
+    """The index points of the rows inside ``scope``."""
+    return [
+        r.to_point()
+        for r in rows
+        if (scope.asset == "*" or scope.asset in r.assets)
+        and (scope.community == "*" or r.community == scope.community)
+        and (scope.platform == "*" or r.platform == scope.platform)
+    ]
+
+
+def reading_at(
+    ctx: CommandContext, scope: Scope, window: str, at: datetime | None = None
+) -> tuple[MoodReading, list[Point]]:
+    """The reading of ``scope`` over ``window`` as of ``at`` (default ``ctx.now``)."""
+    at = at or ctx.now
+    spec = ctx.params.spec(window)
+    since = at - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
+    rows = ctx.store.scored_since(since, at)
+    points = points_in(rows, scope)
+    tracked = ctx.store.oldest_message_time()
+    reading = compute_reading(points, scope, window, at, ctx.params, tracked_since=tracked)
+    # The norm comes from the stored readings before ``at`` (the index ticks them hourly).
+    norm = ctx.store.reading_norm(scope, window, at - NORM_SPAN, at)
+    return with_norm(reading, *norm), points
+
+
+def change_since(ctx: CommandContext, scope: Scope, window: str, now_value: float | None) -> str:
+    """``", +3 vs 24h ago"``: how far the reading moved (1h back for 1h, else a day); "" if
+    either end has no value."""
+    if now_value is None:
+        return ""
+    back = timedelta(hours=1) if window == "1h" else timedelta(days=1)
+    before, _ = reading_at(ctx, scope, window, ctx.now - back)
+    if before.value is None:
+        return ""
+    delta = round(now_value) - round(before.value)
+    return f", {delta:+d} vs {'1h' if window == '1h' else '24h'} ago"
+
+
+def mood_line(ctx: CommandContext, scope: Scope, window: str) -> tuple[str, MoodReading]:
+    """One line of /mood for ``scope`` (reading, change, what was set aside) and its reading."""
+    reading, _ = reading_at(ctx, scope, window)
+    extra = ""
+    if reading.spam_count or reading.set_aside:
+        extra = f"; set aside: {reading.spam_count} spam, {reading.set_aside} not English"
+    line = (
+        f"{scope_label(scope)}: {reading_text(reading)}"
+        f"{change_since(ctx, scope, window, reading.value)}{extra}"
+    )
+    return line, reading

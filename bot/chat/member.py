@@ -1,0 +1,402 @@
+"""The commands every member may run: mood, fear & greed, drivers, trending, charts, prices,
+levels, correlation, and their own alert subscriptions."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime, timedelta
+
+from bot.chat.context import (
+    CommandContext,
+    UsageError,
+    alias,
+    asset_arg,
+    change_since,
+    dm_target,
+    known,
+    mood_line,
+    points_in,
+    reading_at,
+    rows_since,
+    split_args,
+)
+from bot.chat.registry import COMMANDS
+from bot.mood.index import Point, drivers, mentions_ratio
+from bot.prefs.subscriptions import (
+    Subscription,
+    SubscriptionError,
+    describe,
+    parse_quiet,
+    parse_subscribe,
+)
+from bot.render import models_text, quote, reading_text, scope_label
+from bot.store import parse_ts
+from bot.types import MoodReading, Scope
+from connectors.types import Command, Reply, SlashParam
+
+WINDOWS = ("1h", "24h", "7d")
+CHART_SPANS = {"7d": 7, "30d": 30}
+CORR_SPANS = {"30d": 30, "90d": 90}
+
+#: The slash option most commands take.
+ASSET = SlashParam("asset", "e.g. BTC")
+ASSET_REQUIRED = SlashParam("asset", "e.g. BTC", required=True)
+
+
+@COMMANDS.command(
+    "mood",
+    usage="/mood [ASSET] [1h|24h|7d]   e.g. /mood BTC 24h",
+    help="the mood here and across all sources",
+    params=(ASSET, SlashParam("window", "how far back", choices=WINDOWS)),
+)
+def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, window = split_args(cmd.args, WINDOWS, ctx.assets)
+    if asset is not None:
+        known(ctx, asset)
+    window = window or "24h"
+    lines = [f"Mood as of {ctx.now:%Y-%m-%d %H:%M} UTC"]
+    here = Scope(asset=asset or "*", community=cmd.community, platform=cmd.platform)
+    lines.append("• here — " + mood_line(ctx, here, window)[0])
+    everywhere, reading = mood_line(ctx, Scope(asset=asset or "*"), window)
+    lines.append("• all sources — " + everywhere)
+    if reading.models:  # which model read these messages (and whether history mixes two)
+        lines.append(models_text(reading))
+    return Reply(text="\n".join(lines))
+
+
+@COMMANDS.command(
+    "fear",
+    usage="/fear [ASSET]",
+    help="the composite fear & greed index (price components + social mood)",
+    params=(SlashParam("asset", "e.g. BTC (default)"),),
+)
+def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
+    """The composite fear & greed index: market components joined with the social mood."""
+    from bot.market.reads import composite_at, composite_lines
+
+    asset, _ = split_args(cmd.args, (), ctx.assets)
+    asset = "BTC" if asset is None else known(ctx, asset)
+    social, _ = reading_at(ctx, Scope(), "24h")
+    lines = [f"Fear & Greed ({asset} market + social) as of {ctx.now:%Y-%m-%d %H:%M} UTC:"]
+    reading, why = composite_at(ctx.store, asset, ctx.now, social.value)
+    if reading is None:
+        lines.append(f"composite unavailable: {why}")
+    else:
+        lines += composite_lines(reading)
+    lines.append(f"Social mood (all sources): {reading_text(social)}")
+    c = social.components
+    if "sentiment" in c:
+        lines.append(
+            f"  sentiment {c['sentiment']:.0f}/100 (mean polarity {c['raw_sentiment']:+.2f}),"
+            f" volume {c['volume']:.0f}/100 ({c['volume_ratio']:.1f}× its baseline)"
+        )
+    return Reply(text="\n".join(lines))
+
+
+@COMMANDS.command(
+    "why",
+    usage="/why [ASSET]   e.g. /why ETH",
+    help="what drives the reading, with the posts that moved it",
+    params=(SlashParam("asset", "e.g. ETH"),),
+)
+def cmd_why(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = split_args(cmd.args, (), ctx.assets)
+    scope = Scope(asset="*" if asset is None else known(ctx, asset))
+    reading, points = reading_at(ctx, scope, "24h")
+    lines = [f"Why {scope_label(scope)} reads {reading_text(reading)}"]
+    c = reading.components
+    if "sentiment" in c:
+        lines.append(
+            f"sentiment {c['sentiment']:.0f}/100 from {reading.sample_size} messages by "
+            f"{c['authors']:.0f} authors; volume {c['volume_ratio']:.1f}× baseline → "
+            f"{c['volume']:.0f}/100"
+        )
+    if reading.models:
+        lines.append(models_text(reading))
+    if reading.value is None:
+        return Reply(text="\n".join(lines))
+    direction = 1 if reading.value >= 50 else -1
+    # Quotes only from public sources or from the asking community; never an author.
+    top = drivers(
+        points,
+        ctx.now,
+        "24h",
+        direction,
+        k=3,
+        community=cmd.community,
+        per_asset=scope.asset != "*",
+    )
+    if top:
+        lines.append("Moved most by:")
+        lines += [f"  “{quote(p.text)}” ({p.polarity:+.2f}{_model_note(p, reading)})" for p in top]
+    return Reply(text="\n".join(lines))
+
+
+def _model_note(point: Point, reading: MoodReading) -> str:
+    """Names a driver's model only where the reading mixes models."""
+    return f", {point.model_id}" if reading.mixed_models and point.model_id else ""
+
+
+@COMMANDS.command(
+    "trending",
+    usage="/trending",
+    help="assets whose mentions rose most, with their mood",
+)
+def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
+    if cmd.args:
+        raise UsageError("no arguments")
+    spec = ctx.params.spec("24h")
+    rows = rows_since(ctx, ctx.now - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1)))
+    assets = sorted({a for r in rows for a in r.assets})
+    ranked = []
+    for asset in assets:
+        points = points_in(rows, Scope(asset=asset))
+        count, ratio = mentions_ratio(points, ctx.now, "24h", ctx.params)
+        if count >= 10:
+            ranked.append((ratio, count, asset))
+    ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    if not ranked:
+        return Reply(text="Nothing is trending yet: too few mentions in the last 24h.")
+    lines = ["Trending (mentions in 24h vs their usual):"]
+    for ratio, count, asset in ranked[:5]:
+        reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
+        lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
+    return Reply(text="\n".join(lines))
+
+
+def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
+    return [
+        (parse_ts(ts), close)
+        for ts, close in ctx.store.closes(asset, "1d")
+        if parse_ts(ts) <= ctx.now
+    ]
+
+
+@COMMANDS.command(
+    "chart",
+    usage="/chart ASSET [7d|30d]   e.g. /chart BTC 30d",
+    help="a chart of mood, volume and price",
+    params=(ASSET_REQUIRED, SlashParam("span", "how far back", choices=tuple(CHART_SPANS))),
+)
+def cmd_chart(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.chat.charts import mood_chart
+
+    asset, span = split_args(cmd.args, tuple(CHART_SPANS), ctx.assets)
+    if asset is None:
+        raise UsageError("name an asset")
+    known(ctx, asset)
+    days = CHART_SPANS[span or "7d"]
+    since = ctx.now - timedelta(days=days)
+    scope = Scope(asset=asset)
+    readings = [(r.at, r.value) for r in ctx.store.readings(scope, "24h", since, ctx.now)]
+    volumes = ctx.store.daily_mentions(asset, since, ctx.now)
+    prices = [(d, c) for d, c in _closes(ctx, asset) if d >= since]
+    if not readings and not volumes:
+        return Reply(text=f"No data for {asset} in the last {days} days.")
+    png = mood_chart(f"{asset} mood — {days}d to {ctx.now:%Y-%m-%d}", readings, volumes, prices)
+    last = next((v for _, v in reversed(readings) if v is not None), None)
+    caption = f"{asset} mood over {days}d" + (f", now {round(last)}/100" if last else "")
+    return Reply(text=caption, image=png, image_name=f"{asset.lower()}-{days}d.png")
+
+
+@COMMANDS.command(
+    "price",
+    usage="/price ASSET   e.g. /price BTC",
+    help="price, 24h change, volatility, funding, and the mood beside it",
+    params=(ASSET_REQUIRED,),
+)
+def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.market.reads import price_view
+    from bot.render import money
+
+    asset, _ = split_args(cmd.args, (), ctx.assets)
+    if asset is None:
+        raise UsageError("name an asset")
+    known(ctx, asset)
+    view = price_view(ctx.store, asset, ctx.now)
+    if view is None:
+        return Reply(text=f"No stored prices for {asset} yet (`moodring prices backfill {asset}`).")
+    parts = [f"{asset} {money(view.price)} ({view.source}, {view.at:%Y-%m-%d %H:%M} UTC)"]
+    if view.change_24h_pct is not None:
+        parts.append(f"{view.change_24h_pct:+.1f}% in 24h")
+    if view.volatility_30d is not None:
+        parts.append(f"30d volatility {view.volatility_30d:.0%} a year")
+    if view.funding_rate is not None:
+        parts.append(f"funding {100 * view.funding_rate:+.4f}%/8h")
+    if view.open_interest is not None:
+        parts.append(f"open interest {money(view.open_interest)}")
+    reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
+    change = change_since(ctx, Scope(asset=asset), "24h", reading.value)
+    return Reply(text=", ".join(parts) + f"\nMood {reading_text(reading)}{change}")
+
+
+@COMMANDS.command(
+    "levels",
+    usage="/levels ASSET [add|remove PRICE]   e.g. /levels BTC, /levels BTC add 60k",
+    help="nearest supports and resistances, how strong and how each was found",
+    syntax="/levels ASSET",
+    note="(moderators: /levels ASSET add|remove PRICE for this community's own levels)",
+    uses_roles=True,  # moderators may add and remove levels
+    params=(
+        ASSET_REQUIRED,
+        SlashParam(
+            "action", "moderators: add or remove this server's own level", choices=("add", "remove")
+        ),
+        SlashParam("price", "the level's price, e.g. 60000 or 60k"),
+    ),
+)
+def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
+    """Levels of an asset; moderators add or remove their community's manual levels."""
+    from bot.market.reads import levels_text
+    from bot.render import money
+
+    if not cmd.args:
+        raise UsageError("name an asset")
+    asset = known(ctx, asset_arg(cmd.args[0], ctx.assets))
+    rest = [a.lower() for a in cmd.args[1:]]
+    if not rest:
+        text = levels_text(ctx.store, asset, ctx.now, cmd.platform, cmd.community)
+        return Reply(text=text)
+    if rest[0] not in ("add", "remove") or len(rest) != 2:
+        raise UsageError("/levels ASSET, or /levels ASSET add|remove PRICE")
+    if "admin" not in cmd.roles:
+        return Reply(text="Adding and removing levels is for this chat's moderators only.")
+    try:
+        price = float(rest[1].lstrip("$").replace(",", "").replace("k", "e3"))
+    except ValueError:
+        raise UsageError(f"{rest[1][:20]!r} is not a price") from None
+    if not (0 < price < 1e9):
+        raise UsageError("a price is a positive number, e.g. 60000 or 60k")
+    if rest[0] == "add":
+        added = ctx.store.add_manual_level(
+            cmd.platform, cmd.community, asset, price, cmd.user, ctx.now
+        )
+        what = "added" if added else "was already there"
+        return Reply(text=f"{asset} level {money(price)} {what} for this community.")
+    removed = ctx.store.remove_manual_level(cmd.platform, cmd.community, asset, price)
+    what = "removed" if removed else "was not a manual level here"
+    return Reply(text=f"{asset} level {money(price)} {what}.")
+
+
+@COMMANDS.command(
+    "corr",
+    usage="/corr ASSET OTHER [30d|90d]   e.g. /corr BTC IGV 90d",
+    help="correlation of daily returns, e.g. /corr BTC IGV 90d",
+    params=(
+        ASSET_REQUIRED,
+        SlashParam("other", "e.g. IGV, QQQ, GLD, SPY", required=True),
+        SlashParam("span", "window", choices=tuple(CORR_SPANS)),
+    ),
+)
+def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.market.reads import corr_text
+
+    span = "30d"
+    assets = []
+    for arg in cmd.args:
+        if arg.lower() in CORR_SPANS:
+            span = arg.lower()
+        elif re.fullmatch(r"\d+[a-z]+", arg.lower()):
+            raise UsageError(f"{arg[:10]!r}: the window is 30d or 90d")
+        else:
+            assets.append(asset_arg(arg, ctx.assets))
+    if len(assets) != 2:
+        raise UsageError("name two assets")
+    a, b = assets
+    for asset in assets:
+        known(ctx, asset)
+    return Reply(text=corr_text(ctx.store, a, b, CORR_SPANS[span], ctx.now))
+
+
+# ---------------------------------------------------------------------- alert subscriptions
+
+
+def _target(cmd: Command) -> str:
+    """Where a subscriber's alerts go: this chat if it is a DM or a moderator asked in a
+    group (delivery to the group), else the user's own DM."""
+    if cmd.is_private or "admin" in cmd.roles:
+        return cmd.channel
+    return dm_target(cmd)
+
+
+@COMMANDS.command(
+    "subscribe",
+    usage="/subscribe [ASSET] [extreme|swing|hype|levels|divergence|all]",
+    help="get alerts",
+    uses_roles=True,  # a moderator's subscription delivers to the group
+    params=(ASSET, SlashParam("kinds", "extreme, swing, hype, levels, divergence, all")),
+)
+def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
+    try:
+        asset, kinds = parse_subscribe(cmd.args)
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    if asset != "*":  # "*" is any asset
+        asset = known(ctx, alias(asset, ctx.assets))
+    sub = Subscription(
+        platform=cmd.platform,
+        community=cmd.community,
+        target=_target(cmd),
+        user=cmd.user,
+        asset=asset,
+        kinds=kinds,
+    )
+    ctx.store.subscribe(sub, ctx.now)
+    where = "here" if sub.target == cmd.channel else "by direct message"
+    return Reply(text=f"Subscribed {where}: {describe(sub)}. /alerts lists yours.")
+
+
+@COMMANDS.command(
+    "unsubscribe",
+    usage="/unsubscribe [ASSET]",
+    help="stop your alerts (of one asset, or all)",
+    uses_roles=True,
+    params=(SlashParam("asset", "e.g. BTC; empty stops all"),),
+)
+def cmd_unsubscribe(cmd: Command, ctx: CommandContext) -> Reply:
+    asset, _ = split_args(cmd.args, (), ctx.assets)
+    n = ctx.store.unsubscribe(cmd.platform, cmd.user, asset)
+    if not n:
+        return Reply(text="You had no such subscription. /alerts lists yours.")
+    return Reply(text=f"Unsubscribed ({n} removed).")
+
+
+@COMMANDS.command("alerts", usage="/alerts", help="list your alerts")
+def cmd_alerts(cmd: Command, ctx: CommandContext) -> Reply:
+    if cmd.args:
+        raise UsageError("no arguments")
+    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    if not subs:
+        return Reply(text="No subscriptions. Try /subscribe BTC extreme")
+    return Reply(text="Your alerts:\n" + "\n".join(f"• {describe(s)}" for s in subs))
+
+
+@COMMANDS.command(
+    "quiet",
+    usage="/quiet HOURS [TIMEZONE]   e.g. /quiet 22-7 Europe/Berlin",
+    help="hold alerts at night, get one digest in the morning",
+    syntax="/quiet 22-7 [Europe/Berlin]",
+    params=(
+        SlashParam("hours", "e.g. 22-7", required=True),
+        SlashParam("timezone", "e.g. Europe/Berlin"),
+    ),
+)
+def cmd_quiet(cmd: Command, ctx: CommandContext) -> Reply:
+    if not cmd.args or len(cmd.args) > 2:
+        raise UsageError("give hours and optionally a time zone")
+    try:
+        start, end, tz = parse_quiet(cmd.args[0], cmd.args[1] if len(cmd.args) > 1 else "UTC")
+    except SubscriptionError as exc:
+        raise UsageError(str(exc)) from exc
+    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    if not subs:
+        return Reply(text="No subscriptions to quiet. Try /subscribe BTC extreme")
+    for sub in subs:
+        ctx.store.subscribe(
+            dataclasses.replace(sub, quiet_start=start, quiet_end=end, tz=tz), ctx.now
+        )
+    return Reply(
+        text=f"Quiet from {start:02d}:00 to {end:02d}:00 {tz}; what arrives then comes as one "
+        "digest when they end."
+    )
