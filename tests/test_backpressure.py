@@ -1,18 +1,16 @@
 """Backpressure: a scorer slower than intake slows intake down instead of letting work pile up.
 
-What the design bounds (bot/pipeline.py): intake stores a batch in SQLite *before* it puts a
-token on the bounded ``_to_score`` queue, and waits on that put. The scorer takes one token
-and then scores everything stored, oldest first, in chunks of ``score_chunk``; a run of full
-batches leaves fewer than ``score_chunk`` behind. So with one source:
+What the design bounds (bot/pipeline/intake.py): intake stores a batch in SQLite *before* it
+cuts full chunks of ``score_chunk`` stored messages and puts them on the bounded ``to_score``
+queue, and waits on that put. The scorer takes one chunk at a time. So with one source:
 
 * in memory, messages taken from the source but not yet stored are at most one batch (the
   batch being filled) plus the one ``anext()`` in flight;
 * on disk, messages stored but not yet scored are at most
-  ``(queue_size + 2) * batch_size + score_chunk - 1``. When the scorer last found fewer than
-  a chunk to do, fewer than ``score_chunk`` were waiting; since then it has taken at most one
-  token (one more per ``score_pending`` call, and a call runs until the backlog is under a
-  chunk again), so intake stored at most ``queue_size`` batches for the free slots, one for
-  the slot that token freed, and one whose put is waiting. Nothing grows with the stream.
+  ``(queue_size + 2) * score_chunk + batch_size - 1``: the chunks in the queue, the one being
+  scored, and either a chunk waiting on its put (with fewer than ``batch_size`` left over)
+  or fewer than ``score_chunk`` not yet cut plus the batch being stored. Nothing grows with
+  the stream.
 
 The test measures both, with a watcher task sampling while the real pipeline runs, and in
 the scorer itself at every call.
@@ -29,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.mood.spam import SpamConfig, SpamMarker
-from bot.pipeline.core import Pipeline, PipelineConfig
+from bot.pipeline.config import PipelineConfig
+from bot.pipeline.runner import Pipeline, Queues
 from bot.store import Store
 from connectors.types import Message
 from nlp.assets import AssetTable
@@ -105,6 +104,7 @@ def test_a_slow_scorer_slows_intake_and_the_backlog_stays_bounded(tmp_path: Path
         language=LanguageDetector(),
         spam=SpamMarker(SpamConfig()),
         sinks={},
+        queues=Queues.in_process(CONFIG.queue_size),
         config=CONFIG,
     )
     source = FastSource(N)
@@ -115,8 +115,8 @@ def test_a_slow_scorer_slows_intake_and_the_backlog_stays_bounded(tmp_path: Path
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'new') FROM messages"
         )
         return Sample(
-            to_score=pipeline._to_score.qsize(),
-            to_index=pipeline._to_index.qsize(),
+            to_score=pipeline.to_score.qsize(),
+            to_index=pipeline.to_index.qsize(),
             unscored=unscored,
             unstored=source.yielded - stored,
             ahead=source.yielded - (stored - unscored),
@@ -145,7 +145,7 @@ def test_a_slow_scorer_slows_intake_and_the_backlog_stays_bounded(tmp_path: Path
     assert max(s.to_index for s in samples) <= CONFIG.queue_size
     # Stored but unscored never exceeded the bound, at any sample or any scorer call, and
     # got near it (the bound is tight, not vacuous).
-    on_disk = (CONFIG.queue_size + 2) * CONFIG.batch_size + CONFIG.score_chunk - 1
+    on_disk = (CONFIG.queue_size + 2) * CONFIG.score_chunk + CONFIG.batch_size - 1
     backlog = [s.unscored for s in samples] + scorer.unscored_at_call
     assert max(backlog) <= on_disk
     assert max(backlog) >= CONFIG.queue_size * CONFIG.batch_size

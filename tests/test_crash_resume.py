@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from bot.paths import demo_file
-from bot.pipeline.core import TICK_CHECKPOINT, PipelineConfig
+from bot.pipeline.config import PipelineConfig
 from bot.prefs.subscriptions import Subscription
 from bot.render import render_alert
-from bot.store import Store, iso
+from bot.store import TICK_CHECKPOINT, Store, iso
 from bot.types import Alert, Scope
 from connectors.replay import ReplaySource
 from connectors.types import Reply

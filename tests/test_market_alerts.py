@@ -166,7 +166,8 @@ def test_a_daily_candle_stored_after_the_midnight_tick_is_still_processed(
 ) -> None:
     """Live, the exchange poll stores the day's bar a minute after the midnight tick: the
     rules run at the next tick that finds it, and each close is processed once."""
-    from bot.pipeline.core import IndexEngine, PipelineConfig
+    from bot.pipeline.config import PipelineConfig
+    from bot.pipeline.ticks import IndexEngine
 
     store = Store(tmp_path / "late.db")
     try:

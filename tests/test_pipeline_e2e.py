@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.mood.spam import SpamConfig, SpamMarker
-from bot.pipeline.core import Pipeline, PipelineConfig, PipelineStats
+from bot.pipeline.config import PipelineConfig, PipelineStats
+from bot.pipeline.runner import Pipeline, Queues
 from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
 from connectors.types import Reply
@@ -73,6 +74,7 @@ def make_pipeline(store: Store, scorer: Scorer, sinks: dict, **config) -> Pipeli
         language=LanguageDetector(),
         spam=SpamMarker(SpamConfig()),
         sinks=sinks,
+        queues=Queues.in_process(PipelineConfig(**config).queue_size),
         config=PipelineConfig(**config),
     )
 
@@ -318,7 +320,7 @@ def test_a_late_message_joins_the_index_at_the_next_tick(tmp_path: Path) -> None
     """An X post created at 11:57 but stored after the 12:00 tick (polls come every few
     minutes) still counts in later readings, though a chat message newer than it was already
     in memory."""
-    from bot.pipeline.core import IndexEngine
+    from bot.pipeline.ticks import IndexEngine
     from bot.store import StoredMessage
     from connectors.types import Message
     from nlp.types import Score

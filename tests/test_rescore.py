@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from bot.app.cli import main as cli_main
 from bot.app.demo import older_models_line
-from bot.pipeline.core import PipelineConfig
+from bot.pipeline.config import PipelineConfig
 from bot.pipeline.rescore import REBUILD_CHECKPOINT, rescore
 from bot.render import models_text, reading_text
 from bot.store import Store, runlock

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from bot.app.cli import _pipeline, _pipeline_config, _serve
 from bot.chat.commands import CommandContext, reading_at
-from bot.pipeline.core import PipelineStats
+from bot.pipeline.config import PipelineStats
 from bot.pipeline.supervisor import health_from_json
 from bot.settings import Settings
 from bot.store import Store

@@ -9,11 +9,12 @@ import logging
 import re
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -22,6 +23,17 @@ from bot.errors import BotError, ConfigError, ModelUnavailable
 from bot.paths import demo_file
 from bot.settings import Settings, load_settings
 from bot.store import runlock
+
+if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stays quick
+    from bot.chat.inbox import ChatSource, QueueSource
+    from bot.market.composite import MarketWeights
+    from bot.market.correlation import LagCorr
+    from bot.pipeline.config import PipelineConfig, PipelineStats
+    from bot.pipeline.runner import Pipeline
+    from bot.store import Store
+    from connectors.base import Sink, Source
+    from connectors.x import XSource
+    from nlp.scorer import Scorer
 
 log = logging.getLogger("moodring")
 
@@ -59,7 +71,7 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def load_scorer(settings: Settings, cache_size: int = 4096):
+def load_scorer(settings: Settings, cache_size: int = 4096) -> Scorer:
     """The shipped scorer; nlp's load errors become one clear ModelUnavailable."""
     from nlp.errors import ModelLoadError
     from nlp.scorer import Scorer
@@ -78,8 +90,8 @@ def load_scorer(settings: Settings, cache_size: int = 4096):
 # ---------------------------------------------------------------------- demo / run
 
 
-def _pipeline_config(settings: Settings, **overrides):
-    from bot.pipeline.core import PipelineConfig
+def _pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
+    from bot.pipeline.config import PipelineConfig
 
     return PipelineConfig(
         tick_s=settings.tick_s,
@@ -91,7 +103,7 @@ def _pipeline_config(settings: Settings, **overrides):
     )
 
 
-def market_weights(settings: Settings):
+def market_weights(settings: Settings) -> MarketWeights:
     """The composite's weights from the settings (unset ones keep the defaults).
 
     Raises:
@@ -114,9 +126,15 @@ def market_weights(settings: Settings):
         raise ConfigError(f"MOODRING_MARKET_WEIGHTS: {exc}") from None
 
 
-def _pipeline(settings: Settings, store, sinks, stats, config=None):
+def _pipeline(
+    settings: Settings,
+    store: Store,
+    sinks: dict[str, Sink],
+    stats: PipelineStats,
+    config: PipelineConfig | None = None,
+) -> Pipeline:
     from bot.mood.spam import SpamConfig, SpamMarker
-    from bot.pipeline.core import Pipeline
+    from bot.pipeline.runner import Pipeline, Queues
     from nlp.assets import AssetTable
     from nlp.language import LanguageDetector
 
@@ -132,6 +150,7 @@ def _pipeline(settings: Settings, store, sinks, stats, config=None):
         language=LanguageDetector(),
         spam=SpamMarker(SpamConfig()),
         sinks=sinks,
+        queues=Queues.in_process(config.queue_size),
         config=config,
         stats=stats,
     )
@@ -173,10 +192,11 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
 
     from bot.app.demo import older_models_line, print_report
     from bot.market.candles import load_bundled
-    from bot.pipeline.core import PipelineStats
+    from bot.pipeline.config import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource, count_rows
+    from nlp.scorer import Scorer
 
     out = sys.stdout
     store = Store(settings.db)
@@ -199,7 +219,9 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
         stats.on_progress = progress
         sink = ConsoleSink(_TqdmStream(out) if not args.no_progress else out)
         pipeline = _pipeline(settings, store, {"console": sink}, stats)
-        older = older_models_line(store, pipeline.scorer.model_id)
+        scorer = pipeline.scorer
+        assert isinstance(scorer, Scorer)  # _pipeline loads the shipped scorer
+        older = older_models_line(store, scorer.model_id)
         if older:
             out.write(older + "\n")
         source = ReplaySource(
@@ -253,7 +275,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
-    from bot.pipeline.core import PipelineStats
+    from bot.pipeline.config import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
 
@@ -271,14 +293,17 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
 
 
 async def _serve(
-    settings: Settings, store, pipeline, sources: list, sinks: dict, console: bool = False
+    settings: Settings,
+    store: Store,
+    pipeline: Pipeline,
+    sources: list[Source],
+    sinks: dict[str, Sink],
+    console: bool = False,
 ) -> None:
     """Run the pipeline with every connector that is configured, side by side in this one
     event loop, each under the supervisor; say which are off and why."""
-    from contextlib import AsyncExitStack
-
     board = pipeline.health
-    tasks: list[asyncio.Task] = []
+    tasks: list[asyncio.Task[None]] = []
     async with AsyncExitStack() as stack:
         if settings.telegram_token is not None:
             sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
@@ -334,16 +359,26 @@ async def _serve(
             await pipeline.save_health()
 
 
-def _supervised(pipeline, name: str, start) -> asyncio.Task:
+def _supervised(
+    pipeline: Pipeline, name: str, start: Callable[[], Awaitable[None]]
+) -> asyncio.Task[None]:
     """A connector's own task (a poller, a gateway client), restarted with backoff on failure
     while the others keep running."""
     return asyncio.create_task(pipeline.supervisor.supervise(name, start), name=name)
 
 
-async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tasks: list):
+async def _telegram(
+    settings: Settings,
+    store: Store,
+    pipeline: Pipeline,
+    sinks: dict[str, Sink],
+    stack: AsyncExitStack,
+    tasks: list[asyncio.Task[None]],
+) -> ChatSource:
     from bot.chat.inbox import ChatSource
     from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
 
+    assert settings.telegram_token is not None  # _serve starts Telegram only when it is set
     token = settings.telegram_token.get_secret_value()
     tg = build_bot(token, settings.telegram_api_url)
     try:
@@ -367,12 +402,13 @@ async def _telegram(settings: Settings, store, pipeline, sinks: dict, stack, tas
     )
 
 
-def _x(settings: Settings, store, pipeline):
+def _x(settings: Settings, store: Store, pipeline: Pipeline) -> XSource:
     """X recent search as a pipeline source, its checkpoints and read meter in the store."""
     from bot.pipeline.feeds import StoreXState
     from bot.pipeline.status import save_x_plan
     from connectors.x import XSource, build_client
 
+    assert settings.x_bearer_token is not None  # _serve starts X only when it is set
     now = datetime.now(UTC)
     save_x_plan(store, settings.x_monthly_read_cap, settings.x_price_per_read_usd, now)
     source = XSource(
@@ -393,26 +429,32 @@ def _x(settings: Settings, store, pipeline):
     return source
 
 
-async def _quotes(settings: Settings, store, pipeline, stack) -> asyncio.Task:
+async def _quotes(
+    settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
+) -> asyncio.Task[None]:
     """Reference assets' daily closes from the quote service, refreshed under the supervisor."""
     from bot.pipeline.feeds import refresh_quotes
     from connectors.quotes import StooqQuotes
 
+    assert settings.quotes_api_key is not None  # _serve starts quotes only when it is set
     quotes = StooqQuotes(settings.quotes_url, settings.quotes_api_key.get_secret_value())
     await stack.enter_async_context(quotes)
     log.info("connector quotes on: %s", "/".join(settings.quotes_symbols))
 
-    def start():
+    def start() -> Awaitable[None]:
         return refresh_quotes(quotes, store, settings.quotes_symbols, pipeline.stopping)
 
     return _supervised(pipeline, "quotes", start)
 
 
-async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
+async def _prices(
+    settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
+) -> asyncio.Task[None]:
     """Candles and tickers from the configured exchange, polled under the supervisor."""
     from bot.pipeline.feeds import run_prices
     from connectors.exchange import ExchangeFeed, build_exchange
 
+    assert settings.price_exchange is not None  # _serve starts prices only when it is set
     try:
         exchange = build_exchange(settings.price_exchange, settings.price_api_url)
     except ValueError as exc:
@@ -426,7 +468,7 @@ async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
         settings.price_poll_s,
     )
 
-    def start():
+    def start() -> Awaitable[None]:
         return run_prices(
             feed, store, settings.price_assets, pipeline.stopping, settings.price_poll_s
         )
@@ -444,7 +486,13 @@ async def _prices(settings: Settings, store, pipeline, stack) -> asyncio.Task:
     return _supervised(pipeline, "prices", start)
 
 
-def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
+def _discord(
+    settings: Settings,
+    store: Store,
+    pipeline: Pipeline,
+    sinks: dict[str, Sink],
+    tasks: list[asyncio.Task[None]],
+) -> QueueSource:
     from bot.chat.inbox import discord_front
     from connectors.discord import DiscordSink
 
@@ -452,6 +500,7 @@ def _discord(settings: Settings, store, pipeline, sinks: dict, tasks: list):
         store, pipeline.stopping, settings.discord_channel_ids, settings.discord_admin_roles
     )
     sinks["discord"] = DiscordSink(connector.client)
+    assert settings.discord_token is not None  # _serve starts Discord only when it is set
     token = settings.discord_token.get_secret_value()
     tasks.append(
         _supervised(pipeline, "discord:gateway", lambda: connector.run(token, pipeline.stopping))
@@ -490,7 +539,9 @@ def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _backfill(args: argparse.Namespace, settings: Settings, store):
+async def _backfill(
+    args: argparse.Namespace, settings: Settings, store: Store
+) -> tuple[int, datetime | None, datetime | None]:
     from bot.pipeline.feeds import backfill
     from connectors.errors import ConnectorError
     from connectors.exchange import ExchangeFeed, build_exchange
@@ -549,7 +600,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         out.write(f"daily rows written to {Path(args.out).resolve()}\n")
     scored = [r for r in result.rows if r.composite is not None]
 
-    def lag(c):
+    def lag(c: LagCorr) -> dict[str, object]:
         return {"lag": c.lag, "n": c.n, "r": c.r, "ci": [c.ci_low, c.ci_high], "p": c.p_value}
 
     summary = {
@@ -574,7 +625,7 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
     """Run the real pipeline over ``messages`` into a scratch database (alerts go nowhere)."""
     import io
 
-    from bot.pipeline.core import PipelineStats
+    from bot.pipeline.config import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
@@ -582,7 +633,7 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
     store = Store(db)
     try:
         config = _pipeline_config(settings, sinks_targets=())
-        sinks = {"console": ConsoleSink(io.StringIO())}
+        sinks: dict[str, Sink] = {"console": ConsoleSink(io.StringIO())}
         pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
         source = ReplaySource(messages, platform="stocktwits", community="stocktwits")
         asyncio.run(pipeline.run_until_signalled([source]))
@@ -592,7 +643,7 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
         store.close()
 
 
-def _daily_social(db: Path) -> list:
+def _daily_social(db: Path) -> list[tuple[date, float]]:
     """Each day's all-sources social mood: the 24h reading at the following midnight."""
     from bot.store import Store
     from bot.types import Scope

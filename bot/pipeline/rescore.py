@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.pipeline.core import IndexEngine, PipelineConfig, floor_time
+from bot.pipeline.config import PipelineConfig, floor_time
+from bot.pipeline.ticks import IndexEngine
 from bot.store import Store, iso, parse_ts
 from nlp.types import Score
 
@@ -130,6 +131,7 @@ def rebuild(
     engine = (engine_factory or IndexEngine)(store, config)
     ticks = 0
     for t in engine.due_ticks(last):
+        engine.load(t)
         engine.tick(t, outbox=False)
         ticks += 1
     after = store.count_alerts_since(start)

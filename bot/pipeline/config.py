@@ -1,0 +1,82 @@
+"""What the pipeline's stages share: its knobs, its run counters, and the seams to sources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from connectors.types import Message
+from nlp.types import Score
+
+#: How far back the index looks: the 7d window plus its 4-window baseline, and a day spare.
+LOOKBACK = timedelta(days=36)
+
+
+@runtime_checkable
+class Acking(Protocol):
+    """A source with its own durable inbox: told which messages are now safely stored."""
+
+    def ack(self, messages: Sequence[Message]) -> None: ...
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """A source with in-memory progress (messages handed over, not yet acked) to forget
+    before the supervisor restarts it, so they are read again from its durable state."""
+
+    def reset(self) -> None: ...
+
+
+class ScorerLike(Protocol):
+    """What the pipeline needs of a scorer (``nlp.scorer.Scorer`` fits)."""
+
+    def score(self, texts: Sequence[str]) -> list[Score]: ...
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters for progress and the final report (mutable run state, not a domain type)."""
+
+    seen: int = 0
+    added: int = 0
+    edited: int = 0
+    late: int = 0
+    scored: int = 0
+    failed: int = 0
+    ticks: int = 0
+    evaluations: int = 0
+    alerts: int = 0
+    delivered: int = 0
+    last_time: datetime | None = None
+    on_progress: Callable[[PipelineStats], None] | None = field(default=None, repr=False)
+
+    def bump(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Knobs of one pipeline run."""
+
+    batch_size: int = 256  # messages per intake transaction
+    score_chunk: int = 1024  # texts per scorer call: more texts, better length bucketing
+    flush_s: float = 0.5  # a quiet source's partial batch is stored after this long
+    delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
+    tick_to_clock: bool = False  # live chats: tick on the wall clock too, so quiet hours tick
+    queue_size: int = 64  # in chunks
+    tick_s: int = 3600  # readings are stored once per tick of message time
+    assets: tuple[str, ...] = ("BTC", "ETH")
+    min_asset_mentions: int = 50
+    alert_window: str = "24h"
+    sinks_targets: tuple[tuple[str, str], ...] = (("console", ""),)
+    max_attempts: int = 8
+    retention_days: int | None = None  # purge message texts older than this; None keeps them
+
+
+def floor_time(ts: datetime, step_s: int) -> datetime:
+    """``ts`` rounded down to a multiple of ``step_s`` seconds (the tick it falls in)."""
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % step_s, UTC)

@@ -1,0 +1,141 @@
+"""The delivery stage: unsent outbox rows through their sinks, with per-target caps, quiet
+hours, community filters, backoff and the platforms' own retry_after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from bot.pipeline.config import PipelineConfig, PipelineStats
+from bot.prefs.community import CommunitySettings
+from bot.render import render_alert, render_digest
+from bot.store import Store
+from bot.types import Alert
+from connectors.base import Sink
+from connectors.errors import DeliveryError, RecipientGone
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryStage:
+    """Sends what the index stage queued in the outbox; ``sent_at`` right after each send."""
+
+    store: Store
+    sinks: dict[str, Sink]
+    config: PipelineConfig
+    stats: PipelineStats
+    # (sink, target) → not before this time: the platform's retry_after, or backoff.
+    _retry_at: dict[tuple[str, str], datetime]
+    _failures: dict[tuple[str, str], int]
+    _delivering: asyncio.Lock
+
+    async def deliver(self, now: datetime | None = None) -> int:
+        """Send every unsent outbox row through its sink; ``sent_at`` right after each send.
+
+        Per target: alerts over its daily cap are given up (kept, marked "capped"); during
+        its quiet hours they wait, and when those end everything waiting goes as one digest.
+        """
+        # The index stage and the live delivery loop both deliver: one at a time, or the
+        # same unsent row could go out twice before either marks it sent.
+        async with self._delivering:
+            return await self._deliver(now or datetime.now(UTC))
+
+    async def _deliver(self, now: datetime) -> int:
+        sent = 0
+        for name, sink in self.sinks.items():
+            pending: dict[str, list[Alert]] = {}
+            for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
+                if attempts < self.config.max_attempts:
+                    pending.setdefault(target, []).append(alert)
+            if not pending:
+                continue  # the usual case: nothing waits, so no need to read the subscribers
+            subs = {s.target: s for s in self.store.subscriptions(platform=name) if not s.is_digest}
+            for target, alerts in pending.items():
+                if self._retry_at.get((name, target), now) > now:
+                    continue  # rate limited or backing off: the rows wait, nothing is lost
+                sub = subs.get(target)
+                if sub is not None and sub.is_group:
+                    # The community's moderators decide what reaches their group.
+                    group = self.store.community_settings(name, sub.community)
+                    alerts = self._filter_for_group(name, target, alerts, group, now)
+                    if group.quiet_at(now):
+                        continue
+                if sub is not None and sub.quiet_at(now):
+                    continue
+                if sub is not None:
+                    room = sub.daily_cap - self.store.sent_since(name, target, now - timedelta(1))
+                    for alert in alerts[max(room, 0) :]:
+                        self.store.give_up(
+                            alert.key, name, target, "daily cap", self.config.max_attempts
+                        )
+                    alerts = alerts[: max(room, 0)]
+                if not alerts:
+                    continue
+                if sub is not None and sub.quiet_start is not None and len(alerts) > 1:
+                    # What waited through quiet hours goes as one digest.
+                    sent += await self._send(name, sink, target, alerts, now)
+                else:
+                    for alert in alerts:
+                        sent += await self._send(name, sink, target, [alert], now)
+        return sent
+
+    def _filter_for_group(
+        self,
+        name: str,
+        target: str,
+        alerts: list[Alert],
+        group: CommunitySettings,
+        now: datetime,
+    ) -> list[Alert]:
+        keep: list[Alert] = []
+        recent = group.cooldown_h and self.store.sent_since(
+            name, target, now - timedelta(hours=group.cooldown_h)
+        )
+        for alert in alerts:
+            reason = None
+            if not group.alerts:
+                reason = "muted by moderators"
+            elif not group.wants(alert):
+                reason = "below the community's threshold"
+            elif recent or (group.cooldown_h and keep):
+                reason = "community cooldown"
+            if reason is None:
+                keep.append(alert)
+            else:
+                self.store.give_up(alert.key, name, target, reason, self.config.max_attempts)
+        return keep
+
+    async def _send(
+        self, name: str, sink: Sink, target: str, alerts: list[Alert], now: datetime
+    ) -> int:
+        reply = (
+            render_alert(alerts[0], target) if len(alerts) == 1 else render_digest(alerts, target)
+        )
+        try:
+            await sink.send(reply)
+        except RecipientGone as exc:
+            log.warning("recipient %s on %s gone (%s): unsubscribing", target, name, exc)
+            for alert in alerts:
+                self.store.give_up(alert.key, name, target, "gone", self.config.max_attempts)
+            self.store.unsubscribe_target(name, target)
+            return 0
+        except DeliveryError as exc:
+            failures = self._failures.get((name, target), 0) + 1
+            self._failures[(name, target)] = failures
+            # Exponential backoff (5 s, 10 s, … capped at 15 min), never sooner than the
+            # platform's own retry_after (Telegram's and Discord's 429).
+            wait = max(exc.retry_after or 0.0, min(900.0, 5.0 * 2 ** (failures - 1)))
+            self._retry_at[(name, target)] = now + timedelta(seconds=wait)
+            log.warning(
+                "delivery to %s on %s failed (%s); next try in %.0f s", target, name, exc, wait
+            )
+            for alert in alerts:
+                self.store.mark_attempt(alert.key, name, target, str(exc))
+            return 0
+        self._failures.pop((name, target), None)
+        # Right after the send: a crash before this line repeats this one message only.
+        for alert in alerts:
+            self.store.mark_sent(alert.key, name, target, now)
+        self.stats.delivered += len(alerts)
+        return len(alerts)

@@ -1,0 +1,228 @@
+"""The intake stage: messages from sources stored in batches, then cut into scoring chunks by
+their position in the stream, each carrying the sources' watermark."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bot.errors import SourceFailed
+from bot.mood.spam import SpamMarker, author_weight
+from bot.pipeline.config import Acking, PipelineConfig, PipelineStats, Resettable
+from bot.pipeline.queue import Queue
+from bot.pipeline.supervisor import HealthBoard
+from bot.pipeline.work import ScoreChunk
+from bot.store import Store, StoredMessage
+from connectors.base import Source
+from connectors.errors import ConnectorError
+from connectors.types import Message
+from nlp import spamtext
+from nlp.assets import AssetTable
+from nlp.language import LanguageDetector, detect_language, is_english
+from nlp.normalize import normalize
+
+log = logging.getLogger(__name__)
+
+
+class Watermark:
+    """How far message time has got: the oldest of the live sources' newest messages.
+
+    The index may evaluate a minute only once every source has delivered past it. A source
+    that has ended, or been idle (nothing delivered) for ``idle_timeout_s`` of wall-clock
+    time, no longer holds it back; live runs also move it to the wall clock less
+    ``lateness_s``, so a quiet chat does not stall alerts from a busy one.
+    """
+
+    def __init__(
+        self,
+        idle_timeout_s: float = 10.0,
+        lateness_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.lateness_s = lateness_s
+        self._clock = clock
+        self._newest: dict[str, datetime] = {}
+        self._heard: dict[str, float] = {}  # source → when it last delivered (or opened)
+        self._open: set[str] = set()
+        self._ended: datetime | None = None  # the newest message of any source that ended
+
+    def opened(self, source: str) -> None:
+        self._open.add(source)
+        self._heard[source] = self._clock()
+
+    def closed(self, source: str) -> None:
+        self._open.discard(source)
+        newest = self._newest.get(source)
+        if newest is not None and (self._ended is None or newest > self._ended):
+            self._ended = newest
+
+    def delivered(self, source: str, newest: datetime) -> None:
+        held = self._newest.get(source)
+        if held is None or newest > held:
+            self._newest[source] = newest
+        self._heard[source] = self._clock()
+
+    def value(self) -> datetime | None:
+        """The watermark; ``None`` while a busy source has delivered nothing yet."""
+        now = self._clock()
+        busy = [s for s in self._open if now - self._heard[s] < self.idle_timeout_s]
+        mark: datetime | None
+        if any(s not in self._newest for s in busy):
+            mark = None
+        elif busy:
+            mark = min(self._newest[s] for s in busy)
+        else:  # every source ended or idle: nothing holds message time back
+            known = [*self._newest.values(), *([self._ended] if self._ended else [])]
+            mark = max(known) if known else None
+        if self.lateness_s is not None:
+            wall = datetime.now(UTC) - timedelta(seconds=self.lateness_s)
+            mark = wall if mark is None else max(mark, wall)
+        return mark
+
+
+class IntakeStage:
+    """Stores messages, acks them to their source, and queues fixed chunks for scoring."""
+
+    store: Store
+    assets: AssetTable
+    language: LanguageDetector
+    spam: SpamMarker
+    config: PipelineConfig
+    stats: PipelineStats
+    health: HealthBoard
+    to_score: Queue[ScoreChunk]
+    watermark: Watermark
+    _stopping: asyncio.Event
+    #: Stored messages not yet cut into a chunk, in stream order.
+    _unchunked: list[StoredMessage]
+
+    def prepare(self, message: Message, edit: bool = False) -> StoredMessage:
+        """Per-message work done at intake: normalise, assets, language, spam.
+
+        An edit is checked only by the text rules (links, shill patterns): the stream rules
+        would take it for a near-duplicate of its own first version."""
+        norm = normalize(message.text)
+        assets = self.assets.extract(message.text or "")
+        set_aside = None
+        if not is_english(message.text, self.language):
+            code, _ = detect_language(message.text, self.language)
+            set_aside = f"lang:{code or 'unknown'}"
+        return StoredMessage(
+            message=message,
+            norm_text=norm,
+            assets=assets,
+            spam_reason=(
+                spamtext.text_reason(message.text, norm) if edit else self.spam.check(message, norm)
+            ),
+            set_aside=set_aside,
+            author_weight=author_weight(message),
+        )
+
+    async def _flush(
+        self, batch: list[Message], source: Source | None = None, partial: bool = True
+    ) -> None:
+        # Communities whose moderators turned listening off (or narrowed it) are not read.
+        settings = {
+            key: self.store.community_settings(*key)
+            for key in {(m.platform, m.community) for m in batch}
+        }
+        heard = [m for m in batch if settings[(m.platform, m.community)].listens_to(m.channel)]
+        # The same key twice in one batch is a post and its edit: the last text wins.
+        latest = {(m.platform, m.channel, m.message_id): m for m in heard}
+        stored = self.store.stored_texts(list(latest))
+        fresh, edited = [], []
+        for key, m in latest.items():
+            if key not in stored:
+                fresh.append(self.prepare(m))
+            elif stored[key] is not None and stored[key] != m.text and m.text:
+                # An edit (same key, new text). A replay of the same post changes nothing, and
+                # nor does one whose stored text retention already purged.
+                edited.append(self.prepare(m, edit=True))
+        before = self.watermark.value()
+        if fresh:
+            self.stats.added += self.store.add_messages(fresh, datetime.now(UTC))
+        if edited:
+            self.stats.edited += self.store.update_edited(edited)
+        if before is not None:
+            # Later than the watermark already handed on: stored and scored, but the minutes
+            # already evaluated are not evaluated again.
+            self.stats.late += sum(1 for s in fresh if s.message.created_at < before)
+        # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
+        if isinstance(source, Acking):
+            source.ack(batch)
+        if source is not None:
+            newest = max(m.created_at for m in batch)
+            self.health.messages(source.name, len(batch), newest)
+            self.watermark.delivered(source.name, newest)
+        self.stats.seen += len(batch)
+        self.stats.bump()
+        self._unchunked += fresh + edited
+        # Backpressure: this waits while the scorer is ``queue_size`` chunks behind.
+        await self.cut_chunks(partial)
+
+    async def cut_chunks(self, partial: bool) -> None:
+        """Queue full chunks of ``score_chunk`` stored messages; with ``partial``, the rest too.
+
+        Only full chunks are cut while a source streams on, so a replay is cut at the same
+        positions whatever the timing; a partial chunk goes when a source is quiet or ends.
+        """
+        size = self.config.score_chunk
+        while len(self._unchunked) >= size or (partial and self._unchunked):
+            chunk, self._unchunked = self._unchunked[:size], self._unchunked[size:]
+            newest = max(s.message.created_at for s in chunk)
+            # Never past the chunk's own newest message (what follows it in the stream may
+            # share that second), nor past a source that lags behind. A source that has not
+            # delivered yet holds nothing back: it may be a chat that stays quiet.
+            mark = self.watermark.value()
+            mark = newest if mark is None else min(mark, newest)
+            await self.to_score.put(ScoreChunk(tuple(chunk), mark))
+
+    async def intake(self, source: Source) -> None:
+        """Store messages from ``source`` in batches: when a batch is full, or when the
+        source has been quiet for ``flush_s`` (so a live chat's messages are not held)."""
+        batch: list[Message] = []
+        messages = source.messages().__aiter__()
+        pending: asyncio.Future[Message] | None = None
+        self.watermark.opened(source.name)
+        try:
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(messages.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=self.config.flush_s)
+                if not done:
+                    if batch:
+                        await self._flush(batch, source)
+                        batch = []
+                    continue
+                try:
+                    message = pending.result()
+                except StopAsyncIteration:
+                    pending = None
+                    break
+                pending = None
+                batch.append(message)
+                if len(batch) >= self.config.batch_size:
+                    # A full batch while the source streams on: cut only full chunks.
+                    await self._flush(batch, source, partial=False)
+                    batch = []
+        except ConnectorError as exc:
+            raise SourceFailed(f"source {source.name} failed: {exc}") from exc
+        finally:
+            if pending is not None:
+                pending.cancel()
+            if batch:
+                await self._flush(batch, source)
+            else:
+                await self.cut_chunks(partial=True)
+            self.watermark.closed(source.name)
+
+    async def _fresh_intake(self, source: Source) -> None:
+        """``intake`` as the supervisor (re)starts it: a restarted source first forgets what
+        it handed over to the failed run without an ack, so nothing is stranded."""
+        if isinstance(source, Resettable):
+            source.reset()
+        await self.intake(source)

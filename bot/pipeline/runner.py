@@ -1,0 +1,258 @@
+"""The pipeline: intake → scoring → index and alerts → delivery, joined by injected queues.
+
+Each stage's work is keyed and committed before it acks its queue item, so a crash anywhere
+loses nothing and a restart repeats nothing (except, at most, the one chat send that a crash
+interrupted). Intake stores raw messages first and never waits on the model; the scorer
+scores the chunks intake cut; the index ticks once per hour of message time, as of that hour
+(no look-ahead), and stores each tick with its alerts atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from bot.mood.spam import SpamMarker
+from bot.pipeline.config import PipelineConfig, PipelineStats, ScorerLike
+from bot.pipeline.delivery import DeliveryStage
+from bot.pipeline.intake import IntakeStage, Watermark
+from bot.pipeline.queue import Closed, InProcessQueue, Queue
+from bot.pipeline.scoring import ScoringStage
+from bot.pipeline.supervisor import HealthBoard, Supervisor, health_to_json
+from bot.pipeline.ticks import IndexEngine
+from bot.pipeline.work import ScoreChunk, ScoredChunk
+from bot.store import Store, StoredMessage
+from connectors.base import Sink, Source
+from connectors.retry import wait_or_stop
+from nlp.assets import AssetTable
+from nlp.language import LanguageDetector
+
+log = logging.getLogger(__name__)
+
+#: At most this many unscored messages are read back at start-up (the rest on the next start).
+RECOVERY_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """The two queues between the stages; the composition root chooses their backend."""
+
+    to_score: Queue[ScoreChunk]
+    to_index: Queue[ScoredChunk]
+
+    @classmethod
+    def in_process(cls, size: int) -> Queues:
+        """Bounded in-process queues (one process runs every stage)."""
+        return cls(InProcessQueue(size), InProcessQueue(size))
+
+
+class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
+    """Runs the stages over one or more sources until they end or ``stop()`` is called."""
+
+    def __init__(
+        self,
+        store: Store,
+        scorer: ScorerLike,
+        assets: AssetTable,
+        language: LanguageDetector,
+        spam: SpamMarker,
+        sinks: dict[str, Sink],
+        queues: Queues,
+        config: PipelineConfig | None = None,
+        stats: PipelineStats | None = None,
+        index: IndexEngine | None = None,
+        watermark: Watermark | None = None,
+    ) -> None:
+        self.store = store
+        self.scorer = scorer
+        self.assets = assets
+        self.language = language
+        self.spam = spam
+        self.sinks = sinks
+        self.config = config or PipelineConfig()
+        self.stats = stats or PipelineStats()
+        self.index = index or IndexEngine(store, self.config)
+        self.to_score = queues.to_score
+        self.to_index = queues.to_index
+        self.watermark = watermark or Watermark()
+        self._unchunked: list[StoredMessage] = []
+        self._stopping = asyncio.Event()
+        #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
+        self.periodic: list[Callable[[datetime], Awaitable[object]]] = []
+        self._retry_at: dict[tuple[str, str], datetime] = {}
+        self._failures: dict[tuple[str, str], int] = {}
+        self._delivering = asyncio.Lock()
+        #: Each connector's health; live runs restart failed sources through ``supervisor``.
+        self.health = HealthBoard()
+        self.supervisor = Supervisor(self.health, self._stopping)
+        self._warm_spam()
+
+    def _warm_spam(self) -> None:
+        newest = self.store.newest_message_time()
+        if newest is not None:
+            self.spam.warm(self.store.recent_messages(newest - timedelta(hours=6)))
+
+    def stop(self) -> None:
+        """Ask the stages to stop after the unit of work each is in (a chunk, a tick).
+
+        Everything done so far is committed and keyed, so the next run resumes from there.
+        """
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set when the run should end; long-running connectors watch it too."""
+        return self._stopping
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` was called (the run ended early)."""
+        return self._stopping.is_set()
+
+    async def run_until_signalled(
+        self, sources: Sequence[Source], live: bool = False
+    ) -> PipelineStats:
+        """``run`` with SIGINT/SIGTERM turned into a graceful ``stop()``."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            return await self.run(sources, live=live)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    # ------------------------------------------------------------------ index, alerts
+
+    def run_ticks(self, until: datetime) -> int:
+        """Run every due tick up to ``until``; return how many alerts were new."""
+        new = 0
+        for t in self.index.due_ticks(until):
+            if self._stopping.is_set():
+                break
+            raised = self.index.tick(t)
+            new += len(raised)
+            self.stats.ticks += 1
+            self.stats.alerts += len(raised)
+            self.stats.last_time = t
+        if self.config.retention_days is not None and self.index.last_tick is not None:
+            # Message time, not wall time: a replayed month keeps its own calendar.
+            cutoff = self.index.last_tick - timedelta(days=self.config.retention_days)
+            purged = self.store.purge_texts(cutoff)
+            if purged:
+                log.info("retention: purged the text of %d messages before %s", purged, cutoff)
+        self.stats.bump()
+        return new
+
+    async def indexing(self) -> None:
+        """Take scored chunks, tick up to each chunk's watermark, deliver what was raised."""
+        # A restart after messages were scored but before the index caught up (a crash
+        # between the two stages): start from what the store already has scored.
+        scored = self.store.newest_scored_time()
+        if scored is not None:
+            await asyncio.to_thread(self._catch_up, scored)
+        while True:
+            try:
+                received = await self.to_index.get()
+            except Closed:
+                break
+            chunk = received.item
+            self.index.add(chunk.rows)
+            raised = 0
+            if chunk.watermark is not None and not self._stopping.is_set():
+                raised = await asyncio.to_thread(self.run_ticks, chunk.watermark)
+            await self.to_index.ack(received)  # the ticks are committed
+            if raised:
+                await self.deliver()
+        newest = self.store.newest_message_time()
+        if newest is not None and not self._stopping.is_set():
+            await asyncio.to_thread(self._catch_up, newest)
+        await self.deliver()
+
+    def _catch_up(self, until: datetime) -> int:
+        """Load from the store what is scored up to ``until`` (the scoring stage's rows are
+        lost with an in-process queue on a crash), then tick."""
+        self.index.load(until)
+        return self.run_ticks(until)
+
+    # ------------------------------------------------------------------ run
+
+    async def save_health(self) -> None:
+        """Store every connector's health, for ``moodring status`` and ``/status``.
+
+        The board is read here, on the event loop that updates it; only the write goes to a
+        worker thread."""
+        rows = [(h.name, health_to_json(h)) for h in self.health.snapshot()]
+        if rows:
+            await asyncio.to_thread(self.store.save_health, rows, datetime.now(UTC))
+
+    async def delivery_loop(self) -> None:
+        """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
+        # Once the connectors have started, so `moodring status` sees them from the start.
+        await wait_or_stop(self._stopping, min(1.0, self.config.delivery_s))
+        await self.save_health()
+        while not await wait_or_stop(self._stopping, self.config.delivery_s):
+            try:
+                await self._periodic_round()
+            except Exception:  # a bad round (say the disk is full) must not end the loop
+                log.exception("delivery round failed; retrying in %.0fs", self.config.delivery_s)
+
+    async def _periodic_round(self) -> None:
+        await self.save_health()
+        # A quiet chat still ticks on the clock, but not past messages that wait to be
+        # scored (their hour would be read without them); scoring wakes the index.
+        if self.config.tick_to_clock and not await asyncio.to_thread(self.store.unscored, 1):
+            await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
+        await self.deliver()
+        for job in self.periodic:
+            try:
+                await job(datetime.now(UTC))
+            except Exception:  # one failing job must not stop delivery
+                log.exception("periodic job failed")
+
+    async def _requeue_unscored(self) -> None:
+        """Start-up recovery: what was stored but not scored (a crash lost the in-process
+        queue, or the last run stopped early) is cut into chunks again, oldest first, at the
+        positions an uninterrupted run would have cut them."""
+        todo = await asyncio.to_thread(self.store.unscored_messages, RECOVERY_LIMIT)
+        if todo:
+            log.info("queueing %d stored, unscored messages for scoring", len(todo))
+            self._unchunked = todo + self._unchunked
+            await self.cut_chunks(partial=False)
+
+    async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
+        """Run all stages until every source ends (or ``stop()``), then drain.
+
+        ``live`` adds the periodic delivery loop (a replay delivers after each tick), and runs
+        each source under the supervisor: one that fails is restarted with backoff while the
+        others go on."""
+        workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
+        await self._requeue_unscored()
+        delivery = asyncio.create_task(self.delivery_loop()) if live else None
+        try:
+            if live:
+                await asyncio.gather(
+                    *(
+                        self.intake(s)
+                        if getattr(s, "internal", False)
+                        else self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
+                        for s in sources
+                    )
+                )
+            else:
+                await asyncio.gather(*(self.intake(s) for s in sources))
+        finally:
+            if not self._stopping.is_set():
+                await self.cut_chunks(partial=True)
+            await self.to_score.close()
+            await asyncio.gather(*workers)
+            if delivery is not None:
+                self.stop()
+                await delivery
+                await self.save_health()
+        return self.stats
