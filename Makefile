@@ -31,11 +31,13 @@ demo: install
 test: dev
 	$(BIN)/python -m ruff check bot nlp connectors tests
 	$(BIN)/python -m ruff format --check bot nlp connectors tests
+	$(BIN)/python -m mypy nlp connectors bot
 	$(BIN)/python -m pytest
 
 lint: dev
 	$(BIN)/python -m ruff check bot nlp connectors tests
 	$(BIN)/python -m ruff format --check bot nlp connectors tests
+	$(BIN)/python -m mypy nlp connectors bot
 
 eval: install
 	$(BIN)/moodring eval ../shared/data/sentiment/val.tsv

@@ -128,7 +128,9 @@ def _scorer_worker(args: argparse.Namespace, texts: list[str]) -> dict:
         cache_size=0,
         backend=args.backend,
     )
-    result = measure(scorer.score, texts, args.batch_size, whole=scorer.score)
+    result: dict[str, object] = dict(
+        measure(scorer.score, texts, args.batch_size, whole=scorer.score)
+    )
     result["backend"] = scorer.backend
     result["stage_us_per_msg"] = stage_times(scorer, texts)
     if args.val is not None:

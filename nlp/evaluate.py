@@ -9,12 +9,20 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from nlp.metrics import expected_calibration_error, macro_recall, per_class_recall
+from nlp.types import Score
 
 log = logging.getLogger(__name__)
 
 LABELS = ("negative", "neutral", "positive")
+
+
+class TextScorer(Protocol):
+    """What :func:`evaluate_file` needs of a scorer (:class:`nlp.scorer.Scorer` fits)."""
+
+    def score(self, texts: list[str]) -> list[Score]: ...
 
 
 def read_labelled_tsv(path: Path, source: str | None = None) -> tuple[list[str], list[int]]:
@@ -90,7 +98,9 @@ def polar_accuracies(says_bullish: Sequence[bool], bullish: Sequence[bool]) -> t
     return sum(right) / len(right), sum(sum(s) / len(s) for s in sides) / len(sides)
 
 
-def evaluate_file(path: Path, scorer, source: str | None = None, since: str | None = None) -> dict:
+def evaluate_file(
+    path: Path, scorer: TextScorer, source: str | None = None, since: str | None = None
+) -> dict:
     """Score every text of a labelled TSV file and compare with its labels.
 
     Args:

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def macro_recall(gold: Sequence[int], pred: Sequence[int]) -> float:
@@ -21,7 +22,7 @@ def per_class_recall(gold: Sequence[int], pred: Sequence[int]) -> dict[int, floa
     return {int(c): float((p[g == c] == c).mean()) for c in np.unique(g)}
 
 
-def expected_calibration_error(probs, gold, bins: int = 15) -> float:
+def expected_calibration_error(probs: ArrayLike, gold: ArrayLike, bins: int = 15) -> float:
     """Top-label expected calibration error over equal-width confidence bins.
 
     Args:

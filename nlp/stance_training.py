@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,6 +50,9 @@ from nlp.training import (
     read_labelled,
     save_model,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time: transformers is slow to import
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,13 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     return rows, counts
 
 
-def evaluate(model, tok, device, data: Path, max_length: int) -> dict:
+def evaluate(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    device: torch.device,
+    data: Path,
+    max_length: int,
+) -> dict:
     """Dev figures on the fp32 torch path: tfns-valid, StockTwits hold-out, val.tsv, the suite."""
 
     def logits(texts: list[str]) -> torch.Tensor:
@@ -164,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
     rows, counts = build_training_set(args, suite_texts)
     report: dict = {"args": vars(args), "counts": counts, "n_train": len(rows)}
 
-    def note(key: str, value) -> None:
+    def note(key: str, value: object) -> None:
         report[key] = value
         report["elapsed_s"] = round(time.monotonic() - t0, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -25,12 +25,16 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nlp.metrics import expected_calibration_error, macro_recall
 from nlp.normalize import normalize
+
+if TYPE_CHECKING:  # imported lazily at run time: transformers is slow to import
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +143,13 @@ def fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
 # --------------------------------------------------------------------------- model
 
 
-def load_tokenizer(path: Path):
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_base_model(base_dir: Path):
+def load_base_model(base_dir: Path) -> PreTrainedModel:
     """A 3-class ``BertForSequenceClassification`` on top of the base encoder's weights."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -160,7 +164,7 @@ def load_base_model(base_dir: Path):
     )
 
 
-def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+def _param_groups(model: PreTrainedModel, cfg: TrainConfig) -> list[dict]:
     """AdamW groups with layer-wise learning-rate decay and no decay on biases/norms."""
     n_layers = model.config.num_hidden_layers
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
@@ -179,7 +183,7 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device) -> torch.autocast:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -187,14 +191,14 @@ def _autocast(device: torch.device):
 
 def fine_tune(
     base_dir: Path,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     targets: torch.Tensor,
     cfg: TrainConfig,
     device: torch.device,
     hard_labels: torch.Tensor | None = None,
     hard_weight: float = 0.0,
-) -> nn.Module:
+) -> PreTrainedModel:
     """Fine-tune the base encoder end to end.
 
     ``targets`` is either class ids (shape ``[n]``) or soft targets (``[n, 3]``, used for
@@ -284,7 +288,7 @@ def fine_tune(
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     device: torch.device,
     max_length: int = 128,
@@ -311,7 +315,11 @@ def predict_logits(
 
 
 def save_model(
-    model: nn.Module, tokenizer, out_dir: Path, meta: dict, tokenizer_src: Path | None = None
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    meta: dict,
+    tokenizer_src: Path | None = None,
 ) -> None:
     """Write config, fp16 safetensors, tokenizer files and ``moodring.json`` to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +359,7 @@ def run_recipe(args: argparse.Namespace) -> dict:
     val_gold = [LABEL_TO_ID[r["label"].lower()] for r in val]
     report: dict = {"device": str(device), "n_train": len(train), "steps": []}
 
-    def note(key: str, value) -> None:
+    def note(key: str, value: object) -> None:
         report[key] = value
         report["elapsed_s"] = round(time.monotonic() - t0, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -387,7 +395,7 @@ def run_recipe(args: argparse.Namespace) -> dict:
             hl = predict_logits(model, tok, [r["text"] for r in hold], device)
             vl = predict_logits(model, tok, val_texts, device)
             temp = fit_temperature(hl, torch.tensor(hold_gold))
-            row = {
+            row: dict[str, Any] = {
                 "config": asdict(cfg),
                 "holdout_2016test": _evaluate(hl, hold_gold),
                 "val": _evaluate(vl, val_gold),

@@ -215,14 +215,16 @@ def composite(
         weights.of(name)  # raises on an unknown name
         if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 100):
             raise ValueError(f"component {name!r} must be a number within 0-100, got {value!r}")
-    raw = {name: weights.of(name) for name in COMPONENTS if name in present}
+    raw: dict[str, float] = {name: weights.of(name) for name in COMPONENTS if name in present}
     total = math.fsum(raw.values())
     if total <= 0:
         raise ValueError(f"no weighted component to combine (got {sorted(present)})")
-    used = {name: w / total for name, w in raw.items()}
+    used: dict[str, float] = {name: w / total for name, w in raw.items()}
     value = math.fsum(used[name] * present[name] for name in used)
     value = min(100.0, max(0.0, value))
-    ordered = {name: float(present[name]) for name in COMPONENTS if name in present}
+    ordered: dict[str, float] = {
+        name: float(present[name]) for name in COMPONENTS if name in present
+    }
     return MarketReading(at=at, value=value, band=band_of(value), components=ordered, weights=used)
 
 
