@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from connectors.types import Message
 from nlp.assets import AssetTable
 from nlp.language import LanguageDetector
 from nlp.types import Score
+from tests.doubles import ListSource
 
 N = 2000
 CONFIG = PipelineConfig(batch_size=32, score_chunk=64, queue_size=4, sinks_targets=())
@@ -41,19 +42,13 @@ START = datetime(2022, 6, 1, tzinfo=UTC)
 WORDS = ["moon", "dump", "chart", "volume", "bullish", "rekt", "watching", "news", "gains"]
 
 
-class FastSource:
-    """Thousands of distinct English posts, as fast as the consumer takes them."""
-
-    name = "fast"
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.yielded = 0
-
-    async def messages(self) -> AsyncIterator[Message]:
-        for i in range(self.n):
-            words = " ".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 5))
-            yield Message(
+def fast_posts(n: int) -> list[Message]:
+    """Thousands of distinct English posts."""
+    posts = []
+    for i in range(n):
+        words = " ".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 5))
+        posts.append(
+            Message(
                 platform="fast",
                 community="c",
                 channel="c",
@@ -62,9 +57,8 @@ class FastSource:
                 text=f"$BTC {words} today, post number {i}",
                 created_at=START + timedelta(seconds=60 * i),
             )
-            self.yielded += 1
-            if i % 50 == 0:
-                await asyncio.sleep(0)  # a real source awaits its network now and then
+        )
+    return posts
 
 
 @dataclass
@@ -107,7 +101,8 @@ def test_a_slow_scorer_slows_intake_and_the_backlog_stays_bounded(tmp_path: Path
         queues=Queues.in_process(CONFIG.queue_size),
         config=CONFIG,
     )
-    source = FastSource(N)
+    # As fast as the consumer takes them; a real source awaits its network now and then.
+    source = ListSource(fast_posts(N), name="fast", pause_every=50)
     samples: list[Sample] = []
 
     def sample() -> Sample:

@@ -17,7 +17,8 @@ from bot.app.cli import main
 from bot.chat.charts import PNG_SIGNATURE
 from bot.market.backtest import follows_price, run_backtest, verdict
 from connectors.types import Candle
-from tests.test_pipeline_e2e import RecordingSink, run_once, write_stream
+from tests.doubles import RecordingSink
+from tests.test_pipeline_e2e import run_once, write_stream
 
 
 def walk(days: int, seed: int = 1) -> list[Candle]:

@@ -14,7 +14,8 @@ from bot.render import unknown_asset_text
 from bot.store import Store, StoredMessage
 from connectors.types import Candle, Command, Message
 from nlp.types import Score
-from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream
+from tests.doubles import RecordingSink
+from tests.test_pipeline_e2e import START, run_once, write_stream
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,6 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
     import shutil
 
     from bot.chat.digest import send_due_digests
-    from connectors.types import Reply
 
     copy = tmp_path / "digest.db"
     shutil.copy(db, copy)
@@ -159,14 +159,7 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
         in handle(Command("replay", "test", "c", "7", "alerts"), ctx).text
     )
 
-    class Recorder:
-        def __init__(self) -> None:
-            self.sent: list[Reply] = []
-
-        async def send(self, reply: Reply) -> None:
-            self.sent.append(reply)
-
-    sink = Recorder()
+    sink = RecordingSink()
     day = now.replace(hour=5, minute=0)  # 07:00 in Berlin (summer): not yet
     assert asyncio.run(send_due_digests(store, {"replay": sink}, day)) == 0
     later = now.replace(hour=7, minute=0)  # 09:00 in Berlin: due

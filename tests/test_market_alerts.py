@@ -21,7 +21,8 @@ from bot.types import MoodReading, Scope, band_of
 from connectors.replay import ReplaySource
 from nlp.scorer import Scorer
 from tests.conftest import synthetic_text
-from tests.test_pipeline_e2e import RecordingSink, make_pipeline
+from tests.doubles import RecordingSink
+from tests.test_pipeline_e2e import make_pipeline
 
 BTC_DAILY = read_candles_csv(bundled_path("BTC"), "BTC", "1d").candles
 

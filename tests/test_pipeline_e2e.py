@@ -19,23 +19,13 @@ from bot.pipeline.config import PipelineConfig, PipelineStats
 from bot.pipeline.runner import Pipeline, Queues
 from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
-from connectors.types import Reply
 from nlp.assets import AssetTable
 from nlp.language import LanguageDetector
 from nlp.scorer import Scorer
 from tests.conftest import synthetic_text
+from tests.doubles import ListSource, RecordingSink
 
 START = datetime(2022, 6, 1, tzinfo=UTC)
-
-
-class RecordingSink:
-    """The chat boundary: records what would have been sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[Reply] = []
-
-    async def send(self, reply: Reply) -> None:
-        self.sent.append(reply)
 
 
 def write_stream(path: Path) -> int:
@@ -240,17 +230,10 @@ def test_a_quiet_live_chat_still_ticks_on_the_clock(tmp_path: Path, tiny_model_d
     before = store.checkpoint("index_tick")
     assert before is not None and parse_ts(before) < now - timedelta(hours=1, minutes=30)
     pipeline = make_pipeline(store, scorer, {}, tick_to_clock=True, delivery_s=0.05)
-
-    class Silent:
-        name = "silent"
-
-        async def messages(self):
-            await pipeline.stopping.wait()
-            return
-            yield  # an async generator that never yields
+    silent = ListSource([], name="silent", until=pipeline.stopping)  # live, but nobody posts
 
     async def main() -> None:
-        run = asyncio.create_task(pipeline.run([Silent()], live=True))
+        run = asyncio.create_task(pipeline.run([silent], live=True))
         await asyncio.sleep(1.0)
         pipeline.stop()
         await run

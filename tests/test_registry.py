@@ -21,6 +21,7 @@ from connectors.console import ConsoleSink
 from connectors.telegram import update_to_event
 from connectors.types import Command, Message, Reply, SlashParam
 from nlp.types import Score
+from tests.doubles import RecordingSink
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
 #: The commands as /help lists them (the order users have always seen).
@@ -112,11 +113,7 @@ def unknown(text: str) -> bool:
 
 def telegram_commands(store: Store, asked: list[str] | None = None) -> set[str]:
     """The commands a Telegram group gets answered: update → Command → ChatSource → reply."""
-    sent: list[Reply] = []
-
-    class Sink:
-        async def send(self, reply: Reply) -> None:
-            sent.append(reply)
+    sink = RecordingSink()
 
     async def roles_for(cmd: Command) -> frozenset[str]:
         if asked is not None:
@@ -125,7 +122,7 @@ def telegram_commands(store: Store, asked: list[str] | None = None) -> set[str]:
 
     limiter = RateLimiter(per_user=1_000, per_chat=1_000)
     feed: Any = None  # only ChatSource.answer runs here, and it never reads the inbox
-    source = ChatSource("telegram", feed, Sink(), store, roles_for, asyncio.Event(), limiter)
+    source = ChatSource("telegram", feed, sink, store, roles_for, asyncio.Event(), limiter)
     answered = set()
     for n, name in enumerate(probes()):
         update = {
@@ -141,7 +138,7 @@ def telegram_commands(store: Store, asked: list[str] | None = None) -> set[str]:
         cmd = update_to_event(update, "moodring_bot")
         assert isinstance(cmd, Command)
         asyncio.run(source.answer(cmd))
-        if not unknown(sent[-1].text):
+        if not unknown(sink.sent[-1].text):
             answered.add(name)
     return answered
 

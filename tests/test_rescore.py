@@ -18,7 +18,8 @@ from bot.render import models_text, reading_text
 from bot.store import Store, runlock
 from bot.types import Scope
 from nlp.scorer import Scorer
-from tests.test_pipeline_e2e import START, RecordingSink, run_once, write_stream
+from tests.doubles import RecordingSink
+from tests.test_pipeline_e2e import START, run_once, write_stream
 
 CONFIG = PipelineConfig(sinks_targets=(("chat", "group-1"),))
 

@@ -19,8 +19,9 @@ from bot.prefs.subscriptions import (
 from bot.store import Store
 from bot.types import Alert, Scope
 from connectors.errors import DeliveryError, RecipientGone
-from connectors.types import Command, Reply
+from connectors.types import Command
 from nlp.scorer import Scorer
+from tests.doubles import FlakySink
 from tests.test_pipeline_e2e import make_pipeline
 
 NOW = datetime(2022, 7, 1, 12, tzinfo=UTC)
@@ -119,19 +120,6 @@ def test_aliases_subscribe_the_symbol_and_old_alias_rows_move_to_it(tmp_path: Pa
     assert "BTC: extreme" in handle(command("alerts"), ctx).text
     assert "Unsubscribed (1 removed)" in handle(command("unsubscribe", "bitcoin"), ctx).text
     store.close()
-
-
-class FlakySink:
-    """The chat boundary, with scripted failures."""
-
-    def __init__(self, failures: list[Exception] | None = None) -> None:
-        self.sent: list[Reply] = []
-        self.failures = failures or []
-
-    async def send(self, reply: Reply) -> None:
-        if self.failures:
-            raise self.failures.pop(0)
-        self.sent.append(reply)
 
 
 def queue_alerts(store: Store, alerts: list[Alert]) -> None:
