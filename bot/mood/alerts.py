@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.mood.index import IndexParams, Point, drivers, mentions_ratio
+from bot.mood.index import Baseline, IndexParams, Point, drivers, mentions_ratio
 from bot.render import quote
 from bot.types import Alert, MoodReading, Scope, band_of
 
@@ -29,6 +29,9 @@ class AlertParams:
     #: A move of at least this many points within ``swing_window_s`` is a swing.
     swing_points: float = 15.0
     swing_window_s: int = 3600
+    #: ...from a reading at least this sure. The rules run every minute, and a thin reading
+    #: (a few dozen posts) moves 15 points within the hour as a handful of posts arrive.
+    swing_min_confidence: float = 0.6
     #: Mentions at least this many times the baseline are a hype spike...
     hype_ratio: float = 3.0
     #: ...if there are at least this many of them (3x of 2 is not hype).
@@ -56,11 +59,13 @@ class AlertState:
     """What the rules remember about one scope and window between evaluations.
 
     ``extreme`` is the extreme band the scope is in ("fear", "greed" or ``None``);
-    ``last_fired`` holds ``(kind, when)`` pairs, sorted by kind.
+    ``last_fired`` holds ``(kind, when)`` pairs, sorted by kind; ``recent`` the values of the
+    evaluations within the swing window, oldest first, which the swing rule compares with.
     """
 
     extreme: str | None = None
     last_fired: tuple[tuple[str, datetime], ...] = ()
+    recent: tuple[tuple[datetime, float], ...] = ()
 
     def fired_at(self, kind: str) -> datetime | None:
         """When rule ``kind`` last raised an alert, if ever."""
@@ -74,15 +79,22 @@ class AlertState:
         others = tuple(pair for pair in self.last_fired if pair[0] != kind)
         return replace(self, last_fired=tuple(sorted((*others, (kind, at)))))
 
+    def with_recent(self, at: datetime, value: float, window_s: int) -> AlertState:
+        """A copy that remembers the evaluation ``(at, value)`` and forgets those older
+        than ``window_s`` seconds before ``at``."""
+        since = at - timedelta(seconds=window_s)
+        kept = tuple(p for p in self.recent if since <= p[0] < at)
+        return replace(self, recent=(*kept, (at, value)))
+
     def to_json(self) -> str:
         """The state as a JSON string, for the database."""
-        return json.dumps(
-            {
-                "extreme": self.extreme,
-                "last_fired": {kind: at.isoformat() for kind, at in self.last_fired},
-            },
-            sort_keys=True,
-        )
+        data: dict[str, object] = {
+            "extreme": self.extreme,
+            "last_fired": {kind: at.isoformat() for kind, at in self.last_fired},
+        }
+        if self.recent:
+            data["recent"] = [[at.isoformat(), value] for at, value in self.recent]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> AlertState:
@@ -99,7 +111,8 @@ class AlertState:
             raise ValueError(f"unknown extreme state {extreme!r}")
         fired = data.get("last_fired", {})
         pairs = tuple(sorted((k, datetime.fromisoformat(v)) for k, v in fired.items()))
-        return cls(extreme=extreme, last_fired=pairs)
+        recent = tuple((datetime.fromisoformat(at), float(v)) for at, v in data.get("recent", []))
+        return cls(extreme=extreme, last_fired=pairs, recent=recent)
 
 
 def evaluate(
@@ -112,6 +125,7 @@ def evaluate(
     *,
     index_params: IndexParams | None = None,
     tracked_since: datetime | None = None,
+    mentions_baseline: Baseline | None = None,
 ) -> tuple[list[Alert], AlertState]:
     """Run the rules over a new reading.
 
@@ -125,6 +139,9 @@ def evaluate(
         index_params: the index parameters (window lengths and weights).
         tracked_since: since when the scope's messages have been collected (for the hype
             rule's baseline; see ``bot.mood.index.compute_reading``).
+        mentions_baseline: the hype rule's mention baseline when the caller has it
+            (``volume_baseline(..., include_set_aside=True)``); then ``points`` need only
+            cover the window.
 
     Returns:
         The alerts to raise and the state to remember. Each alert's ``key`` is derived from the
@@ -154,10 +171,13 @@ def evaluate(
         state = state.with_fired(SWING, now)
         if extreme is None:
             alerts.append(swing)
-    hype, state = _hype_rule(reading, points, state, now, params, index_params, tracked_since)
+    hype, state = _hype_rule(
+        reading, points, state, now, params, index_params, tracked_since, mentions_baseline
+    )
     if hype is not None:
         alerts.append(hype)
-    return alerts, state
+    # Remembered for the swing rule: evaluations run every minute, readings are hourly.
+    return alerts, state.with_recent(now, value, params.swing_window_s)
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -232,8 +252,11 @@ def _swing_rule(
     params: AlertParams,
     index_params: IndexParams,
 ) -> tuple[Alert | None, AlertState]:
+    if reading.confidence < params.swing_min_confidence:
+        return None, state
     since = now - timedelta(seconds=params.swing_window_s)
     recent = [r.value for r in earlier if r.value is not None and r.at >= since]
+    recent += [v for at, v in state.recent if since <= at < now]
     if not recent:
         return None, state
     low, high = min(recent), max(recent)
@@ -271,11 +294,12 @@ def _hype_rule(
     params: AlertParams,
     index_params: IndexParams,
     tracked_since: datetime | None,
+    baseline: Baseline | None = None,
 ) -> tuple[Alert | None, AlertState]:
     if reading.scope.asset == "*":
         return None, state  # hype is about one asset's mentions
     count, ratio = mentions_ratio(
-        points, now, reading.window, index_params, tracked_since=tracked_since
+        points, now, reading.window, index_params, tracked_since=tracked_since, baseline=baseline
     )
     if count < params.hype_min_mentions or ratio < params.hype_ratio:
         return None, state

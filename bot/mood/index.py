@@ -118,6 +118,7 @@ def compute_reading(
     previous: MoodReading | None = None,
     *,
     tracked_since: datetime | None = None,
+    baseline: Baseline | None = None,
 ) -> MoodReading:
     """Compute the mood index of ``scope`` over ``window`` as of ``now``.
 
@@ -134,6 +135,9 @@ def compute_reading(
         tracked_since: since when the scope's messages have been collected. Baseline windows
             that start earlier are not counted. When omitted, the oldest point is used, which
             errs towards a smaller baseline sample rather than a false surge.
+        baseline: the volume baseline, when the caller already has it (``volume_baseline``
+            as of the hour: the minute alert evaluations reuse the hour's); then ``points``
+            need only cover the window itself.
 
     Returns:
         The reading; ``value`` is ``None`` and ``band`` "collecting" below the minimum sample.
@@ -153,7 +157,7 @@ def compute_reading(
     valid = [p for p in in_window if _valid(p)]
 
     effective, baseline_mean, baseline_windows, ratio = _volume(
-        points, now, spec, params, tracked_since, include_set_aside=False
+        points, now, spec, params, tracked_since, include_set_aside=False, baseline=baseline
     )
     components: dict[str, float] = {
         "volume_ratio": ratio,
@@ -309,6 +313,7 @@ def mentions_ratio(
     params: IndexParams | None = None,
     *,
     tracked_since: datetime | None = None,
+    baseline: Baseline | None = None,
 ) -> tuple[int, float]:
     """How many times a scope was mentioned in the window, and how that compares to its baseline.
 
@@ -321,6 +326,7 @@ def mentions_ratio(
         window: the window name.
         params: the index parameters; ``IndexParams()`` when omitted.
         tracked_since: see ``compute_reading``.
+        baseline: see ``compute_reading`` (counted with messages set aside).
 
     Returns:
         ``(count, ratio)``: the plain count of non-spam mentions in the window, and the
@@ -330,7 +336,9 @@ def mentions_ratio(
     _check_aware(now)
     spec = params.spec(window)
     count = sum(1 for p in _in_window(points, now, spec.seconds) if not p.spam)
-    _, _, _, ratio = _volume(points, now, spec, params, tracked_since, include_set_aside=True)
+    _, _, _, ratio = _volume(
+        points, now, spec, params, tracked_since, include_set_aside=True, baseline=baseline
+    )
     return count, ratio
 
 
@@ -377,37 +385,39 @@ def _mean_kernel(spec: WindowSpec, params: IndexParams) -> float:
     return (1.0 - 0.5**ratio) / (ratio * math.log(2.0))
 
 
-def _volume(
+#: A volume baseline: the mean author-capped count of the covered earlier windows, and how
+#: many windows were covered.
+Baseline = tuple[float, int]
+
+
+def volume_baseline(
+    points: Sequence[Point],
+    now: datetime,
+    window: str,
+    params: IndexParams | None = None,
+    *,
+    tracked_since: datetime | None = None,
+    include_set_aside: bool = False,
+) -> Baseline:
+    """The volume baseline of ``window`` as of ``now`` (what ``compute_reading`` compares the
+    window's count with; ``include_set_aside`` for ``mentions_ratio``'s)."""
+    params = params or IndexParams()
+    return _baseline(points, now, params.spec(window), params, tracked_since, include_set_aside)
+
+
+def _counts(p: Point, include_set_aside: bool) -> bool:
+    return not p.spam and (include_set_aside or not p.set_aside)
+
+
+def _baseline(
     points: Sequence[Point],
     now: datetime,
     spec: WindowSpec,
     params: IndexParams,
     tracked_since: datetime | None,
-    *,
     include_set_aside: bool,
-) -> tuple[float, float, int, float]:
-    """The window's message count against its baseline.
-
-    Returns ``(effective, baseline_mean, baseline_windows, ratio)``. ``effective`` is the
-    recency-weighted count (same decay as the sentiment, rescaled so a steady stream gives the
-    plain count), each author adding at most ``volume_author_cap``. The baseline is the mean
-    author-capped count of the preceding covered windows; with none covered, the ratio is 1.
-    """
-
-    def counts(p: Point) -> bool:
-        return not p.spam and (include_set_aside or not p.set_aside)
-
-    half_life = spec.seconds * params.half_life_fraction
-    kernel = _mean_kernel(spec, params)
+) -> Baseline:
     cap = params.volume_author_cap
-
-    per_author: dict[str, float] = {}
-    for p in _in_window(points, now, spec.seconds):
-        if counts(p):
-            age = (now - p.created_at).total_seconds()
-            per_author[p.author] = per_author.get(p.author, 0.0) + _decay(age, half_life) / kernel
-    effective = math.fsum(min(c, cap) for c in per_author.values())
-
     coverage = tracked_since
     if coverage is None and points:
         coverage = min(p.created_at for p in points)
@@ -421,15 +431,49 @@ def _volume(
             continue
         authors: dict[str, int] = {}
         for p in _in_window(points, end, spec.seconds):
-            if counts(p):
+            if _counts(p, include_set_aside):
                 authors[p.author] = authors.get(p.author, 0) + 1
         window_counts.append(math.fsum(min(c, cap) for c in authors.values()))
-
     if not window_counts:
+        return 0.0, 0
+    return math.fsum(window_counts) / len(window_counts), len(window_counts)
+
+
+def _volume(
+    points: Sequence[Point],
+    now: datetime,
+    spec: WindowSpec,
+    params: IndexParams,
+    tracked_since: datetime | None,
+    *,
+    include_set_aside: bool,
+    baseline: Baseline | None = None,
+) -> tuple[float, float, int, float]:
+    """The window's message count against its baseline.
+
+    Returns ``(effective, baseline_mean, baseline_windows, ratio)``. ``effective`` is the
+    recency-weighted count (same decay as the sentiment, rescaled so a steady stream gives the
+    plain count), each author adding at most ``volume_author_cap``. The baseline is the mean
+    author-capped count of the preceding covered windows; with none covered, the ratio is 1.
+    """
+    half_life = spec.seconds * params.half_life_fraction
+    kernel = _mean_kernel(spec, params)
+    cap = params.volume_author_cap
+
+    per_author: dict[str, float] = {}
+    for p in _in_window(points, now, spec.seconds):
+        if _counts(p, include_set_aside):
+            age = (now - p.created_at).total_seconds()
+            per_author[p.author] = per_author.get(p.author, 0.0) + _decay(age, half_life) / kernel
+    effective = math.fsum(min(c, cap) for c in per_author.values())
+
+    if baseline is None:
+        baseline = _baseline(points, now, spec, params, tracked_since, include_set_aside)
+    baseline_mean, windows = baseline
+    if not windows:
         return effective, 0.0, 0, 1.0
-    baseline_mean = math.fsum(window_counts) / len(window_counts)
     ratio = (effective + params.volume_prior) / (baseline_mean + params.volume_prior)
-    return effective, baseline_mean, len(window_counts), ratio
+    return effective, baseline_mean, windows, ratio
 
 
 def _inverse_simpson(weights: Sequence[float]) -> float:

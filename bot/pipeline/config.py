@@ -64,6 +64,9 @@ class PipelineConfig:
     batch_size: int = 256  # messages per intake transaction
     score_chunk: int = 1024  # texts per scorer call: more texts, better length bucketing
     flush_s: float = 0.5  # a quiet source's partial batch is stored after this long
+    #: Live runs: a partial scoring chunk is cut once its oldest message waited this long, so
+    #: a slow stream is not held back until 1,024 messages arrive (replays cut full chunks only).
+    chunk_wait_s: float = 1.0
     delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
     tick_to_clock: bool = False  # live chats: tick on the wall clock too, so quiet hours tick
     queue_size: int = 64  # in chunks

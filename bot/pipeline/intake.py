@@ -99,6 +99,10 @@ class IntakeStage:
     _stopping: asyncio.Event
     #: Stored messages not yet cut into a chunk, in stream order.
     _unchunked: list[StoredMessage]
+    #: Whether this is a live run (partial chunks by waiting time), and since when (monotonic
+    #: clock) the oldest unchunked message waits.
+    _live: bool
+    _waiting_since: float | None
 
     def prepare(self, message: Message, edit: bool = False) -> StoredMessage:
         """Per-message work done at intake: normalise, assets, language, spam.
@@ -171,6 +175,14 @@ class IntakeStage:
         positions whatever the timing; a partial chunk goes when a source is quiet or ends.
         """
         size = self.config.score_chunk
+        if self._unchunked and self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+        if (
+            self._live
+            and self._waiting_since is not None
+            and time.monotonic() - self._waiting_since >= self.config.chunk_wait_s
+        ):
+            partial = True  # live: a slow stream's messages must not wait for a full chunk
         while len(self._unchunked) >= size or (partial and self._unchunked):
             chunk, self._unchunked = self._unchunked[:size], self._unchunked[size:]
             newest = max(s.message.created_at for s in chunk)
@@ -179,6 +191,7 @@ class IntakeStage:
             # delivered yet holds nothing back: it may be a chat that stays quiet.
             mark = self.watermark.value()
             mark = newest if mark is None else min(mark, newest)
+            self._waiting_since = time.monotonic() if self._unchunked else None
             await self.to_score.put(ScoreChunk(tuple(chunk), mark))
 
     async def intake(self, source: Source) -> None:

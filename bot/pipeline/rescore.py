@@ -132,8 +132,7 @@ def rebuild(
     ticks = 0
     for t in engine.due_ticks(last):
         engine.load(t)
-        engine.tick(t, outbox=False)
-        ticks += 1
+        ticks += engine.advance(t, outbox=False)[0]
     after = store.count_alerts_since(start)
     log.info("rebuilt %d ticks from %s: %d alerts before, %d after", ticks, start, before, after)
     return ticks, before, after

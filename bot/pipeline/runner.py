@@ -81,6 +81,8 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self.to_index = queues.to_index
         self.watermark = watermark or Watermark()
         self._unchunked: list[StoredMessage] = []
+        self._live = False
+        self._waiting_since: float | None = None
         self._stopping = asyncio.Event()
         #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
         self.periodic: list[Callable[[datetime], Awaitable[object]]] = []
@@ -130,16 +132,14 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
     # ------------------------------------------------------------------ index, alerts
 
     def run_ticks(self, until: datetime) -> int:
-        """Run every due tick up to ``until``; return how many alerts were new."""
-        new = 0
-        for t in self.index.due_ticks(until):
-            if self._stopping.is_set():
-                break
-            raised = self.index.tick(t)
-            new += len(raised)
-            self.stats.ticks += 1
-            self.stats.alerts += len(raised)
-            self.stats.last_time = t
+        """Run every due hourly tick and alert minute up to ``until``; return how many
+        alerts were new."""
+        ticks, raised = self.index.advance(until)
+        new = len(raised)
+        self.stats.ticks += ticks
+        self.stats.alerts += new
+        if ticks:
+            self.stats.last_time = self.index.last_tick
         if self.config.retention_days is not None and self.index.last_tick is not None:
             # Message time, not wall time: a replayed month keeps its own calendar.
             cutoff = self.index.last_tick - timedelta(days=self.config.retention_days)
@@ -231,6 +231,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         ``live`` adds the periodic delivery loop (a replay delivers after each tick), and runs
         each source under the supervisor: one that fails is restarted with backoff while the
         others go on."""
+        self._live = live
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         await self._requeue_unscored()
         delivery = asyncio.create_task(self.delivery_loop()) if live else None

@@ -6,17 +6,42 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.mood.alerts import AlertParams, AlertState, evaluate
-from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
+from bot.mood.index import (
+    NORM_SPAN,
+    Baseline,
+    IndexParams,
+    Point,
+    compute_reading,
+    volume_baseline,
+    with_norm,
+)
 from bot.pipeline.config import LOOKBACK, PipelineConfig, floor_time
 from bot.pipeline.market_rules import MarketRules
-from bot.store import TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
+from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
 from bot.types import Alert, MoodReading, Scope
 
 log = logging.getLogger(__name__)
+
+MINUTE = timedelta(minutes=1)
+
+
+def ceil_minute(ts: datetime) -> datetime:
+    """The whole minute at or after ``ts``: the first evaluation that sees a message at ``ts``."""
+    floor = ts.replace(second=0, microsecond=0)
+    return floor if floor == ts else floor + MINUTE
+
+
+def touches(scope: Scope, row: ScoredRow) -> bool:
+    """Whether ``row`` counts in ``scope``'s reading."""
+    return (
+        (scope.asset == "*" or scope.asset in row.assets)
+        and (scope.community == "*" or row.community == scope.community)
+        and (scope.platform == "*" or row.platform == scope.platform)
+    )
 
 
 class IndexEngine:
@@ -42,6 +67,16 @@ class IndexEngine:
         self._history: dict[tuple[str, str], deque[MoodReading]] = {}
         last = store.checkpoint(TICK_CHECKPOINT)
         self.last_tick: datetime | None = parse_ts(last) if last else None
+        minute = store.checkpoint(MINUTE_CHECKPOINT)
+        #: The newest minute evaluated: messages at or before it are late (not re-evaluated).
+        self.last_minute: datetime | None = max(
+            (t for t in (self.last_tick, parse_ts(minute) if minute else None) if t), default=None
+        )
+        #: Minutes with new messages, not evaluated yet → the messages of that minute.
+        self._due: dict[datetime, list[ScoredRow]] = {}
+        self._scopes: tuple[datetime, list[Scope], set[tuple[str, str]]] | None = None
+        self._baseline_cache: dict[tuple[str, datetime], tuple[Baseline, Baseline]] = {}
+        self.late = 0
         self.tracked_since = store.oldest_message_time()
 
     def load(self, until: datetime) -> None:
@@ -67,6 +102,7 @@ class IndexEngine:
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
             self._points.insert(pos, row.to_point())
+            self._note_minute(row)
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
 
@@ -82,8 +118,16 @@ class IndexEngine:
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
             self._points.insert(pos, row.to_point())
+            self._note_minute(row)
         if self.tracked_since is None and rows:
             self.tracked_since = min(r.created_at for r in rows)
+
+    def _note_minute(self, row: ScoredRow) -> None:
+        minute = ceil_minute(row.created_at)
+        if self.last_minute is not None and minute <= self.last_minute:
+            self.late += 1  # counted, not re-evaluated: those minutes are done
+            return
+        self._due.setdefault(minute, []).append(row)
 
     def _drop(self, key: str) -> None:
         for i, held in enumerate(self._rows):
@@ -97,6 +141,22 @@ class IndexEngine:
             for row in self._rows[:cut]:
                 self._keys.discard(row.key)
             del self._rows[:cut], self._points[:cut], self._times[:cut]
+
+    def scopes_at(self, now: datetime, rows: Sequence[ScoredRow] = ()) -> list[Scope]:
+        """``scopes`` for a minute evaluation: worked out once an hour, and again when
+        ``rows`` (the minute's new messages) come from a community not seen before."""
+        hour = floor_time(now, 3600)
+        cached = self._scopes
+        if cached is not None and any((r.community, r.platform) not in cached[2] for r in rows):
+            cached = None
+        if cached is None or cached[0] != hour:
+            seen = {(r.community, r.platform) for r in self._rows[: self._end(now)]}
+            cached = (hour, self.scopes(now), seen)
+            self._scopes = cached
+        return cached[1]
+
+    def _end(self, now: datetime) -> int:
+        return bisect.bisect_right(self._times, now)
 
     def scopes(self, now: datetime) -> list[Scope]:
         """All sources, each configured or busy asset, each community."""
@@ -192,6 +252,23 @@ class IndexEngine:
         market_alerts, market_states = self.market.alerts(now, readings, self._history)
         alerts += market_alerts
         states.update(market_states)
+        new = self.store.save_tick(
+            readings,
+            alerts,
+            states,
+            self._targets(alerts, outbox),
+            (TICK_CHECKPOINT, iso(now)),
+            datetime.now(UTC),
+        )
+        self.last_tick = now
+        self.prune(now)
+        return new
+
+    def _targets(
+        self, alerts: list[Alert], outbox: bool
+    ) -> Callable[[Alert], list[tuple[str, str]]]:
+        """Who gets each alert: the configured sinks and matching subscribers (nobody in a
+        rebuild of history)."""
         subscriptions = self.store.subscriptions() if alerts and outbox else []
 
         def targets(alert: Alert) -> list[tuple[str, str]]:
@@ -201,17 +278,106 @@ class IndexEngine:
             found += [(s.platform, s.target) for s in subscriptions if s.matches(alert)]
             return list(dict.fromkeys(found))
 
+        return targets
+
+    def evaluate_minutes(self, minutes: Sequence[datetime], outbox: bool = True) -> list[Alert]:
+        """Run the mood alert rules at each of ``minutes`` (whole minutes with new messages),
+        as of that minute, for the scopes its new messages count in; store the alerts and
+        the rules' state with the minute checkpoint in one transaction."""
+        if not minutes:
+            return []
+        window = self.config.alert_window
+        spec = self.index_params.spec(window)
+        span = timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
+        alerts: list[Alert] = []
+        states: dict[tuple[str, str], str] = {}
+        for minute in minutes:
+            rows = self._due.pop(minute, [])
+            hour = floor_time(minute, 3600)
+            for scope in self.scopes_at(minute, rows):
+                if not any(touches(scope, r) for r in rows):
+                    continue
+                # The volume baselines (the days before the window) move little within an
+                # hour: computed once per scope and hour, so a minute reads only its window.
+                volume, mentions = self._baselines(scope, hour, span)
+                points = self._scope_points(scope, minute - timedelta(seconds=spec.seconds), minute)
+                history = self._history_of(scope, window, minute)
+                reading = compute_reading(
+                    points,
+                    scope,
+                    window,
+                    minute,
+                    self.index_params,
+                    history[-1] if history else None,
+                    tracked_since=self.tracked_since,
+                    baseline=volume,
+                )
+                key = (scope.key(), window)
+                state = AlertState.from_json(
+                    states[key] if key in states else self.store.alert_state(*key)
+                )
+                raised, state = evaluate(
+                    reading,
+                    list(history),
+                    points,
+                    state,
+                    minute,
+                    self.alert_params,
+                    index_params=self.index_params,
+                    tracked_since=self.tracked_since,
+                    mentions_baseline=mentions,
+                )
+                alerts += raised
+                states[key] = state.to_json()
+        last = minutes[-1]
         new = self.store.save_tick(
-            readings,
+            [],
             alerts,
             states,
-            targets,
-            (TICK_CHECKPOINT, iso(now)),
+            self._targets(alerts, outbox),
+            (MINUTE_CHECKPOINT, iso(last)),
             datetime.now(UTC),
         )
-        self.last_tick = now
-        self.prune(now)
+        self.last_minute = last if self.last_minute is None else max(self.last_minute, last)
         return new
+
+    def _baselines(
+        self, scope: Scope, hour: datetime, span: timedelta
+    ) -> tuple[Baseline, Baseline]:
+        """The alert window's volume and mention baselines of ``scope`` as of ``hour``."""
+        key = (scope.key(), hour)
+        if key not in self._baseline_cache:
+            if len(self._baseline_cache) > 4096:
+                self._baseline_cache.clear()
+            window = self.config.alert_window
+            points = self._scope_points(scope, hour - span, hour)
+            args = (points, hour, window, self.index_params)
+            self._baseline_cache[key] = (
+                volume_baseline(*args, tracked_since=self.tracked_since),
+                volume_baseline(*args, tracked_since=self.tracked_since, include_set_aside=True),
+            )
+        return self._baseline_cache[key]
+
+    def advance(self, until: datetime, outbox: bool = True) -> tuple[int, list[Alert]]:
+        """Every due hourly tick and every due minute up to ``until``, in time order.
+
+        Returns how many ticks ran and the alerts that were new. A minute that is also a
+        tick is evaluated by the tick, which runs the rules for every scope.
+        """
+        ticks = self.due_ticks(until)
+        end = until.replace(second=0, microsecond=0)
+        minutes = sorted(m for m in self._due if m <= end)
+        new: list[Alert] = []
+        for t in ticks:
+            before = [m for m in minutes if m < t]
+            minutes = minutes[len(before) :]
+            new += self.evaluate_minutes(before, outbox)
+            if minutes and minutes[0] == t:
+                self._due.pop(minutes.pop(0), None)
+            new += self.tick(t, outbox)
+            self.last_minute = t if self.last_minute is None else max(self.last_minute, t)
+        new += self.evaluate_minutes(minutes, outbox)
+        return len(ticks), new
 
     def due_ticks(self, until: datetime) -> list[datetime]:
         """Tick times after the last stored tick, up to ``until``."""

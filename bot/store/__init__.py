@@ -5,7 +5,15 @@ from bot.store.market import MarketMixin
 from bot.store.messages import MessagesMixin
 from bot.store.ops import OpsMixin
 from bot.store.readings import ReadingsMixin
-from bot.store.rows import MESSAGE_KEY, TICK_CHECKPOINT, ScoredRow, StoredMessage, iso, parse_ts
+from bot.store.rows import (
+    MESSAGE_KEY,
+    MINUTE_CHECKPOINT,
+    TICK_CHECKPOINT,
+    ScoredRow,
+    StoredMessage,
+    iso,
+    parse_ts,
+)
 
 
 class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin):
@@ -22,6 +30,7 @@ class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin):
 
 __all__ = [
     "MESSAGE_KEY",
+    "MINUTE_CHECKPOINT",
     "TICK_CHECKPOINT",
     "ScoredRow",
     "Store",

@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.store.base import StoreBase, locked
-from bot.store.rows import ALERT_COLUMNS, TICK_CHECKPOINT, alert_from_row, iso, parse_ts
+from bot.store.rows import (
+    ALERT_COLUMNS,
+    MINUTE_CHECKPOINT,
+    TICK_CHECKPOINT,
+    alert_from_row,
+    iso,
+    parse_ts,
+)
 from bot.types import Alert, MoodReading, Scope
 
 
@@ -242,6 +249,8 @@ class ReadingsMixin(StoreBase):
             db.execute("DELETE FROM alerts WHERE at >= ?", [iso(start)])
             db.execute("DELETE FROM readings WHERE at >= ?", [iso(start)])
             db.execute("DELETE FROM alert_state")
+            # Minutes are evaluated again from the tick before ``start``.
+            db.execute("DELETE FROM checkpoints WHERE name = ?", [MINUTE_CHECKPOINT])
             if start <= first_tick:
                 db.execute("DELETE FROM checkpoints WHERE name = ?", [TICK_CHECKPOINT])
             else:

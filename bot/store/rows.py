@@ -16,6 +16,8 @@ MESSAGE_KEY = ("platform", "channel", "message_id")
 
 #: The checkpoint holding the index's last tick (message time).
 TICK_CHECKPOINT = "index_tick"
+#: The newest minute the alert rules evaluated (readings stay hourly, alerts run per minute).
+MINUTE_CHECKPOINT = "alerts_minute"
 
 
 def iso(ts: datetime) -> str:
