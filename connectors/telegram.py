@@ -201,8 +201,11 @@ class UpdateInbox(Protocol):
         """The offset to ask for next, or None before the first batch."""
         ...
 
-    def pending_updates(self, platform: str, limit: int = 100) -> list[tuple[int, str]]:
-        """Stored ``(update_id, payload)`` pairs not yet handled, oldest first."""
+    def pending_updates(
+        self, platform: str, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Stored ``(update_id, payload)`` pairs not yet handled, oldest first (only those
+        after update ``after``, when given)."""
         ...
 
     def mark_update_done(
@@ -371,15 +374,19 @@ class TelegramPoller:
     def _backoff(self, failures: int) -> float:
         return backoff_delay(failures, self.backoff_base, self.backoff_cap, self.rng)
 
-    async def events(self, limit: int = 100) -> list[tuple[int, Message | Command | None]]:
-        """The stored, not yet handled updates, translated, oldest first.
+    async def events(
+        self, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, Message | Command | None]]:
+        """The stored, not yet handled updates after update ``after``, translated, oldest
+        first (the caller passes the newest it already holds, so rows in flight are not read
+        again on every loop).
 
         The caller handles each and then calls ``inbox.mark_update_done(platform, update_id,
         now)``; an update that translates to None is to be marked done too.
         """
         username = await self._bot_username()
         out: list[tuple[int, Message | Command | None]] = []
-        for update_id, payload in self.inbox.pending_updates(self.platform, limit):
+        for update_id, payload in self.inbox.pending_updates(self.platform, limit, after):
             try:
                 update = json.loads(payload)
             except ValueError:

@@ -17,9 +17,10 @@ from bot.chat.charts import png_size
 from bot.chat.inbox import ChatSource, RateLimiter
 from bot.store import Store
 from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
-from connectors.types import Command
+from connectors.types import Command, Message
 from nlp.scorer import Scorer
 from tests.conftest import synthetic_text
+from tests.doubles import RecordingSink
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.test_pipeline_e2e import make_pipeline
 
@@ -231,3 +232,56 @@ def test_a_restarted_source_rereads_what_a_failed_intake_never_stored(
         assert len(store.pending_updates("telegram")) == 3  # nothing was marked done
     finally:
         store.close()
+
+
+class RecordingFeed:
+    """An inbox of stored updates that records from where each read started."""
+
+    def __init__(self, events: list[tuple[int, Message | Command | None]]) -> None:
+        self.stored = events
+        self.reads: list[int | None] = []
+
+    async def events(
+        self, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, Message | Command | None]]:
+        self.reads.append(after)
+        return [(u, e) for u, e in self.stored if after is None or u > after][:limit]
+
+
+def test_rows_in_flight_are_not_read_again_while_the_pipeline_stores_them(
+    tmp_path: Path,
+) -> None:
+    """Yielded messages stay unacked until the pipeline stores them; meanwhile each read of the
+    inbox starts after the newest row handed out (not from the oldest pending one), and a
+    restart (``reset``) reads the unacked rows again."""
+    at = datetime(2024, 5, 3, 12, tzinfo=UTC)
+    rows: list[tuple[int, Message | Command | None]] = [
+        (u, Message("telegram", "g", "-100", str(u), "a", f"post {u}", at)) for u in (7, 8)
+    ]
+    feed = RecordingFeed(rows)
+    store = Store(tmp_path / "inbox.db")
+
+    async def none(cmd: Command) -> frozenset[str]:
+        return frozenset()
+
+    async def main() -> list[str]:
+        stopping = asyncio.Event()
+        source = ChatSource("telegram", feed, RecordingSink(), store, none, stopping, idle_s=0.01)
+        stream = source.messages().__aiter__()
+        got = [(await stream.__anext__()).message_id for _ in range(2)]
+        with pytest.raises(TimeoutError):  # nothing new: it polls, never yielding 7 or 8 again
+            await asyncio.wait_for(stream.__anext__(), 0.2)
+        source.reset()
+        stream = source.messages().__aiter__()
+        got.append((await stream.__anext__()).message_id)
+        stopping.set()
+        return got
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        store.close()
+    assert got == ["7", "8", "7"]
+    assert feed.reads[0] is None and feed.reads[-1] is None  # the first read, and after reset
+    polls = feed.reads[1:-1]
+    assert len(polls) >= 3 and set(polls) == {8}

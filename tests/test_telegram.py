@@ -369,8 +369,10 @@ class CrashingInbox:
     def next_offset(self, platform: str) -> int | None:
         return self.store.next_offset(platform)
 
-    def pending_updates(self, platform: str, limit: int = 100) -> list[tuple[int, str]]:
-        return self.store.pending_updates(platform, limit)
+    def pending_updates(
+        self, platform: str, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, str]]:
+        return self.store.pending_updates(platform, limit, after)
 
     def mark_update_done(
         self, platform: str, update_id: int, now: datetime, error: str | None = None

@@ -90,7 +90,9 @@ class QueueSource:
 class EventFeed(Protocol):
     """What a chat connector offers: stored, translated updates (``TelegramPoller`` fits)."""
 
-    async def events(self, limit: int = 100) -> list[tuple[int, Message | Command | None]]: ...
+    async def events(
+        self, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, Message | Command | None]]: ...
 
 
 class ChatSource:
@@ -123,16 +125,18 @@ class ChatSource:
         self.idle_s = idle_s
         # Message key → inbox rows not yet stored by the pipeline (a post and its edits).
         self._in_flight: dict[tuple[str, str, str], list[int]] = {}
+        # The newest inbox row handed out: the next read starts after it, so rows in flight
+        # (yielded, not yet stored) are not read again on every loop.
+        self._read_up_to: int | None = None
 
     async def messages(self) -> AsyncIterator[Message]:
         while not self.stopping.is_set():
-            events = await self.feed.events()
-            busy = {uid for uids in self._in_flight.values() for uid in uids}
-            fresh = [(uid, ev) for uid, ev in events if uid not in busy]
+            fresh = await self.feed.events(after=self._read_up_to)
             if not fresh:
                 await wait_or_stop(self.stopping, self.idle_s)
                 continue
             for update_id, event in fresh:
+                self._read_up_to = max(update_id, self._read_up_to or update_id)
                 if isinstance(event, Message):
                     key = (event.platform, event.channel, event.message_id)
                     self._in_flight.setdefault(key, []).append(update_id)
@@ -147,6 +151,7 @@ class ChatSource:
         """Before a restart: inbox rows handed to a failed intake are read again (they were
         never marked done, so nothing is lost; the store's keys keep them from doubling)."""
         self._in_flight.clear()
+        self._read_up_to = None
 
     def ack(self, messages: Sequence[Message]) -> None:
         """The pipeline stored these: forget their inbox rows."""

@@ -149,14 +149,16 @@ class ChatMixin(StoreBase):
         return int(value) if value is not None else None
 
     @locked
-    def pending_updates(self, platform: str, limit: int = 100) -> list[tuple[int, str]]:
-        """Stored updates not yet processed, oldest first."""
+    def pending_updates(
+        self, platform: str, limit: int = 100, after: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Stored updates not yet processed (after update ``after``, when given), oldest first."""
         return [
             (int(r[0]), r[1])
             for r in self.db.execute(
                 "SELECT update_id, payload FROM chat_inbox WHERE platform = ? AND done_at IS NULL"
-                " ORDER BY update_id LIMIT ?",
-                [platform, limit],
+                " AND update_id > ? ORDER BY update_id LIMIT ?",
+                [platform, -1 if after is None else after, limit],
             ).fetchall()
         ]
 
