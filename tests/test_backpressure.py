@@ -157,5 +157,5 @@ def test_a_slow_scorer_slows_intake_and_the_backlog_stays_bounded(tmp_path: Path
     assert Counter(i for (i,) in ids) == Counter(str(i) for i in range(N))
     assert store.query("SELECT COUNT(*) FROM scores") == [(N,)]
     assert len(scorer.texts) == N and len(set(scorer.texts)) == N
-    assert pipeline.stats.added == N and pipeline.stats.scored == N
+    assert pipeline.observer.counters.added == N and pipeline.observer.counters.scored == N
     store.close()

@@ -81,7 +81,7 @@ async def serve_until(store: Store, fake: FakeTelegram, model: Path, done, timeo
     pipeline.stop()
     await asyncio.gather(run, poll)
     await tg.shutdown()
-    return pipeline.stats
+    return pipeline.observer.counters
 
 
 def sent_texts(fake: FakeTelegram) -> list[str]:

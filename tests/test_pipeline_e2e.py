@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.mood.spam import SpamConfig, SpamMarker
-from bot.pipeline.config import PipelineConfig, PipelineStats
+from bot.pipeline.config import PipelineConfig
+from bot.pipeline.observer import Counters
 from bot.pipeline.runner import Pipeline, Queues
 from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
@@ -69,7 +70,7 @@ def make_pipeline(store: Store, scorer: Scorer, sinks: dict, **config) -> Pipeli
     )
 
 
-def run_once(db: Path, stream: Path, model: Path, sink: RecordingSink) -> PipelineStats:
+def run_once(db: Path, stream: Path, model: Path, sink: RecordingSink) -> Counters:
     store = Store(db)
     try:
         pipeline = make_pipeline(

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stay
     from bot.chat.inbox import ChatSource, QueueSource
     from bot.market.composite import MarketWeights
     from bot.market.correlation import LagCorr
-    from bot.pipeline.config import PipelineConfig, PipelineStats
+    from bot.pipeline.config import PipelineConfig
+    from bot.pipeline.observer import Observer
     from bot.pipeline.runner import Pipeline
     from bot.store import Store
     from connectors.base import Sink, Source
@@ -130,8 +131,8 @@ def _pipeline(
     settings: Settings,
     store: Store,
     sinks: dict[str, Sink],
-    stats: PipelineStats,
     config: PipelineConfig | None = None,
+    observer: Observer | None = None,
 ) -> Pipeline:
     from bot.mood.spam import SpamConfig, SpamMarker
     from bot.pipeline.runner import Pipeline, Queues
@@ -152,7 +153,7 @@ def _pipeline(
         sinks=sinks,
         queues=Queues.in_process(config.queue_size),
         config=config,
-        stats=stats,
+        observer=observer,
     )
 
 
@@ -190,9 +191,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
     from tqdm import tqdm
 
-    from bot.app.demo import older_models_line, print_report
+    from bot.app.demo import ProgressBar, older_models_line, print_report
     from bot.market.candles import load_bundled
-    from bot.pipeline.config import PipelineStats
+    from bot.pipeline.observer import Observer
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource, count_rows
@@ -209,16 +210,11 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
         )
         total = count_rows(posts)
         bar = tqdm(total=total, unit="msg", disable=args.no_progress, file=sys.stderr)
-        stats = PipelineStats()
-
-        def progress(s: PipelineStats) -> None:
-            bar.n = s.seen
-            bar.set_postfix(scored=s.scored, alerts=s.alerts, refresh=False)
-            bar.refresh()
-
-        stats.on_progress = progress
+        observer = Observer()
+        observer.add(ProgressBar(observer, bar))
+        stats = observer.counters
         sink = ConsoleSink(_TqdmStream(out) if not args.no_progress else out)
-        pipeline = _pipeline(settings, store, {"console": sink}, stats)
+        pipeline = _pipeline(settings, store, {"console": sink}, observer=observer)
         scorer = pipeline.scorer
         assert isinstance(scorer, Scorer)  # _pipeline loads the shipped scorer
         older = older_models_line(store, scorer.model_id)
@@ -275,7 +271,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
-    from bot.pipeline.config import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
 
@@ -284,9 +279,9 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
         config = _pipeline_config(settings, tick_to_clock=not sources)
-        pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
+        pipeline = _pipeline(settings, store, sinks, config)
         asyncio.run(_serve(settings, store, pipeline, sources, sinks, console=args.console))
-        log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.stats)
+        log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.observer.snapshot())
     finally:
         store.close()
     return 0
@@ -302,29 +297,31 @@ async def _serve(
 ) -> None:
     """Run the pipeline with every connector that is configured, side by side in this one
     event loop, each under the supervisor; say which are off and why."""
-    board = pipeline.health
+    observer = pipeline.observer
     tasks: list[asyncio.Task[None]] = []
     async with AsyncExitStack() as stack:
         if settings.telegram_token is not None:
             sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
         else:
-            board.off("telegram", "MOODRING_TELEGRAM_TOKEN is not set")
+            observer.on_source_off("telegram", "MOODRING_TELEGRAM_TOKEN is not set")
         if settings.discord_token is not None:
             sources.append(_discord(settings, store, pipeline, sinks, tasks))
         else:
-            board.off("discord", "MOODRING_DISCORD_TOKEN is not set")
+            observer.on_source_off("discord", "MOODRING_DISCORD_TOKEN is not set")
         if settings.x_bearer_token is not None:
             sources.append(_x(settings, store, pipeline))
         else:
-            board.off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
+            observer.on_source_off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
         if settings.price_exchange is not None:
             tasks.append(await _prices(settings, store, pipeline, stack))
         else:
-            board.off("prices", "MOODRING_PRICE_EXCHANGE is not set")
+            observer.on_source_off("prices", "MOODRING_PRICE_EXCHANGE is not set")
         if settings.quotes_api_key is not None:
             tasks.append(await _quotes(settings, store, pipeline, stack))
         else:
-            board.off("quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes")
+            observer.on_source_off(
+                "quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes"
+            )
         chats = settings.telegram_token is not None or settings.discord_token is not None
         if (console or not chats) and sys.stdin is not None:  # None: stdin closed (<&-)
             from bot.chat.inbox import ConsoleSource
@@ -333,7 +330,7 @@ async def _serve(
                 ConsoleSource(sys.stdin.buffer, sinks["console"], store, pipeline.stopping)
             )
             log.info("serving commands on the console: type /help (end of input stops it)")
-        for h in board.snapshot():
+        for h in observer.health_snapshot():
             if h.state == "off":
                 log.info("connector %s off: %s", h.name, h.note)
         if tasks:
@@ -404,7 +401,7 @@ async def _telegram(
 
 def _x(settings: Settings, store: Store, pipeline: Pipeline) -> XSource:
     """X recent search as a pipeline source, its checkpoints and read meter in the store."""
-    from bot.pipeline.feeds import StoreXState
+    from bot.pipeline.feeds import StoreXState, XReadings
     from bot.pipeline.status import save_x_plan
     from connectors.x import XSource, build_client
 
@@ -420,11 +417,7 @@ def _x(settings: Settings, store: Store, pipeline: Pipeline) -> XSource:
         stopping=pipeline.stopping,
     )
 
-    async def report(now: datetime) -> None:
-        note = "paused: this month's read cap is spent" if source.capped else ""
-        pipeline.health.update("x", reads=source.reads, note=note)
-
-    pipeline.periodic.append(report)
+    pipeline.observer.add(XReadings(pipeline.observer, source))
     log.info("connector x on: %d queries every %.0fs", len(settings.x_queries), settings.x_poll_s)
     return source
 
@@ -451,7 +444,7 @@ async def _prices(
     settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
 ) -> asyncio.Task[None]:
     """Candles and tickers from the configured exchange, polled under the supervisor."""
-    from bot.pipeline.feeds import run_prices
+    from bot.pipeline.feeds import PriceFeedReadings, run_prices
     from connectors.exchange import ExchangeFeed, build_exchange
 
     assert settings.price_exchange is not None  # _serve starts prices only when it is set
@@ -473,16 +466,7 @@ async def _prices(
             feed, store, settings.price_assets, pipeline.stopping, settings.price_poll_s
         )
 
-    async def report(now: datetime) -> None:
-        # The feed rides out exchange outages itself; show them, with when it last worked.
-        ok = feed.last_ok_at
-        note = f"last answer {ok:%Y-%m-%d %H:%M} UTC" if ok else "no answer yet"
-        pipeline.health.update(
-            "prices", errors=feed.errors, last_error=feed.last_error or "", note=note
-        )
-
-    pipeline.periodic.append(report)
-
+    pipeline.observer.add(PriceFeedReadings(pipeline.observer, feed))
     return _supervised(pipeline, "prices", start)
 
 
@@ -625,7 +609,6 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
     """Run the real pipeline over ``messages`` into a scratch database (alerts go nowhere)."""
     import io
 
-    from bot.pipeline.config import PipelineStats
     from bot.store import Store
     from connectors.console import ConsoleSink
     from connectors.replay import ReplaySource
@@ -634,7 +617,7 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
     try:
         config = _pipeline_config(settings, sinks_targets=())
         sinks: dict[str, Sink] = {"console": ConsoleSink(io.StringIO())}
-        pipeline = _pipeline(settings, store, sinks, PipelineStats(), config)
+        pipeline = _pipeline(settings, store, sinks, config)
         source = ReplaySource(messages, platform="stocktwits", community="stocktwits")
         asyncio.run(pipeline.run_until_signalled([source]))
         if pipeline.stopped:

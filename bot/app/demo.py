@@ -7,15 +7,40 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.errors import ConfigError
+from bot.pipeline.observer import Observer, Sensor
 from bot.store import Store, iso
 from bot.types import Scope
 
 log = logging.getLogger(__name__)
 
 DEMO_POSTS = "stocktwits_btc_eth_2022.csv"
+
+
+class ProgressBar(Sensor):
+    """The demo's progress: a tqdm bar of posts seen, with scored and alerts beside it,
+    redrawn from the observer's counters whenever intake, scoring or the index moved on."""
+
+    def __init__(self, observer: Observer, bar: Any) -> None:
+        self.observer = observer
+        self.bar = bar  # a tqdm.tqdm (imported lazily by the CLI)
+
+    def _show(self) -> None:
+        c = self.observer.counters
+        self.bar.n = c.seen
+        self.bar.set_postfix(scored=c.scored, alerts=c.alerts, refresh=False)
+        self.bar.refresh()
+
+    def on_messages(self, source: str | None, n: int, newest: datetime) -> None:
+        self._show()
+
+    def on_scored(self, n: int) -> None:
+        self._show()
+
+    def on_tick(self, ticks: int, last: datetime | None) -> None:
+        self._show()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
-"""What the pipeline's stages share: its knobs, its run counters, and the seams to sources."""
+"""What the pipeline's stages share: its knobs and the seams to sources (the run's counters
+are the observer's, ``bot/pipeline/observer.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -33,28 +34,6 @@ class ScorerLike(Protocol):
     """What the pipeline needs of a scorer (``nlp.scorer.Scorer`` fits)."""
 
     def score(self, texts: Sequence[str]) -> list[Score]: ...
-
-
-@dataclass(slots=True)
-class PipelineStats:
-    """Counters for progress and the final report (mutable run state, not a domain type)."""
-
-    seen: int = 0
-    added: int = 0
-    edited: int = 0
-    late: int = 0
-    scored: int = 0
-    failed: int = 0
-    ticks: int = 0
-    evaluations: int = 0
-    alerts: int = 0
-    delivered: int = 0
-    last_time: datetime | None = None
-    on_progress: Callable[[PipelineStats], None] | None = field(default=None, repr=False)
-
-    def bump(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(self)
 
 
 @dataclass(frozen=True, slots=True)

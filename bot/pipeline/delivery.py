@@ -7,7 +7,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from bot.pipeline.config import PipelineConfig, PipelineStats
+from bot.pipeline.config import PipelineConfig
+from bot.pipeline.observer import Observer
 from bot.prefs.community import CommunitySettings
 from bot.render import render_alert, render_digest
 from bot.store import Store
@@ -24,7 +25,7 @@ class DeliveryStage:
     store: Store
     sinks: dict[str, Sink]
     config: PipelineConfig
-    stats: PipelineStats
+    observer: Observer
     # (sink, target) → not before this time: the platform's retry_after, or backoff.
     _retry_at: dict[tuple[str, str], datetime]
     _failures: dict[tuple[str, str], int]
@@ -137,5 +138,5 @@ class DeliveryStage:
         # Right after the send: a crash before this line repeats this one message only.
         for alert in alerts:
             self.store.mark_sent(alert.key, name, target, now)
-        self.stats.delivered += len(alerts)
+        self.observer.on_delivered(len(alerts))
         return len(alerts)

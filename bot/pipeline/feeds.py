@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.market.levels import interval_seconds
+from bot.pipeline.observer import Observer, Sensor
 from bot.pipeline.status import month_of
 from bot.store import Store
 from connectors.errors import ConnectorError
@@ -16,7 +18,41 @@ from connectors.quotes import QuoteProvider
 from connectors.retry import wait_or_stop
 from connectors.types import Candle
 
+if TYPE_CHECKING:  # tweepy is imported only when X is configured
+    from connectors.x import XSource
+
 log = logging.getLogger(__name__)
+
+
+class XReadings(Sensor):
+    """The X source's health readings, pulled at each refresh: the posts it read from the
+    paid API, and whether this month's read cap paused it."""
+
+    def __init__(self, observer: Observer, source: XSource, name: str = "x") -> None:
+        self.observer = observer
+        self.source = source
+        self.name = name
+
+    def refresh(self, now: datetime) -> None:
+        note = "paused: this month's read cap is spent" if self.source.capped else ""
+        self.observer.on_reading(self.name, reads=self.source.reads, note=note)
+
+
+class PriceFeedReadings(Sensor):
+    """The price feed's health readings, pulled at each refresh: the feed rides out exchange
+    outages itself, so its errors and when it last answered are shown from its counters."""
+
+    def __init__(self, observer: Observer, feed: ExchangeFeed, name: str = "prices") -> None:
+        self.observer = observer
+        self.feed = feed
+        self.name = name
+
+    def refresh(self, now: datetime) -> None:
+        ok = self.feed.last_ok_at
+        note = f"last answer {ok:%Y-%m-%d %H:%M} UTC" if ok else "no answer yet"
+        self.observer.on_reading(
+            self.name, errors=self.feed.errors, last_error=self.feed.last_error or "", note=note
+        )
 
 
 class StoreXState:

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 from bot.errors import SourceFailed
 from bot.mood.spam import SpamMarker, author_weight
-from bot.pipeline.config import Acking, PipelineConfig, PipelineStats, Resettable
+from bot.pipeline.config import Acking, PipelineConfig, Resettable
+from bot.pipeline.observer import Observer
 from bot.pipeline.queue import Queue
-from bot.pipeline.supervisor import HealthBoard
 from bot.pipeline.work import ScoreChunk
 from bot.store import Store, StoredMessage
 from connectors.base import Source
@@ -92,8 +92,7 @@ class IntakeStage:
     language: LanguageDetector
     spam: SpamMarker
     config: PipelineConfig
-    stats: PipelineStats
-    health: HealthBoard
+    observer: Observer
     to_score: Queue[ScoreChunk]
     watermark: Watermark
     _stopping: asyncio.Event
@@ -147,23 +146,19 @@ class IntakeStage:
                 # nor does one whose stored text retention already purged.
                 edited.append(self.prepare(m, edit=True))
         before = self.watermark.value()
-        if fresh:
-            self.stats.added += self.store.add_messages(fresh, datetime.now(UTC))
-        if edited:
-            self.stats.edited += self.store.update_edited(edited)
-        if before is not None:
-            # Later than the watermark already handed on: stored and scored, but the minutes
-            # already evaluated are not evaluated again.
-            self.stats.late += sum(1 for s in fresh if s.message.created_at < before)
+        added = self.store.add_messages(fresh, datetime.now(UTC)) if fresh else 0
+        changed = self.store.update_edited(edited) if edited else 0
+        # Later than the watermark already handed on: stored and scored, but the minutes
+        # already evaluated are not evaluated again.
+        late = sum(1 for s in fresh if s.message.created_at < before) if before is not None else 0
+        self.observer.on_stored(added, changed, late)
         # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
         if isinstance(source, Acking):
             source.ack(batch)
+        newest = max(m.created_at for m in batch)
         if source is not None:
-            newest = max(m.created_at for m in batch)
-            self.health.messages(source.name, len(batch), newest)
             self.watermark.delivered(source.name, newest)
-        self.stats.seen += len(batch)
-        self.stats.bump()
+        self.observer.on_messages(source.name if source else None, len(batch), newest)
         self._unchunked += fresh + edited
         # Backpressure: this waits while the scorer is ``queue_size`` chunks behind.
         await self.cut_chunks(partial)

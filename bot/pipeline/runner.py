@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from bot.mood.spam import SpamMarker
-from bot.pipeline.config import PipelineConfig, PipelineStats, ScorerLike
+from bot.pipeline.config import PipelineConfig, ScorerLike
 from bot.pipeline.delivery import DeliveryStage
 from bot.pipeline.intake import IntakeStage, Watermark
+from bot.pipeline.observer import Counters, Observer
 from bot.pipeline.queue import Closed, InProcessQueue, Queue
 from bot.pipeline.scoring import ScoringStage
-from bot.pipeline.supervisor import HealthBoard, Supervisor, health_to_json
+from bot.pipeline.supervisor import Supervisor, health_to_json
 from bot.pipeline.ticks import IndexEngine
 from bot.pipeline.work import ScoreChunk, ScoredChunk
 from bot.store import Store, StoredMessage
@@ -64,7 +65,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         sinks: dict[str, Sink],
         queues: Queues,
         config: PipelineConfig | None = None,
-        stats: PipelineStats | None = None,
+        observer: Observer | None = None,
         index: IndexEngine | None = None,
         watermark: Watermark | None = None,
     ) -> None:
@@ -75,7 +76,9 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self.spam = spam
         self.sinks = sinks
         self.config = config or PipelineConfig()
-        self.stats = stats or PipelineStats()
+        #: Counters and each connector's health, told by the stages and the supervisor; its
+        #: sensors (a progress bar, the X and price readings) are told in turn.
+        self.observer = observer or Observer()
         self.index = index or IndexEngine(store, self.config)
         self.to_score = queues.to_score
         self.to_index = queues.to_index
@@ -84,14 +87,13 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self._live = False
         self._waiting_since: float | None = None
         self._stopping = asyncio.Event()
-        #: Live mode: coroutines run every ``delivery_s`` with the time (e.g. daily digests).
+        #: Live mode: jobs run every ``delivery_s`` with the time (the daily digests).
         self.periodic: list[Callable[[datetime], Awaitable[object]]] = []
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._delivering = asyncio.Lock()
-        #: Each connector's health; live runs restart failed sources through ``supervisor``.
-        self.health = HealthBoard()
-        self.supervisor = Supervisor(self.health, self._stopping)
+        #: Live runs restart failed sources through ``supervisor``.
+        self.supervisor = Supervisor(self.observer, self._stopping)
         self._warm_spam()
 
     def _warm_spam(self) -> None:
@@ -116,9 +118,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         """Whether ``stop()`` was called (the run ended early)."""
         return self._stopping.is_set()
 
-    async def run_until_signalled(
-        self, sources: Sequence[Source], live: bool = False
-    ) -> PipelineStats:
+    async def run_until_signalled(self, sources: Sequence[Source], live: bool = False) -> Counters:
         """``run`` with SIGINT/SIGTERM turned into a graceful ``stop()``."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,17 +136,15 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         alerts were new."""
         ticks, raised = self.index.advance(until)
         new = len(raised)
-        self.stats.ticks += ticks
-        self.stats.alerts += new
-        if ticks:
-            self.stats.last_time = self.index.last_tick
+        if new:
+            self.observer.on_alerts(new)
+        self.observer.on_tick(ticks, self.index.last_tick)
         if self.config.retention_days is not None and self.index.last_tick is not None:
             # Message time, not wall time: a replayed month keeps its own calendar.
             cutoff = self.index.last_tick - timedelta(days=self.config.retention_days)
             purged = self.store.purge_texts(cutoff)
             if purged:
                 log.info("retention: purged the text of %d messages before %s", purged, cutoff)
-        self.stats.bump()
         return new
 
     async def indexing(self) -> None:
@@ -183,13 +181,16 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
     # ------------------------------------------------------------------ run
 
     async def save_health(self) -> None:
-        """Store every connector's health, for ``moodring status`` and ``/status``.
+        """Store every connector's health, for ``moodring status`` and ``/status``, after the
+        observer's sensors took their pull-style readings (X reads, the price feed's state).
 
         The board is read here, on the event loop that updates it; only the write goes to a
         worker thread."""
-        rows = [(h.name, health_to_json(h)) for h in self.health.snapshot()]
+        now = datetime.now(UTC)
+        self.observer.refresh(now)
+        rows = [(h.name, health_to_json(h)) for h in self.observer.health_snapshot()]
         if rows:
-            await asyncio.to_thread(self.store.save_health, rows, datetime.now(UTC))
+            await asyncio.to_thread(self.store.save_health, rows, now)
 
     async def delivery_loop(self) -> None:
         """Live mode: retry unsent alerts (platform outages, quiet hours ending) regularly."""
@@ -225,7 +226,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
             self._unchunked = todo + self._unchunked
             await self.cut_chunks(partial=False)
 
-    async def run(self, sources: Sequence[Source], live: bool = False) -> PipelineStats:
+    async def run(self, sources: Sequence[Source], live: bool = False) -> Counters:
         """Run all stages until every source ends (or ``stop()``), then drain.
 
         ``live`` adds the periodic delivery loop (a replay delivers after each tick), and runs
@@ -256,4 +257,4 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
                 self.stop()
                 await delivery
                 await self.save_health()
-        return self.stats
+        return self.observer.counters

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from bot.pipeline.config import PipelineConfig, PipelineStats, ScorerLike
+from bot.pipeline.config import PipelineConfig, ScorerLike
+from bot.pipeline.observer import Observer
 from bot.pipeline.queue import Closed, Queue
 from bot.pipeline.work import ScoreChunk, ScoredChunk, message_key, scored_row
 from bot.store import ScoredRow, Store, StoredMessage
@@ -25,7 +26,7 @@ class ScoringStage:
     store: Store
     scorer: ScorerLike
     config: PipelineConfig
-    stats: PipelineStats
+    observer: Observer
     to_score: Queue[ScoreChunk]
     to_index: Queue[ScoredChunk]
     _stopping: asyncio.Event
@@ -42,16 +43,16 @@ class ScoringStage:
             scores = self.scorer.score(texts) if items else []
             pairs = list(zip(items, scores, strict=True))
             self.store.save_scores([(message_key(s), sc) for s, sc in pairs], datetime.now(UTC))
-            self.stats.scored += len(pairs)
+            self.observer.on_scored(len(pairs))
         except SCORER_ERRORS as exc:
             log.warning("batch of %d failed (%s); scoring one by one", len(texts), exc)
             pairs = self._score_one_by_one(items)
-        self.stats.bump()
         rows: tuple[ScoredRow, ...] = tuple(scored_row(s, sc) for s, sc in pairs)
         return ScoredChunk(rows, chunk.watermark)
 
     def _score_one_by_one(self, items: list[StoredMessage]) -> list[tuple[StoredMessage, Score]]:
         done = []
+        failed = 0
         for item in items:
             key = message_key(item)
             try:
@@ -59,11 +60,13 @@ class ScoringStage:
             except SCORER_ERRORS as exc:
                 log.error("message %s set aside: %s", ":".join(key), exc)
                 self.store.mark_failed(key, f"{type(exc).__name__}: {exc}")
-                self.stats.failed += 1
+                failed += 1
                 continue
             self.store.save_scores([(key, score)], datetime.now(UTC))
-            self.stats.scored += 1
             done.append((item, score))
+        # Told once for the chunk, as a whole chunk scored at once is.
+        self.observer.on_failed(failed)
+        self.observer.on_scored(len(done))
         return done
 
     def score_pending(self, partial: bool = True) -> int:

@@ -1,4 +1,5 @@
-"""The supervisor: one task per connector, restarted with backoff and jitter, and its health."""
+"""The supervisor: one task per connector, restarted with backoff and jitter; a connector's
+``Health``, which the pipeline's observer (``bot/pipeline/observer.py``) keeps."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from connectors.retry import backoff_delay, wait_or_stop
+
+if TYPE_CHECKING:  # the observer keeps the health this module defines
+    from bot.pipeline.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -56,46 +61,6 @@ class Backoff:
         return backoff_delay(failures, self.base_s, self.max_s, rng, self.factor)
 
 
-class HealthBoard:
-    """Every connector's health, updated by the supervisor and the stages, saved by the caller.
-
-    Not thread-safe by design: only the event loop's tasks touch it.
-    """
-
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._clock = clock
-        self._health: dict[str, Health] = {}
-
-    def get(self, name: str) -> Health:
-        """The connector's health (a fresh "starting" one if it was never seen)."""
-        return self._health.get(name) or Health(name=name)
-
-    def update(self, name: str, **changes: object) -> Health:
-        """Change some fields of ``name``'s health and stamp it."""
-        health = replace(self.get(name), updated_at=self._clock(), **changes)  # type: ignore[arg-type]
-        self._health[name] = health
-        return health
-
-    def off(self, name: str, why: str) -> None:
-        """Record that a connector is not started, and why (e.g. no token configured)."""
-        self.update(name, state="off", note=why)
-
-    def messages(self, name: str, count: int, newest: datetime) -> None:
-        """``count`` messages from ``name`` were stored; the newest was created at ``newest``."""
-        now = self._clock()
-        h = self.get(name)
-        self.update(
-            name,
-            messages=h.messages + count,
-            last_message_at=now,
-            lag_s=max((now - newest).total_seconds(), 0.0),
-        )
-
-    def snapshot(self) -> list[Health]:
-        """Every connector's health, by name."""
-        return [self._health[k] for k in sorted(self._health)]
-
-
 @dataclass
 class Supervisor:
     """Runs connectors side by side; a connector that fails is restarted, the others go on.
@@ -106,7 +71,7 @@ class Supervisor:
     swallowed.
     """
 
-    board: HealthBoard
+    observer: Observer  # told of starts, failures and restarts; keeps the health
     stopping: asyncio.Event
     backoff: Backoff = field(default_factory=Backoff)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -116,45 +81,38 @@ class Supervisor:
     async def supervise(self, name: str, start: Callable[[], Awaitable[None]]) -> None:
         """Run ``start()`` until it returns or ``stopping`` is set, restarting it on failure."""
         failures = 0
-        restarts = self.board.get(name).restarts
+        events = self.observer
+        restarts = events.health(name).restarts
         while not self.stopping.is_set():
             started = self.clock()
-            self.board.update(name, state="running", started_at=started, note="")
+            events.on_source_start(name, started)
             try:
                 await start()
             except asyncio.CancelledError:
-                self.board.update(name, state="stopped")
+                events.on_source_state(name, "stopped")
                 raise
             except Exception as exc:  # any connector failure: log it, wait, restart
                 up_s = (self.clock() - started).total_seconds()
                 failures = 1 if up_s >= self.backoff.reset_after_s else failures + 1
-                h = self.board.get(name)
                 text = f"{type(exc).__name__}: {exc}"[:300]
+                events.on_source_error(name, text)
                 if self.stopping.is_set():  # failed while shutting down: nothing to restart
-                    self.board.update(name, errors=h.errors + 1, last_error=text)
                     break
                 if self.max_restarts is not None and restarts >= self.max_restarts:
-                    self.board.update(name, state="failed", errors=h.errors + 1, last_error=text)
+                    events.on_source_state(name, "failed")
                     log.error("%s failed for good after %d restarts: %s", name, restarts, text)
                     return
                 wait = self.backoff.delay(failures, self.rng)
                 restarts += 1
-                self.board.update(
-                    name,
-                    state="backoff",
-                    errors=h.errors + 1,
-                    restarts=restarts,
-                    last_error=text,
-                    note=f"restarting in {wait:.0f}s",
-                )
+                events.on_source_restart(name, restarts, wait)
                 log.warning("%s failed (%s); restart %d in %.1fs", name, text, restarts, wait)
                 if not await wait_or_stop(self.stopping, wait):
                     continue
                 break
             else:
-                self.board.update(name, state="done" if not self.stopping.is_set() else "stopped")
+                events.on_source_state(name, "done" if not self.stopping.is_set() else "stopped")
                 return
-        self.board.update(name, state="stopped")
+        events.on_source_state(name, "stopped")
 
 
 def health_to_json(health: Health) -> str:
