@@ -15,7 +15,7 @@ import pytest
 import responses
 from pydantic import SecretStr
 
-from bot.app.cli import _pipeline, _pipeline_config, _serve
+from bot.app.wiring import build_pipeline, pipeline_config, serve
 from bot.chat.commands import CommandContext, reading_at
 from bot.pipeline.supervisor import health_from_json
 from bot.settings import Settings
@@ -107,10 +107,10 @@ def test_telegram_x_and_prices_run_side_by_side(
         )
 
     async def scenario() -> None:
-        config = _pipeline_config(settings, tick_to_clock=True, flush_s=0.1, delivery_s=0.5)
+        config = pipeline_config(settings, tick_to_clock=True, flush_s=0.1, delivery_s=0.5)
         sinks = {"console": ConsoleSink(open(tmp_path / "alerts.txt", "w"))}  # noqa: SIM115
-        pipeline = _pipeline(settings, store, sinks, config)
-        serving = asyncio.create_task(_serve(settings, store, pipeline, [], sinks))
+        pipeline = build_pipeline(settings, store, sinks, config)
+        serving = asyncio.create_task(serve(settings, store, pipeline, [], sinks))
         deadline = time.monotonic() + 60
         while not done() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)

@@ -9,32 +9,31 @@ import logging
 import re
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from bot.errors import BotError, ConfigError, ModelUnavailable
+from bot.app.wiring import (
+    build_pipeline,
+    load_scorer,
+    market_weights,
+    pipeline_config,
+    serve,
+)
+from bot.errors import BotError, ConfigError
 from bot.paths import demo_file
 from bot.settings import Settings, load_settings
 from bot.store import runlock
 
 if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stays quick
-    from bot.chat.inbox import ChatSource, QueueSource
-    from bot.market.composite import MarketWeights
     from bot.market.correlation import LagCorr
-    from bot.pipeline.config import PipelineConfig
-    from bot.pipeline.observer import Observer
-    from bot.pipeline.runner import Pipeline
     from bot.store import Store
-    from connectors.base import Sink, Source
-    from connectors.x import XSource
-    from nlp.scorer import Scorer
+    from connectors.base import Sink
 
 log = logging.getLogger("moodring")
 
@@ -70,91 +69,6 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("httpx", "httpcore", "transformers", "urllib3", "tweepy", "ccxt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def load_scorer(settings: Settings, cache_size: int = 4096) -> Scorer:
-    """The shipped scorer; nlp's load errors become one clear ModelUnavailable."""
-    from nlp.errors import ModelLoadError
-    from nlp.scorer import Scorer
-
-    try:
-        return Scorer(
-            settings.model_dir,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            cache_size=cache_size,
-        )
-    except ModelLoadError as exc:
-        raise ModelUnavailable(str(exc)) from exc
-
-
-# ---------------------------------------------------------------------- demo / run
-
-
-def _pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
-    from bot.pipeline.config import PipelineConfig
-
-    return PipelineConfig(
-        tick_s=settings.tick_s,
-        assets=tuple(settings.assets),
-        min_asset_mentions=settings.min_asset_mentions,
-        queue_size=max(1, settings.queue_size // 256),
-        retention_days=settings.retention_days,
-        **overrides,
-    )
-
-
-def market_weights(settings: Settings) -> MarketWeights:
-    """The composite's weights from the settings (unset ones keep the defaults).
-
-    Raises:
-        ConfigError: an unknown component or a bad weight.
-    """
-    from dataclasses import fields
-
-    from bot.market.composite import MarketWeights
-
-    known = {f.name for f in fields(MarketWeights)}
-    unknown = sorted(set(settings.market_weights) - known)
-    if unknown:
-        raise ConfigError(
-            f"MOODRING_MARKET_WEIGHTS: unknown {', '.join(unknown)};"
-            f" known: {', '.join(sorted(known))}"
-        )
-    try:
-        return MarketWeights(**settings.market_weights)
-    except ValueError as exc:
-        raise ConfigError(f"MOODRING_MARKET_WEIGHTS: {exc}") from None
-
-
-def _pipeline(
-    settings: Settings,
-    store: Store,
-    sinks: dict[str, Sink],
-    config: PipelineConfig | None = None,
-    observer: Observer | None = None,
-) -> Pipeline:
-    from bot.mood.spam import SpamConfig, SpamMarker
-    from bot.pipeline.runner import Pipeline, Queues
-    from nlp.assets import AssetTable
-    from nlp.language import LanguageDetector
-
-    config = config or _pipeline_config(settings)
-    # Publish the composite's weights, so /fear in any process reads it the same way.
-    from bot.market.reads import save_weights
-
-    save_weights(store, market_weights(settings), datetime.now(UTC))
-    return Pipeline(
-        store=store,
-        scorer=load_scorer(settings),
-        assets=AssetTable.load(),
-        language=LanguageDetector(),
-        spam=SpamMarker(SpamConfig()),
-        sinks=sinks,
-        queues=Queues.in_process(config.queue_size),
-        config=config,
-        observer=observer,
-    )
 
 
 class _TqdmStream:
@@ -214,9 +128,9 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
         observer.add(ProgressBar(observer, bar))
         stats = observer.counters
         sink = ConsoleSink(_TqdmStream(out) if not args.no_progress else out)
-        pipeline = _pipeline(settings, store, {"console": sink}, observer=observer)
+        pipeline = build_pipeline(settings, store, {"console": sink}, observer=observer)
         scorer = pipeline.scorer
-        assert isinstance(scorer, Scorer)  # _pipeline loads the shipped scorer
+        assert isinstance(scorer, Scorer)  # build_pipeline loads the shipped scorer
         older = older_models_line(store, scorer.model_id)
         if older:
             out.write(older + "\n")
@@ -255,9 +169,6 @@ def _replay_format(path: Path) -> None:
 
 
 #: Seconds connectors get to stop on their own at shutdown before they are cancelled.
-SHUTDOWN_GRACE_S = 3.0
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.replay import ReplaySource
 
@@ -278,219 +189,13 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
-        config = _pipeline_config(settings, tick_to_clock=not sources)
-        pipeline = _pipeline(settings, store, sinks, config)
-        asyncio.run(_serve(settings, store, pipeline, sources, sinks, console=args.console))
+        config = pipeline_config(settings, tick_to_clock=not sources)
+        pipeline = build_pipeline(settings, store, sinks, config)
+        asyncio.run(serve(settings, store, pipeline, sources, sinks, console=args.console))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.observer.snapshot())
     finally:
         store.close()
     return 0
-
-
-async def _serve(
-    settings: Settings,
-    store: Store,
-    pipeline: Pipeline,
-    sources: list[Source],
-    sinks: dict[str, Sink],
-    console: bool = False,
-) -> None:
-    """Run the pipeline with every connector that is configured, side by side in this one
-    event loop, each under the supervisor; say which are off and why."""
-    observer = pipeline.observer
-    tasks: list[asyncio.Task[None]] = []
-    async with AsyncExitStack() as stack:
-        if settings.telegram_token is not None:
-            sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
-        else:
-            observer.on_source_off("telegram", "MOODRING_TELEGRAM_TOKEN is not set")
-        if settings.discord_token is not None:
-            sources.append(_discord(settings, store, pipeline, sinks, tasks))
-        else:
-            observer.on_source_off("discord", "MOODRING_DISCORD_TOKEN is not set")
-        if settings.x_bearer_token is not None:
-            sources.append(_x(settings, store, pipeline))
-        else:
-            observer.on_source_off("x", "MOODRING_X_BEARER_TOKEN is not set (X is optional)")
-        if settings.price_exchange is not None:
-            tasks.append(await _prices(settings, store, pipeline, stack))
-        else:
-            observer.on_source_off("prices", "MOODRING_PRICE_EXCHANGE is not set")
-        if settings.quotes_api_key is not None:
-            tasks.append(await _quotes(settings, store, pipeline, stack))
-        else:
-            observer.on_source_off(
-                "quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes"
-            )
-        chats = settings.telegram_token is not None or settings.discord_token is not None
-        if (console or not chats) and sys.stdin is not None:  # None: stdin closed (<&-)
-            from bot.chat.inbox import ConsoleSource
-
-            sources.append(
-                ConsoleSource(sys.stdin.buffer, sinks["console"], store, pipeline.stopping)
-            )
-            log.info("serving commands on the console: type /help (end of input stops it)")
-        for h in observer.health_snapshot():
-            if h.state == "off":
-                log.info("connector %s off: %s", h.name, h.note)
-        if tasks:
-            from bot.chat.inbox import UntilStopped
-
-            sources.append(UntilStopped(pipeline.stopping))
-        from bot.chat.digest import send_due_digests
-
-        pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
-        try:
-            await pipeline.run_until_signalled(sources, live=True)
-        finally:
-            pipeline.stop()
-            # Connectors stop at their next step; one stuck retrying an unreachable exchange
-            # is cancelled after a grace period, so shutdown fits a container's stop timeout
-            # (its work is keyed: the next start resumes from the store).
-            if tasks:
-                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-                for task in stuck:
-                    task.cancel()
-                # Failures were logged and counted by the supervisor as they happened.
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await pipeline.save_health()
-
-
-def _supervised(
-    pipeline: Pipeline, name: str, start: Callable[[], Awaitable[None]]
-) -> asyncio.Task[None]:
-    """A connector's own task (a poller, a gateway client), restarted with backoff on failure
-    while the others keep running."""
-    return asyncio.create_task(pipeline.supervisor.supervise(name, start), name=name)
-
-
-async def _telegram(
-    settings: Settings,
-    store: Store,
-    pipeline: Pipeline,
-    sinks: dict[str, Sink],
-    stack: AsyncExitStack,
-    tasks: list[asyncio.Task[None]],
-) -> ChatSource:
-    from bot.chat.inbox import ChatSource
-    from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
-
-    assert settings.telegram_token is not None  # _serve starts Telegram only when it is set
-    token = settings.telegram_token.get_secret_value()
-    tg = build_bot(token, settings.telegram_api_url)
-    try:
-        await tg.initialize()  # getMe: fails fast on a bad token
-    except Exception as exc:  # PTB raises its own tree; one line, without the token
-        raise ConfigError(f"Telegram login failed: {type(exc).__name__}") from None
-    stack.push_async_callback(tg.shutdown)
-    log.info("connector telegram on as @%s", tg.username)
-    sinks["telegram"] = TelegramSink(tg)
-    poller = TelegramPoller(tg, store)
-    tasks.append(
-        _supervised(pipeline, "telegram:getUpdates", lambda: poller.run(pipeline.stopping))
-    )
-    return ChatSource(
-        "telegram",
-        poller,
-        sinks["telegram"],
-        store,
-        lambda cmd: roles_for(tg, cmd),
-        pipeline.stopping,
-    )
-
-
-def _x(settings: Settings, store: Store, pipeline: Pipeline) -> XSource:
-    """X recent search as a pipeline source, its checkpoints and read meter in the store."""
-    from bot.pipeline.feeds import StoreXState, XReadings
-    from bot.pipeline.status import save_x_plan
-    from connectors.x import XSource, build_client
-
-    assert settings.x_bearer_token is not None  # _serve starts X only when it is set
-    now = datetime.now(UTC)
-    save_x_plan(store, settings.x_monthly_read_cap, settings.x_price_per_read_usd, now)
-    source = XSource(
-        build_client(settings.x_bearer_token.get_secret_value()),
-        settings.x_queries,
-        StoreXState(store, settings.x_monthly_read_cap),
-        poll_s=settings.x_poll_s,
-        max_pages=settings.x_max_pages,
-        stopping=pipeline.stopping,
-    )
-
-    pipeline.observer.add(XReadings(pipeline.observer, source))
-    log.info("connector x on: %d queries every %.0fs", len(settings.x_queries), settings.x_poll_s)
-    return source
-
-
-async def _quotes(
-    settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
-) -> asyncio.Task[None]:
-    """Reference assets' daily closes from the quote service, refreshed under the supervisor."""
-    from bot.pipeline.feeds import refresh_quotes
-    from connectors.quotes import StooqQuotes
-
-    assert settings.quotes_api_key is not None  # _serve starts quotes only when it is set
-    quotes = StooqQuotes(settings.quotes_url, settings.quotes_api_key.get_secret_value())
-    await stack.enter_async_context(quotes)
-    log.info("connector quotes on: %s", "/".join(settings.quotes_symbols))
-
-    def start() -> Awaitable[None]:
-        return refresh_quotes(quotes, store, settings.quotes_symbols, pipeline.stopping)
-
-    return _supervised(pipeline, "quotes", start)
-
-
-async def _prices(
-    settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
-) -> asyncio.Task[None]:
-    """Candles and tickers from the configured exchange, polled under the supervisor."""
-    from bot.pipeline.feeds import PriceFeedReadings, run_prices
-    from connectors.exchange import ExchangeFeed, build_exchange
-
-    assert settings.price_exchange is not None  # _serve starts prices only when it is set
-    try:
-        exchange = build_exchange(settings.price_exchange, settings.price_api_url)
-    except ValueError as exc:
-        raise ConfigError(f"MOODRING_PRICE_EXCHANGE: {exc}") from None
-    feed = ExchangeFeed(exchange, quote=settings.price_quote)
-    await stack.enter_async_context(feed)
-    log.info(
-        "connector prices on: %s %s every %.0fs",
-        settings.price_exchange,
-        "/".join(settings.price_assets),
-        settings.price_poll_s,
-    )
-
-    def start() -> Awaitable[None]:
-        return run_prices(
-            feed, store, settings.price_assets, pipeline.stopping, settings.price_poll_s
-        )
-
-    pipeline.observer.add(PriceFeedReadings(pipeline.observer, feed))
-    return _supervised(pipeline, "prices", start)
-
-
-def _discord(
-    settings: Settings,
-    store: Store,
-    pipeline: Pipeline,
-    sinks: dict[str, Sink],
-    tasks: list[asyncio.Task[None]],
-) -> QueueSource:
-    from bot.chat.inbox import discord_front
-    from connectors.discord import DiscordSink
-
-    connector, source = discord_front(
-        store, pipeline.stopping, settings.discord_channel_ids, settings.discord_admin_roles
-    )
-    sinks["discord"] = DiscordSink(connector.client)
-    assert settings.discord_token is not None  # _serve starts Discord only when it is set
-    token = settings.discord_token.get_secret_value()
-    tasks.append(
-        _supervised(pipeline, "discord:gateway", lambda: connector.run(token, pipeline.stopping))
-    )
-    log.info("connector discord starting")
-    return source
 
 
 def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
@@ -615,9 +320,9 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
 
     store = Store(db)
     try:
-        config = _pipeline_config(settings, sinks_targets=())
+        config = pipeline_config(settings, sinks_targets=())
         sinks: dict[str, Sink] = {"console": ConsoleSink(io.StringIO())}
-        pipeline = _pipeline(settings, store, sinks, config)
+        pipeline = build_pipeline(settings, store, sinks, config)
         source = ReplaySource(messages, platform="stocktwits", community="stocktwits")
         asyncio.run(pipeline.run_until_signalled([source]))
         if pipeline.stopped:
@@ -782,7 +487,7 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
                 bar.n = done
                 bar.refresh()
 
-            config = _pipeline_config(settings)
+            config = pipeline_config(settings)
             try:
                 report = rescore(store, scorer, config, since, progress=progress)
             finally:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.app.cli import load_scorer
+from bot.app.wiring import load_scorer
 from bot.market.candles import load_bundled
 from bot.mood.spam import SpamConfig, SpamMarker
 from bot.paths import demo_file
@@ -146,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for arrived, reply in sink.received:
         alert = next((a for a in alerts if a.title in reply.text), None)
         i = bisect.bisect_right(stamps, alert.at) - 1 if alert is not None else -1
+        # Stamps have whole seconds: posts stamped with the alert's minute may still arrive
+        # after its evaluation (they count as late). The trigger is the newest post the
+        # evaluation could have seen.
+        while i >= 0 and source.sent[i][1] > arrived:
+            i -= 1
         if i >= 0:
             latencies.append(arrived - source.sent[i][1])
     print(

@@ -195,6 +195,7 @@ class IntakeStage:
         batch: list[Message] = []
         messages = source.messages().__aiter__()
         pending: asyncio.Future[Message] | None = None
+        started = time.monotonic()  # when the batch's first message came
         self.watermark.opened(source.name)
         try:
             while not self._stopping.is_set():
@@ -212,9 +213,16 @@ class IntakeStage:
                     pending = None
                     break
                 pending = None
+                if not batch:
+                    started = time.monotonic()
                 batch.append(message)
-                if len(batch) >= self.config.batch_size:
-                    # A full batch while the source streams on: cut only full chunks.
+                if (
+                    len(batch) >= self.config.batch_size
+                    or time.monotonic() - started >= self.config.flush_s
+                ):
+                    # A full batch, or one that waited ``flush_s`` while the source streams on
+                    # (a slow live stream): store it, but cut only full chunks, so chunks stay
+                    # a matter of stream position (live runs add ``chunk_wait_s``).
                     await self._flush(batch, source, partial=False)
                     batch = []
         except ConnectorError as exc:
