@@ -4,7 +4,7 @@ Run it as ``python -m bot.app.latency [--seconds 300]``. It measures the scorer'
 texts first, then replays a burst of real demo posts, stamped with the wall clock as they
 arrive, at half that rate (or fewer, if there are not enough distinct posts), spread over ten
 communities whose mood turns from greed to fear halfway. For each alert it prints the time
-from intake receiving the newest message the alert's minute covers to the alert reaching the
+from intake receiving the newest message stamped before the alert's minute to the alert reaching the
 sink (just after its outbox row is committed): p50, p99 and the worst.
 """
 
@@ -145,12 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     latencies = []
     for arrived, reply in sink.received:
         alert = next((a for a in alerts if a.title in reply.text), None)
-        i = bisect.bisect_right(stamps, alert.at) - 1 if alert is not None else -1
-        # Stamps have whole seconds: posts stamped with the alert's minute may still arrive
-        # after its evaluation (they count as late). The trigger is the newest post the
-        # evaluation could have seen.
-        while i >= 0 and source.sent[i][1] > arrived:
-            i -= 1
+        # The trigger: the newest post stamped before the alert's minute (stamps have whole
+        # seconds, so one stamped with the minute itself may come after its evaluation).
+        i = bisect.bisect_left(stamps, alert.at) - 1 if alert is not None else -1
         if i >= 0:
             latencies.append(arrived - source.sent[i][1])
     print(
