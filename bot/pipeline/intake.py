@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.errors import SourceFailed
 from bot.mood.spam import SpamMarker, author_weight
@@ -32,18 +32,15 @@ class Watermark:
 
     The index may evaluate a minute only once every source has delivered past it. A source
     that has ended, or been idle (nothing delivered) for ``idle_timeout_s`` of wall-clock
-    time, no longer holds it back; live runs also move it to the wall clock less
-    ``lateness_s``, so a quiet chat does not stall alerts from a busy one.
+    time, no longer holds it back, so a quiet chat does not stall alerts from a busy one.
     """
 
     def __init__(
         self,
         idle_timeout_s: float = 10.0,
-        lateness_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
-        self.lateness_s = lateness_s
         self._clock = clock
         self._newest: dict[str, datetime] = {}
         self._heard: dict[str, float] = {}  # source → when it last delivered (or opened)
@@ -78,9 +75,6 @@ class Watermark:
         else:  # every source ended or idle: nothing holds message time back
             known = [*self._newest.values(), *([self._ended] if self._ended else [])]
             mark = max(known) if known else None
-        if self.lateness_s is not None:
-            wall = datetime.now(UTC) - timedelta(seconds=self.lateness_s)
-            mark = wall if mark is None else max(mark, wall)
         return mark
 
 

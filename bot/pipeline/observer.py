@@ -33,7 +33,6 @@ class Counters:
     scored: int = 0
     failed: int = 0
     ticks: int = 0
-    evaluations: int = 0
     alerts: int = 0
     delivered: int = 0
     last_time: datetime | None = None
