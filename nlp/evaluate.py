@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 from nlp.metrics import expected_calibration_error, macro_recall, per_class_recall
-from nlp.types import Score
+from nlp.types import LABELS, Score
 
 log = logging.getLogger(__name__)
-
-LABELS = ("negative", "neutral", "positive")
 
 
 class TextScorer(Protocol):

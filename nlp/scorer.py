@@ -18,11 +18,10 @@ import numpy as np
 
 from nlp.errors import ModelLoadError
 from nlp.normalize import emoji_to_words, normalize
-from nlp.types import Score
+from nlp.types import LABELS, Score
 
 log = logging.getLogger(__name__)
 
-LABELS = ("negative", "neutral", "positive")
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 BACKENDS = ("torch", "onnx", "auto")
@@ -46,6 +45,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _class_bias(raw: object) -> tuple[float, float, float]:
+    if raw is None:
+        return (0.0, 0.0, 0.0)
+    if not isinstance(raw, list) or len(raw) != len(LABELS):
+        raise ValueError(f"class_bias must be a list of {len(LABELS)} numbers, not {raw!r}")
+    neg, neu, pos = (float(x) for x in raw)
+    return (neg, neu, pos)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     """What ``moodring.json`` beside the weights says about a model."""
@@ -56,6 +64,8 @@ class ModelInfo:
     weights_sha256: str | None
     #: The model reads emoji as words (see :func:`nlp.normalize.emoji_to_words`).
     emoji_words: bool = False
+    #: Offsets added to the temperature-scaled logits, one per class (:mod:`nlp.calibration`).
+    class_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelInfo:
@@ -67,6 +77,7 @@ class ModelInfo:
             max_length=max(128, int(meta.get("max_length", 128))),
             weights_sha256=meta.get("weights_sha256"),
             emoji_words=bool(meta.get("emoji_words", False)),
+            class_bias=_class_bias(meta.get("class_bias")),
         )
 
 
@@ -242,8 +253,9 @@ class Scorer:
             ).logits
 
     def postprocess(self, logits: np.ndarray) -> list[Score]:
-        """Temperature-scaled softmax into :class:`Score` objects."""
+        """Temperature-scaled, prior-corrected softmax into :class:`Score` objects."""
         z = np.asarray(logits, dtype=np.float64) / self.info.temperature
+        z = z + np.asarray(self.info.class_bias, dtype=np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         probs = z / z.sum(axis=1, keepdims=True)
         labels = probs.argmax(axis=1).tolist()

@@ -104,6 +104,9 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     rng.shuffle(general)
     general = general[: args.general]
     templates = generate(seed=args.seed, n=args.templates) if args.templates else []
+    # TFNS is 65 % neutral; seeing its bearish and bullish rows more often is class balancing
+    # by repetition (the targets are soft, so the loss takes no class weights).
+    fin += [row for row in fin if row[1] != "neutral"] * max(0, args.fin_polar_repeat - 1)
     fin = fin * max(1, args.fin_repeat)
     sources = {"tfns": fin, "stocktwits": st, "general": general, "templates": templates}
     index = NearDuplicateIndex(suite_texts)
@@ -233,10 +236,47 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def ship(src: Path, dst: Path, model_id: str) -> dict:
-    """Install a trained model as the product's: copy it, name it, and record in its
-    ``moodring.json`` the weights' sha256 and the suite's pass rates on the int8 path
-    (``tests/test_suite.py`` checks them in every ``make test``)."""
+def calibrate(model_dir: Path, data: Path) -> dict:
+    """Fit the class-prior offsets of an installed model on the int8 path the product runs,
+    from the three dev sets (:mod:`nlp.calibration`), and record them in its ``moodring.json``.
+
+    Returns the offsets and each dev figure before and after.
+    """
+    import numpy as np
+
+    from nlp.calibration import DevSet, fit_class_bias
+    from nlp.evaluate import read_labelled_tsv
+    from nlp.scorer import Scorer
+
+    meta_path = model_dir / "moodring.json"
+    meta = json.loads(meta_path.read_text())
+    scorer = Scorer(model_dir, cache_size=0, backend="onnx")
+
+    def dev(name: str, texts: list[str], gold: list[int], metric: str) -> DevSet:
+        # One call per set, as `moodring eval` scores it (int8 scores move with batch-mates).
+        logits = np.asarray(scorer.forward(scorer.preprocess(texts)), dtype=np.float64)
+        return DevSet(name, logits / scorer.info.temperature, np.asarray(gold), metric)
+
+    fin = read_labelled_tsv(data / "sentiment" / "fin_train.tsv", "tfns-valid")
+    val = read_labelled_tsv(data / "sentiment" / "val.tsv")
+    st = read_tagged_csv(data / "social" / "stocktwits_btc_eth_2022.csv", HOLDOUT_FROM)
+    devs = [
+        dev("tfns_valid_macro_recall", *fin, "macro_recall"),
+        dev("val_macro_recall", *val, "macro_recall"),
+        dev("stocktwits_balanced_polar_accuracy", *st, "balanced_polar"),
+    ]
+    bias, figures = fit_class_bias(devs)
+    meta["class_bias"] = list(bias)
+    meta["calibration"] = {"backend": scorer.backend, "dev": figures}
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return {"class_bias": list(bias), "dev": figures}
+
+
+def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
+    """Install a trained model as the product's: copy it, name it, fit its class-prior offsets
+    on the dev sets in ``data`` (when given), and record in its ``moodring.json`` the weights'
+    sha256 and the suite's pass rates on the int8 path (``tests/test_suite.py`` checks them
+    in every ``make test``)."""
     import shutil
 
     from nlp.scorer import Scorer, sha256_of
@@ -253,6 +293,9 @@ def ship(src: Path, dst: Path, model_id: str) -> dict:
         weights_sha256=sha256_of(dst / "model.safetensors"),
     )
     (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if data is not None:
+        calibrate(dst, data)
+        meta = json.loads((dst / "moodring.json").read_text())
     scorer = Scorer(dst, cache_size=0, backend="onnx")
     result = run_suite(lambda texts: [s.label for s in scorer.score(texts)])
     meta["suite"] = {
@@ -288,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--bearish-repeat", type=int, default=2)
     p.add_argument("--fin-repeat", type=int, default=1, help="times each TFNS row is seen")
+    p.add_argument(
+        "--fin-polar-repeat", type=int, default=1,
+        help="times each bearish or bullish TFNS row is seen per neutral one",
+    )  # fmt: skip
     p.add_argument("--st-repeat", type=int, default=1, help="times each StockTwits row is seen")
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
     p.add_argument("--limit", type=int, default=0, help="train on the first N mixed rows only")
@@ -304,8 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("src", type=Path)
         p.add_argument("--to", type=Path, default=Path("models/sentiment"))
         p.add_argument("--model-id", required=True)
+        p.add_argument("--data", type=Path, default=None, help="fit class offsets on its dev sets")
         a = p.parse_args(argv[1:])
-        sys.stdout.write(json.dumps(ship(a.src, a.to, a.model_id)) + "\n")
+        sys.stdout.write(json.dumps(ship(a.src, a.to, a.model_id, a.data)) + "\n")
+        return 0
+    if argv[:1] == ["calibrate"]:
+        p = argparse.ArgumentParser(description="fit an installed model's class offsets")
+        p.add_argument("model_dir", type=Path)
+        p.add_argument("--data", type=Path, default=Path("../shared/data"))
+        a = p.parse_args(argv[1:])
+        sys.stdout.write(json.dumps(calibrate(a.model_dir, a.data)) + "\n")
         return 0
     report = run(build_parser().parse_args(argv))
     sys.stdout.write(json.dumps(report) + "\n")

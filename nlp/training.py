@@ -32,13 +32,13 @@ from torch import nn
 
 from nlp.metrics import expected_calibration_error, macro_recall
 from nlp.normalize import normalize
+from nlp.types import LABELS
 
 if TYPE_CHECKING:  # imported lazily at run time: transformers is slow to import
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
-LABELS = ("negative", "neutral", "positive")
 LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}
 TOKENIZER_FILES = (
     "tokenizer.json",

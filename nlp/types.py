@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The model's classes, in logit order: bearish, neutral, bullish.
+LABELS = ("negative", "neutral", "positive")
+
 
 @dataclass(frozen=True, slots=True)
 class Score:
