@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     min_asset_mentions: int = 50
     #: Queue bound between stages: intake waits when scoring falls this far behind.
     queue_size: int = 2048
+    #: Seconds a post may be dated ahead of this machine's clock; a replayed row dated later
+    #: (or before 2009) is skipped as malformed.
+    max_clock_skew_s: float = Field(default=600.0, ge=0)
     telegram_token: SecretStr | None = None
     #: A self-hosted Bot API server (or a test peer); None = Telegram's own.
     telegram_api_url: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from connectors.bounds import MAX_CLOCK_SKEW_S, MAX_COUNT, count_ok, time_problem
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.types import Message
 
@@ -55,12 +57,15 @@ class MalformedRow(MalformedInput):
 class ReplayStats:
     """What one replay pass has done so far (mutable: it is I/O state, updated as rows stream).
 
-    ``read`` counts every data row seen; ``read == yielded + skipped + before_start``.
+    ``read`` counts every data row seen;
+    ``read == yielded + skipped + duplicates + before_start``.
     """
 
     read: int = 0
     yielded: int = 0
-    skipped: int = 0
+    skipped: int = 0  # malformed rows
+    #: rows reusing an earlier row's (platform, channel, id) with another author or text
+    duplicates: int = 0
     before_start: int = 0  # rows passed over until ``start_after`` was found
     reasons: Counter[str] = field(default_factory=Counter)
 
@@ -95,7 +100,7 @@ def _as_str(row: Mapping[str, object], name: str) -> str | None:
 
 
 def _as_count(row: Mapping[str, object], name: str) -> int:
-    """A non-negative integer count (likes, replies, reposts); absent means 0."""
+    """An integer count (likes, replies, reposts) in 0..``MAX_COUNT``; absent means 0."""
     value = _pick(row, name)
     if value is None:
         return 0
@@ -112,6 +117,8 @@ def _as_count(row: Mapping[str, object], name: str) -> int:
         raise MalformedRow(f"non-integer {name}", _short(value))
     if count < 0:
         raise MalformedRow(f"negative {name}", _short(value))
+    if not count_ok(count):  # SQLite's integers overflow near 2**63; real counts never do
+        raise MalformedRow(f"{name} too large", f"over {MAX_COUNT}")
     return count
 
 
@@ -145,6 +152,8 @@ def row_to_message(
     platform: str = "stocktwits",
     community: str = "replay",
     channel: str | None = None,
+    max_clock_skew: float = MAX_CLOCK_SKEW_S,
+    now: datetime | None = None,
 ) -> Message:
     """Turn one recorded row (a CSV record or a JSON object) into a Message.
 
@@ -158,13 +167,16 @@ def row_to_message(
         platform: platform when the row names none.
         community: community when the row names none.
         channel: channel when the row names none; None means "the community".
+        max_clock_skew: seconds a row's time may lie ahead of ``now``.
+        now: the wall clock; default: ``datetime.now(UTC)``.
 
     Returns:
         The Message, with ``created_at`` in aware UTC.
 
     Raises:
         MalformedRow: (a MalformedInput) with a short ``reason``: missing id, missing text,
-            unparseable timestamp, non-integer likes, NUL byte, invalid UTF-8, ...
+            unparseable timestamp, timestamp before 2009 (Bitcoin's genesis) or in the
+            future, non-integer likes, likes too large, NUL byte, invalid UTF-8, ...
     """
     for key, value in row.items():
         if isinstance(value, str) and (bad := _BAD_CHARS.search(value)):
@@ -187,7 +199,10 @@ def row_to_message(
     if not isinstance(text, str):
         raise MalformedRow("non-string text", type(text).__name__)
 
-    created_at = parse_timestamp(_pick(row, "created_at"))
+    raw_time = _pick(row, "created_at")
+    created_at = parse_timestamp(raw_time)
+    if problem := time_problem(created_at, max_clock_skew=max_clock_skew, now=now):
+        raise MalformedRow(problem, _short(raw_time))
     row_community = _as_str(row, "community") or community
     return Message(
         platform=_as_str(row, "platform") or platform,
@@ -244,7 +259,9 @@ class ReplaySource:
     """A Source that replays a recorded CSV or JSONL file of posts as Messages.
 
     Rows stream in file order (the file is never loaded whole). Malformed rows are skipped,
-    counted in ``stats`` and logged with their line number and reason (never their text).
+    counted in ``stats`` and logged with their line number and reason (never their text); so
+    is a row reusing an earlier row's id with another author or text (``stats.duplicates``:
+    the first is kept).
     The file is opened when iteration starts, so a missing or unreadable file raises
     ``SourceUnavailable`` from the first ``anext()`` of ``messages()``, not from the
     constructor. Each call to ``messages()`` is a fresh pass with fresh ``stats``.
@@ -267,6 +284,7 @@ class ReplaySource:
         start_after: str | None = None,
         fmt: str | None = None,
         max_gap: float = 5.0,
+        max_clock_skew: float = MAX_CLOCK_SKEW_S,
     ) -> None:
         """Set up a replay; reads nothing yet.
 
@@ -281,6 +299,8 @@ class ReplaySource:
             fmt: "csv", "jsonl" or "json" to override the suffix.
             max_gap: the longest sleep between two posts, in seconds, so a quiet night in
                 the recording does not hang the replay.
+            max_clock_skew: seconds a row may be dated ahead of the wall clock; later rows,
+                and rows before 2009, are malformed.
 
         Raises:
             ValueError: unknown format, or a non-positive speed or negative max_gap.
@@ -289,6 +309,8 @@ class ReplaySource:
             raise ValueError(f"speed must be positive, got {speed!r}")
         if not max_gap >= 0:
             raise ValueError(f"max_gap must be >= 0, got {max_gap!r}")
+        if not max_clock_skew >= 0:
+            raise ValueError(f"max_clock_skew must be >= 0, got {max_clock_skew!r}")
         self.path = Path(path)
         self.format: Format = detect_format(self.path, fmt)
         self.platform = platform
@@ -297,6 +319,7 @@ class ReplaySource:
         self.speed = speed
         self.start_after = start_after
         self.max_gap = max_gap
+        self.max_clock_skew = max_clock_skew
         self.name = f"replay:{self.path.name}"
         self.stats = ReplayStats()
 
@@ -309,6 +332,11 @@ class ReplaySource:
         self.stats = stats = ReplayStats()
         previous: datetime | None = None
         started = self.start_after is None
+        # Key -> hash of (author, text) of the first row with that key in this pass: a later
+        # row under the same key with other content is a duplicate id, not an edit, and the
+        # first is kept. An identical repeat passes (the store ignores it), as does every
+        # row of a rerun over an already-stored file.
+        seen: dict[tuple[str, str, str], int] = {}
         try:
             # surrogateescape: a bad byte becomes a lone surrogate that row_to_message
             # rejects as one malformed row, instead of a decode error ending the replay.
@@ -325,20 +353,29 @@ class ReplaySource:
                     if not started:
                         stats.before_start += 1
                         started = isinstance(item, dict) and _raw_id(item) == self.start_after
+                        if isinstance(item, dict):
+                            # Remembered, so a resumed pass still keeps the first of two
+                            # rows that share an id across the resume point.
+                            with contextlib.suppress(MalformedRow):
+                                _first_seen(seen, self._message(item))
                         continue
                     try:
                         if isinstance(item, MalformedRow):
                             raise item
-                        message = row_to_message(
-                            item,
-                            platform=self.platform,
-                            community=self.community,
-                            channel=self.channel,
-                        )
+                        message = self._message(item)
                     except MalformedRow as exc:
                         stats.skipped += 1
                         stats.reasons[exc.reason] += 1
                         logger.warning("%s line %d skipped: %s", self.path.name, line_no, exc)
+                        continue
+                    if not _first_seen(seen, message):
+                        stats.duplicates += 1
+                        logger.warning(
+                            "%s line %d skipped: duplicate id %r (another author or text)",
+                            self.path.name,
+                            line_no,
+                            message.message_id,
+                        )
                         continue
                     await self._pace(previous, message.created_at, stats.yielded)
                     previous = message.created_at
@@ -355,12 +392,23 @@ class ReplaySource:
                 self.start_after,
             )
         logger.info(
-            "%s replayed: %d read, %d yielded, %d skipped %s",
+            "%s replayed: %d read, %d yielded, %d skipped %s, %d duplicate ids",
             self.path.name,
             stats.read,
             stats.yielded,
             stats.skipped,
             dict(stats.reasons),
+            stats.duplicates,
+        )
+
+    def _message(self, row: Mapping[str, object]) -> Message:
+        """``row_to_message`` with this replay's defaults and clock bound."""
+        return row_to_message(
+            row,
+            platform=self.platform,
+            community=self.community,
+            channel=self.channel,
+            max_clock_skew=self.max_clock_skew,
         )
 
     async def _pace(self, previous: datetime | None, current: datetime, yielded: int) -> None:
@@ -427,6 +475,13 @@ class ReplaySource:
                 yield line_no, MalformedRow("not a JSON object", type(value).__name__)
                 continue
             yield line_no, {str(key).strip().lower(): v for key, v in value.items()}
+
+
+def _first_seen(seen: dict[tuple[str, str, str], int], message: Message) -> bool:
+    """Record ``message`` in ``seen``; False when its key came earlier with other content."""
+    key = (message.platform, message.channel, message.message_id)
+    content = hash((message.author, message.text))
+    return seen.setdefault(key, content) == content
 
 
 def _raw_id(row: Mapping[str, object]) -> str | None:

@@ -27,6 +27,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
+from connectors.bounds import time_problem
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
 from connectors.retry import backoff_delay, wait_or_stop
 from connectors.text import split_once, utf16_units
@@ -132,6 +133,10 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
     sender = post.get("from")
     if isinstance(sender, dict) and sender.get("is_bot") and "sender_chat" not in post:
         return None  # other bots' posts (price feeds, our own alerts) are not community mood
+    # For an edit, ``date`` is still the original send time (``edit_date`` is the edit's).
+    created_at = datetime.fromtimestamp(_int(post.get("date"), "date"), UTC)
+    if problem := time_problem(created_at):
+        raise _Malformed(problem)
     return Message(
         platform="telegram",
         community=str(chat_id),
@@ -139,8 +144,7 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
         message_id=str(_int(post.get("message_id"), "message_id")),
         author=_sender(post),
         text=body,
-        # For an edit, ``date`` is still the original send time (``edit_date`` is the edit's).
-        created_at=datetime.fromtimestamp(_int(post.get("date"), "date"), UTC),
+        created_at=created_at,
         public=bool(chat.get("username")),
         language=None,
     )

@@ -18,6 +18,7 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
+from connectors.bounds import count_ok, time_problem
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.retry import backoff_delay
 from connectors.types import Message
@@ -131,6 +132,8 @@ def tweet_to_message(
     created_at = _parse_time(data.get("created_at"))
     if created_at is None:
         raise MalformedInput(f"post {post_id} has no valid created_at")
+    if problem := time_problem(created_at):
+        raise MalformedInput(f"post {post_id}: {problem}")
 
     metrics = data.get("public_metrics")
     metrics = metrics if isinstance(metrics, Mapping) else {}
@@ -208,7 +211,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    # Beyond MAX_COUNT is no real metric, and would overflow the store's integers.
+    if isinstance(value, int) and not isinstance(value, bool) and count_ok(value):
         return value
     return None
 

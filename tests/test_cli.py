@@ -194,3 +194,26 @@ def test_ask_exits_2_when_the_command_is_not_understood(
     # An answer goes to stdout; a usage line or "unknown" goes to stderr, like argparse's.
     assert expected in (out if code == 0 else err)
     assert (err if code == 0 else out) == ""
+
+
+def test_the_demo_report_shows_duplicate_ids_beside_malformed_rows() -> None:
+    from bot.app.cli import replay_line
+    from bot.pipeline.observer import Counters
+    from connectors.replay import ReplayStats
+
+    stats = Counters(seen=10, added=9, scored=9, alerts=1)
+    clean = replay_line(stats, ReplayStats(skipped=2))
+    assert clean == (
+        "replayed 10 posts: 9 new, 9 scored, 0 could not be scored, 2 malformed rows skipped;"
+        " 1 new alerts"
+    )
+    assert "2 malformed rows skipped, 3 duplicate ids skipped;" in replay_line(
+        stats, ReplayStats(skipped=2, duplicates=3)
+    )
+
+
+def test_max_clock_skew_is_a_setting(monkeypatch) -> None:
+    monkeypatch.delenv("MOODRING_CONFIG", raising=False)
+    assert load_settings().max_clock_skew_s == 600.0
+    monkeypatch.setenv("MOODRING_MAX_CLOCK_SKEW_S", "60")
+    assert load_settings().max_clock_skew_s == 60.0

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -402,3 +402,104 @@ def test_the_full_demo_file_replays_cleanly() -> None:
     assert messages[0].created_at <= messages[-1].created_at
     assert {m.tag for m in messages} == {None, "Bullish", "Bearish"}
     assert len({m.message_id for m in messages}) == 14_423
+
+
+# --- implausible rows: out-of-range dates and counts, duplicate ids -------------------------
+
+
+def jsonl(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+    return write(tmp_path, "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_dates_before_bitcoin_or_beyond_the_clock_skew_are_malformed_rows(
+    tmp_path: Path,
+) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=2)  # inside the default 10-minute skew
+    late = datetime.now(UTC) + timedelta(hours=1)
+    rows: list[dict[str, object]] = [
+        {"id": 1, "created_at": 0, "text": "epoch zero"},
+        {"id": 2, "created_at": "9999-01-01", "text": "far future"},
+        {"id": 3, "created_at": "2009-01-02T23:59:59Z", "text": "before genesis"},
+        {"id": 4, "created_at": late.isoformat(), "text": "an hour ahead"},
+        {"id": 5, "created_at": "2009-01-03", "text": "genesis day"},
+        {"id": 6, "created_at": soon.isoformat(), "text": "a little ahead"},
+    ]
+    source = ReplaySource(jsonl(tmp_path, rows))
+    messages = collect(source)
+
+    assert [m.message_id for m in messages] == ["5", "6"]
+    assert source.stats.skipped == 4
+    assert source.stats.reasons == {"timestamp before 2009": 2, "timestamp in the future": 2}
+
+
+def test_max_clock_skew_widens_or_narrows_the_future_bound(tmp_path: Path) -> None:
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    path = jsonl(tmp_path, [{"id": 1, "created_at": ahead, "text": "an hour ahead"}])
+    assert len(collect(ReplaySource(path, max_clock_skew=2 * 3600))) == 1
+    assert collect(ReplaySource(path, max_clock_skew=0)) == []
+    with pytest.raises(ValueError, match="max_clock_skew"):
+        ReplaySource(path, max_clock_skew=-1)
+
+
+@pytest.mark.parametrize(
+    ("counts", "reason"),
+    [
+        ({"likes": 10**30}, "likes too large"),
+        ({"replies": 2**53 + 1}, "replies too large"),
+        ({"reposts": str(2**63)}, "reposts too large"),
+        ({"likes": -1}, "negative likes"),
+        ({"likes": 1.5}, "non-integer likes"),
+    ],
+)
+def test_out_of_range_counts_are_malformed_rows(
+    tmp_path: Path, counts: dict[str, object], reason: str
+) -> None:
+    good = {"id": 1, "created_at": "2022-06-25", "text": "fine", "likes": 2**53}
+    bad = {"id": 2, "created_at": "2022-06-25", "text": "huge", **counts}
+    source = ReplaySource(jsonl(tmp_path, [good, bad]))
+    messages = collect(source)
+
+    assert [(m.message_id, m.likes) for m in messages] == [("1", 2**53)]
+    assert source.stats.reasons == {reason: 1}
+
+
+def test_a_repeated_id_with_other_content_is_a_duplicate_and_the_first_is_kept(
+    tmp_path: Path,
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"id": 7, "created_at": "2022-06-25", "author": "alice", "text": "original"},
+        {"id": 7, "created_at": "2022-06-25", "author": "mallory", "text": "original"},
+        {"id": 7, "created_at": "2022-06-26", "author": "alice", "text": "rewritten"},
+        {"id": 7, "created_at": "2022-06-25", "text": "other channel", "channel": "b"},
+    ]
+    source = ReplaySource(jsonl(tmp_path, rows))
+    messages = collect(source)
+
+    assert [(m.channel, m.author, m.text) for m in messages] == [
+        ("rows", "alice", "original"),
+        ("b", "", "other channel"),
+    ]
+    assert source.stats.duplicates == 2
+    assert source.stats.skipped == 0  # not malformed: counted apart
+    assert source.stats.read == source.stats.yielded + source.stats.duplicates
+
+
+def test_an_identical_repeated_row_is_not_a_duplicate(tmp_path: Path) -> None:
+    row = {"id": 7, "created_at": "2022-06-25", "author": "alice", "text": "same"}
+    source = ReplaySource(jsonl(tmp_path, [row, row]))
+    assert len(collect(source)) == 2  # harmless: the store keeps one
+    assert source.stats.duplicates == 0
+    # A second pass (a rerun, or a restart) starts afresh: nothing is a duplicate.
+    collect(source)
+    assert source.stats.duplicates == 0
+
+
+def test_a_duplicate_across_the_resume_point_is_still_caught(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {"id": 1, "created_at": "2022-06-25", "author": "alice", "text": "original"},
+        {"id": 2, "created_at": "2022-06-25", "text": "resume here"},
+        {"id": 1, "created_at": "2022-06-25", "author": "mallory", "text": "replaced"},
+    ]
+    source = ReplaySource(jsonl(tmp_path, rows), start_after="2")
+    assert collect(source) == []
+    assert source.stats.duplicates == 1

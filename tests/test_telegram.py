@@ -650,3 +650,8 @@ def test_automatic_forwards_and_other_bots_are_not_community_mood() -> None:
     assert update_to_event(other_bot, BOT_USERNAME) is None
     person = message_update(42, "BTC looks strong")
     assert isinstance(update_to_event(person, BOT_USERNAME), Message)
+
+
+@pytest.mark.parametrize("date", [0, 253402214400])  # 1970, and 9999-12-31
+def test_a_message_dated_before_2009_or_in_the_future_is_skipped(date: int) -> None:
+    assert update_to_event(message_update(1, "BTC up", date=date), BOT_USERNAME) is None

@@ -649,6 +649,8 @@ def test_tweet_to_message_accepts_tweepy_models() -> None:
         {"created_at": "2024-05-03 13:00"},
         {"created_at": None},
         {"id": "abc"},
+        {"created_at": "1970-01-01T00:00:00.000Z"},  # before Bitcoin: a broken clock
+        {"created_at": "9999-01-01T00:00:00.000Z"},  # far past the allowed clock skew
     ],
 )
 def test_tweet_to_message_rejects_malformed_posts(change: dict[str, Any]) -> None:
@@ -674,3 +676,11 @@ def test_constructor_rejects_bad_settings() -> None:
         XSource(build_client(TOKEN), ["  "], state)
     with pytest.raises(ValueError, match="max_results"):
         XSource(build_client(TOKEN), [QUERY], state, max_results=500)
+
+
+def test_metrics_beyond_the_count_bound_read_as_zero() -> None:
+    data = tweet(42)
+    data["public_metrics"] = {**data["public_metrics"], "like_count": 10**30}
+    message = tweet_to_message(data, {})
+    assert message.likes == 0  # an absurd metric is no metric; 10**30 would overflow SQLite
+    assert message.replies == 2

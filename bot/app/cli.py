@@ -32,8 +32,10 @@ from bot.store import runlock
 
 if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stays quick
     from bot.market.correlation import LagCorr
+    from bot.pipeline.observer import Counters
     from bot.store import Store
     from connectors.base import Sink
+    from connectors.replay import ReplayStats
 
 log = logging.getLogger("moodring")
 
@@ -135,7 +137,11 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
         if older:
             out.write(older + "\n")
         source = ReplaySource(
-            posts, platform="stocktwits", community="stocktwits", speed=args.speed
+            posts,
+            platform="stocktwits",
+            community="stocktwits",
+            speed=args.speed,
+            max_clock_skew=settings.max_clock_skew_s,
         )
         try:
             asyncio.run(pipeline.run_until_signalled([source]))
@@ -147,15 +153,22 @@ def _demo(args: argparse.Namespace, settings: Settings, posts: Path) -> int:
                 "ticks); everything so far is saved — run `moodring demo` again to resume\n"
             )
             return 130
-        out.write(
-            f"replayed {stats.seen} posts: {stats.added} new, {stats.scored} scored, "
-            f"{stats.failed} could not be scored, {source.stats.skipped} malformed rows skipped; "
-            f"{stats.alerts} new alerts\n"
-        )
+        out.write(replay_line(stats, source.stats) + "\n")
         print_report(store, out)
     finally:
         store.close()
     return 0
+
+
+def replay_line(stats: Counters, replay: ReplayStats) -> str:
+    """The demo's one-line replay report: pipeline counters, then the file's bad rows."""
+    # Duplicate ids only when there are any, so a clean replay's line stays as it was.
+    duplicates = f", {replay.duplicates} duplicate ids skipped" if replay.duplicates else ""
+    return (
+        f"replayed {stats.seen} posts: {stats.added} new, {stats.scored} scored, "
+        f"{stats.failed} could not be scored, {replay.skipped} malformed rows skipped"
+        f"{duplicates}; {stats.alerts} new alerts"
+    )
 
 
 def _replay_format(path: Path) -> None:
@@ -176,7 +189,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if not Path(path).is_file():  # a typo is a usage error, not a connector to restart
             raise ConfigError(f"--replay: no such file: {path}")
         _replay_format(Path(path))
-    sources: list = [ReplaySource(Path(p), speed=args.speed) for p in args.replay or []]
+    sources: list = [
+        ReplaySource(Path(p), speed=args.speed, max_clock_skew=settings.max_clock_skew_s)
+        for p in args.replay or []
+    ]
     with runlock.hold(settings.db, "run"):
         return _run(args, settings, sources)
 
@@ -323,7 +339,12 @@ def _score_into(settings: Settings, messages: Path, db: Path) -> None:
         config = pipeline_config(settings, sinks_targets=())
         sinks: dict[str, Sink] = {"console": ConsoleSink(io.StringIO())}
         pipeline = build_pipeline(settings, store, sinks, config)
-        source = ReplaySource(messages, platform="stocktwits", community="stocktwits")
+        source = ReplaySource(
+            messages,
+            platform="stocktwits",
+            community="stocktwits",
+            max_clock_skew=settings.max_clock_skew_s,
+        )
         asyncio.run(pipeline.run_until_signalled([source]))
         if pipeline.stopped:
             raise ConfigError("interrupted while scoring the messages")
