@@ -3,6 +3,7 @@ command modules into the registry and answers each command through it."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,8 @@ __all__ = [
     "parse_command_text",
     "reading_at",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Why a command got no ordinary answer ("" when it did); ``moodring ask`` exits 2 on any other.
 Problem = Literal["", "usage", "unknown_command", "unknown_asset", "moderators_only"]
@@ -93,6 +96,13 @@ def answer(cmd: Command, ctx: CommandContext) -> Answer:
     except UnknownAssetError as exc:
         text = unknown_asset_text(exc.asset, known_assets(ctx.store), KNOWN_LISTED)
         return Answer(Reply(text=text), "unknown_asset")
+    except (ValueError, OSError):
+        # A backstop: the handlers parse with bot.userinput and raise UsageError, but a parser
+        # that lets odd input through (int() of '²', ZoneInfo of a directory) is a bug in that
+        # parser, not the user's fault: they get the usage line, the operator the traceback.
+        log.warning("/%s raised on its arguments %.200r", spec.name, cmd.args, exc_info=True)
+        text = f"I could not read those arguments. Usage: {spec.usage}"
+        return Answer(Reply(text=text), "usage")
 
 
 def handle(cmd: Command, ctx: CommandContext) -> Reply:

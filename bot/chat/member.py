@@ -33,6 +33,7 @@ from bot.prefs.subscriptions import (
 from bot.render import models_text, quote, reading_text, scope_label
 from bot.store import parse_ts
 from bot.types import MoodReading, Scope
+from bot.userinput import decimal_number
 from connectors.types import Command, Reply, SlashParam
 
 WINDOWS = ("1h", "24h", "7d")
@@ -262,12 +263,7 @@ def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
         raise UsageError("/levels ASSET, or /levels ASSET add|remove PRICE")
     if "admin" not in cmd.roles:
         return Reply(text="Adding and removing levels is for this chat's moderators only.")
-    try:
-        price = float(rest[1].lstrip("$").replace(",", "").replace("k", "e3"))
-    except ValueError:
-        raise UsageError(f"{rest[1][:20]!r} is not a price") from None
-    if not (0 < price < 1e9):
-        raise UsageError("a price is a positive number, e.g. 60000 or 60k")
+    price = _price(rest[1])
     if rest[0] == "add":
         added = ctx.store.add_manual_level(
             cmd.platform, cmd.community, asset, price, cmd.user, ctx.now
@@ -277,6 +273,23 @@ def cmd_levels(cmd: Command, ctx: CommandContext) -> Reply:
     removed = ctx.store.remove_manual_level(cmd.platform, cmd.community, asset, price)
     what = "removed" if removed else "was not a manual level here"
     return Reply(text=f"{asset} level {money(price)} {what}.")
+
+
+def _price(text: str) -> float:
+    """A level's price from ``"60000"``, ``"$60,000"``, ``"60k"`` or ``"0.52"`` (lower case).
+
+    Raises:
+        UsageError: it is not a positive price below a billion.
+    """
+    digits = text.removeprefix("$").replace(",", "")
+    thousands = digits.endswith("k")
+    value = decimal_number(digits.removesuffix("k"), 0, 1e9)
+    if value is None:
+        raise UsageError(f"{text[:20]!r} is not a price, e.g. 60000 or 60k")
+    price = value * 1000 if thousands else value
+    if not 0 < price < 1e9:
+        raise UsageError("a price is a positive number below a billion, e.g. 60000 or 60k")
+    return price
 
 
 @COMMANDS.command(

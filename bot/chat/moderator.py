@@ -8,9 +8,10 @@ from datetime import timedelta
 from bot.chat.context import CommandContext, UsageError, dm_target, reading_at, split_args
 from bot.chat.registry import COMMANDS
 from bot.prefs.community import apply_setting
-from bot.prefs.subscriptions import Subscription, SubscriptionError, parse_quiet
+from bot.prefs.subscriptions import Subscription, SubscriptionError, parse_timezone
 from bot.render import quote, reading_text
 from bot.types import Scope
+from bot.userinput import whole_number
 from connectors.types import Command, Reply, SlashParam
 
 SUMMARY_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -92,13 +93,13 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
     if cmd.args[:1] == ("off",):
         n = ctx.store.unsubscribe(cmd.platform, cmd.user, "digest")
         return Reply(text="Daily digest off." if n else "The daily digest was not on.")
-    if not cmd.args or len(cmd.args) > 2 or not cmd.args[0].isdigit():
+    if not cmd.args or len(cmd.args) > 2:
         raise UsageError("give the hour to send it")
-    hour, tz = int(cmd.args[0]), cmd.args[1] if len(cmd.args) > 1 else "UTC"
-    if not 0 <= hour <= 23:
-        raise UsageError("the hour is 0 to 23")
+    hour = whole_number(cmd.args[0], 0, 23)
+    if hour is None:
+        raise UsageError("the hour is a whole number from 0 to 23")
     try:
-        start, _, tz = parse_quiet(f"{hour}-{(hour + 1) % 24}", tz)
+        tz = parse_timezone(cmd.args[1] if len(cmd.args) > 1 else "UTC")
     except SubscriptionError as exc:
         raise UsageError(str(exc)) from exc
     sub = Subscription(
@@ -108,7 +109,7 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
         user=cmd.user,
         asset="digest",  # one digest subscription per moderator and community
         kinds=("digest",),
-        quiet_start=start,  # the digest's hour
+        quiet_start=hour,  # the digest's hour
         tz=tz,
     )
     ctx.store.subscribe(sub, ctx.now)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from bot.prefs.subscriptions import SubscriptionError, in_quiet_hours, parse_quiet
 from bot.types import Alert
+from bot.userinput import decimal_number, whole_number
 
 _CHANNEL = re.compile(r"<?#?[\w:-]{1,40}>?")
 USAGE = (
@@ -75,18 +76,15 @@ def apply_setting(current: CommunitySettings, args: tuple[str, ...]) -> Communit
     if key == "quiet" and 1 <= len(rest) <= 2:
         start, end, tz = parse_quiet(rest[0], rest[1] if len(rest) > 1 else "UTC")
         return replace(current, quiet_start=start, quiet_end=end, tz=tz)
-    if key == "extreme" and len(rest) == 2 and all(r.isdigit() for r in rest):
-        fear, greed = int(rest[0]), int(rest[1])
-        if not (0 <= fear <= 25 and 76 <= greed <= 100):
+    if key == "extreme" and len(rest) == 2:
+        fear, greed = whole_number(rest[0], 0, 25), whole_number(rest[1], 76, 100)
+        if fear is None or greed is None:
             raise SubscriptionError("extreme thresholds: fear 0–25, greed 76–100")
         return replace(current, fear_at=fear, greed_at=greed)
     if key == "cooldown" and len(rest) == 1:
-        try:
-            hours = float(rest[0].rstrip("h"))
-        except ValueError as exc:
-            raise SubscriptionError("cooldown is a number of hours, e.g. 6") from exc
-        if not 0 <= hours <= 168:
-            raise SubscriptionError("cooldown between 0 and 168 hours")
+        hours = decimal_number(rest[0].lower().removesuffix("h"), 0, 168)
+        if hours is None:
+            raise SubscriptionError("cooldown is a number of hours from 0 to 168, e.g. 6")
         return replace(current, cooldown_h=hours)
     if key == "listen" and rest in (["on"], ["off"]):
         return replace(current, listen=rest[0] == "on")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bot.types import Alert
+from bot.userinput import timezone_name, whole_number
 
 KINDS = ("extreme", "swing", "hype", "levels", "divergence")
 DEFAULT_DAILY_CAP = 10
@@ -85,19 +86,31 @@ def parse_subscribe(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
 
 
 def parse_quiet(text: str, tz: str) -> tuple[int, int, str]:
-    """``"22-7"`` and ``"Europe/Berlin"`` → ``(22, 7, "Europe/Berlin")``."""
-    try:
-        start_s, end_s = text.split("-", 1)
-        start, end = int(start_s), int(end_s)
-    except ValueError as exc:
-        raise SubscriptionError("quiet hours look like 22-7 (from 22:00 to 07:00)") from exc
-    if not (0 <= start < 24 and 0 <= end < 24) or start == end:
+    """``"22-7"`` and ``"Europe/Berlin"`` → ``(22, 7, "Europe/Berlin")``.
+
+    Raises:
+        SubscriptionError: the hours are not two different whole hours 0-23, or ``tz`` names
+            no time zone; the message is for the user.
+    """
+    start_s, sep, end_s = text.partition("-")
+    if not sep:
+        raise SubscriptionError("quiet hours look like 22-7 (from 22:00 to 07:00)")
+    start, end = whole_number(start_s, 0, 23), whole_number(end_s, 0, 23)
+    if start is None or end is None or start == end:
         raise SubscriptionError("quiet hours are two different hours between 0 and 23")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise SubscriptionError(f"unknown time zone {tz[:40]!r} (e.g. Europe/Berlin)") from exc
-    return start, end, tz
+    return start, end, parse_timezone(tz)
+
+
+def parse_timezone(tz: str) -> str:
+    """The canonical name of the time zone ``tz`` (``"europe/berlin"`` → ``"Europe/Berlin"``).
+
+    Raises:
+        SubscriptionError: no such zone; the message is for the user.
+    """
+    name = timezone_name(tz)
+    if name is None:
+        raise SubscriptionError(f"unknown time zone {tz[:40]!r} (e.g. Europe/Berlin)")
+    return name
 
 
 def describe(sub: Subscription) -> str:
