@@ -239,9 +239,12 @@ def test_a_quiet_live_chat_still_ticks_on_the_clock(tmp_path: Path, tiny_model_d
         pipeline.stop()
         await run
 
+    assert pipeline.watermark.lateness_s is None
     asyncio.run(main())
     after = parse_ts(store.checkpoint("index_tick") or "")
     assert after > now - timedelta(hours=1)
+    # A live run holds message time no further back than the wall clock less the lateness.
+    assert pipeline.watermark.lateness_s == pipeline.config.lateness_s
     store.close()
 
 

@@ -46,6 +46,9 @@ class PipelineConfig:
     #: Live runs: a partial scoring chunk is cut once its oldest message waited this long, so
     #: a slow stream is not held back until 1,024 messages arrive (replays cut full chunks only).
     chunk_wait_s: float = 1.0
+    #: Live runs: the watermark is never older than the wall clock less this, so a source
+    #: streaming old posts cannot hold alerts back; its posts older than that are late.
+    lateness_s: float = 120.0
     delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
     tick_to_clock: bool = False  # live chats: tick on the wall clock too, so quiet hours tick
     queue_size: int = 64  # in chunks
@@ -54,7 +57,9 @@ class PipelineConfig:
     min_asset_mentions: int = 50
     alert_window: str = "24h"
     sinks_targets: tuple[tuple[str, str], ...] = (("console", ""),)
-    max_attempts: int = 8
+    #: An alert not delivered within this long (wall clock) of being queued is abandoned;
+    #: until then a failing send is retried with backoff, however many tries that takes.
+    alert_max_age_s: float = 6 * 3600.0
     retention_days: int | None = None  # purge message texts older than this; None keeps them
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.errors import SourceFailed
 from bot.mood.spam import SpamMarker, author_weight
@@ -33,15 +33,24 @@ class Watermark:
     The index may evaluate a minute only once every source has delivered past it. A source
     that has ended, or been idle (nothing delivered) for ``idle_timeout_s`` of wall-clock
     time, no longer holds it back, so a quiet chat does not stall alerts from a busy one.
+    Live runs also set ``lateness_s``: the watermark is then never older than the wall clock
+    less that, so a source that streams old posts (an X search catching up on the past
+    hours) cannot hold back the alerts of chats that speak now. Its posts stamped before a
+    minute already evaluated are late: stored, scored and counted, not evaluated again.
     """
 
     def __init__(
         self,
         idle_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        lateness_s: float | None = None,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
+        #: None on replays: their message time has nothing to do with the wall clock.
+        self.lateness_s = lateness_s
         self._clock = clock
+        self._wall = wall
         self._newest: dict[str, datetime] = {}
         self._heard: dict[str, float] = {}  # source → when it last delivered (or opened)
         self._open: set[str] = set()
@@ -75,6 +84,9 @@ class Watermark:
         else:  # every source ended or idle: nothing holds message time back
             known = [*self._newest.values(), *([self._ended] if self._ended else [])]
             mark = max(known) if known else None
+        if self.lateness_s is not None:
+            floor = self._wall() - timedelta(seconds=self.lateness_s)
+            mark = floor if mark is None else max(mark, floor)
         return mark
 
 

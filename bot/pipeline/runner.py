@@ -233,6 +233,8 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         each source under the supervisor: one that fails is restarted with backoff while the
         others go on."""
         self._live = live
+        if live:
+            self.watermark.lateness_s = self.config.lateness_s
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         await self._requeue_unscored()
         delivery = asyncio.create_task(self.delivery_loop()) if live else None
