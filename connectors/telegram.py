@@ -8,12 +8,14 @@ import json
 import logging
 import random
 import re
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import telegram
+from cachetools import TTLCache
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -522,21 +524,99 @@ async def is_admin(bot: telegram.Bot, chat_id: str, user_id: str) -> bool:
         return True
     if isinstance(chat, int) and chat > 0:
         return False  # someone else's private chat
+    admins = await _admin_ids(bot, chat)
+    return admins is not None and user_id in admins
+
+
+async def _admin_ids(bot: telegram.Bot, chat: int | str) -> frozenset[str] | None:
+    """The user ids of a group's admins, or None (logged) when Telegram cannot be asked."""
     try:
         admins = await bot.get_chat_administrators(chat)
     except TelegramError as exc:
         logger.warning(
-            "telegram: cannot list admins of %s (%s: %s)", chat_id, type(exc).__name__, _clean(exc)
+            "telegram: cannot list admins of %s (%s: %s)", chat, type(exc).__name__, _clean(exc)
         )
-        return False
-    return any(str(member.user.id) == user_id for member in admins)
+        return None
+    return frozenset(str(member.user.id) for member in admins)
 
 
 async def roles_for(bot: telegram.Bot, command: Command) -> frozenset[str]:
-    """The roles of a command's user in its chat: ``{"admin"}`` or nothing."""
+    """The roles of a command's user in its chat: ``{"admin"}`` or nothing (asks every time;
+    ``TelegramRoles`` caches)."""
     if await is_admin(bot, command.community, command.user):
         return frozenset({"admin"})
     return frozenset()
+
+
+class TelegramRoles:
+    """``roles_for`` with each group's admin list cached for ``ttl_s`` seconds.
+
+    A burst of moderator commands in one chat then costs one ``getChatAdministrators`` call,
+    not one per command (each would wait on the serial inbox loop and spend API quota). An
+    admin who was just demoted keeps the role until the entry expires; a minute is the
+    trade-off. A failed lookup is not cached: it fails closed and the next command asks again.
+
+    Args:
+        bot: an initialised PTB ``Bot``.
+        ttl_s: how long a chat's admin list is trusted, in seconds.
+        max_chats: chats whose lists are kept at most (least recently used dropped first).
+        timer: the clock entries expire by (tests pass a fake one).
+
+    Example::
+
+        roles = TelegramRoles(bot)
+        await roles(command)  # frozenset({"admin"}) or frozenset()
+    """
+
+    def __init__(
+        self,
+        bot: telegram.Bot,
+        ttl_s: float = 60.0,
+        max_chats: int = 10_000,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bot = bot
+        self._admins: TTLCache[int | str, frozenset[str]] = TTLCache(
+            maxsize=max_chats, ttl=ttl_s, timer=timer
+        )
+
+    async def __call__(self, command: Command) -> frozenset[str]:
+        """The roles of a command's user in its chat: ``{"admin"}`` or nothing."""
+        if await self.is_admin(command.community, command.user):
+            return frozenset({"admin"})
+        return frozenset()
+
+    async def is_admin(self, chat_id: str, user_id: str) -> bool:
+        """``is_admin``, from the cached admin list of ``chat_id`` (fetched when missing)."""
+        chat, _ = parse_target(chat_id)
+        if str(chat) == user_id:
+            return True  # one's own private chat, or the group's anonymous admin
+        if isinstance(chat, int) and chat > 0:
+            return False  # someone else's private chat
+        admins = self._admins.get(chat)
+        if admins is None:
+            admins = await _admin_ids(self.bot, chat)
+            if admins is None:
+                return False  # fails closed, uncached: the next command asks again
+            self._admins[chat] = admins
+        return user_id in admins
+
+
+def api_base_url(url: str | None) -> str:
+    """The Bot API base URL PTB needs, from what the operator wrote.
+
+    PTB appends the token straight to ``base_url``, so it must end in ``/bot``; a bare
+    ``http://host:port`` (the usual way to write a self-hosted server's address) would
+    otherwise ask ``http://host:port123:AA…/getMe`` and fail with a bare NetworkError. Both
+    forms are accepted, with or without a trailing slash; None is Telegram's own server.
+
+    ``"http://127.0.0.1:8081"`` → ``"http://127.0.0.1:8081/bot"``;
+    ``"http://127.0.0.1:8081/bot/"`` → ``"http://127.0.0.1:8081/bot"``.
+    """
+    if not url:
+        return DEFAULT_BASE_URL
+    url = url.strip().rstrip("/")
+    return url if url.endswith("/bot") else f"{url}/bot"
 
 
 def build_bot(token: str, base_url: str | None = None) -> telegram.Bot:
@@ -548,7 +628,8 @@ def build_bot(token: str, base_url: str | None = None) -> telegram.Bot:
     Args:
         token: the bot token from BotFather (never logged here; PTB logs its URL at DEBUG
             and httpx at INFO, so keep those loggers quiet or filtered).
-        base_url: the Bot API URL the token is appended to; default Telegram's.
+        base_url: the Bot API server, ``http://host:port`` or ``http://host:port/bot``
+            (see ``api_base_url``); default Telegram's.
     """
     request = HTTPXRequest(
         connection_pool_size=8,
@@ -567,7 +648,24 @@ def build_bot(token: str, base_url: str | None = None) -> telegram.Bot:
     )
     return telegram.Bot(
         token,
-        base_url=base_url or DEFAULT_BASE_URL,
+        base_url=api_base_url(base_url),
         request=request,
         get_updates_request=updates_request,
     )
+
+
+async def login(token: str, base_url: str | None = None) -> telegram.Bot:
+    """``build_bot``, initialised (``getMe``): fails fast on a bad token or server.
+
+    Raises:
+        SourceUnavailable: the login failed. The message names the URL that was asked, with
+            the token masked, so a wrong server address is plain to see; the exception's own
+            text is left out (the token could be in it).
+    """
+    bot = build_bot(token, base_url)
+    try:
+        await bot.initialize()
+    except Exception as exc:  # PTB raises its own tree (and httpx errors under it)
+        asked = f"{api_base_url(base_url)}<token>/getMe"
+        raise SourceUnavailable(f"Telegram login failed: {type(exc).__name__} at {asked}") from None
+    return bot

@@ -10,13 +10,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.chat.charts import png_size
 from bot.chat.inbox import ChatSource, RateLimiter
 from bot.store import Store
-from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
+from connectors.telegram import (
+    TelegramPoller,
+    TelegramRoles,
+    TelegramSink,
+    build_bot,
+    roles_for,
+)
 from connectors.types import Command, Message
 from nlp.scorer import Scorer
 from tests.conftest import synthetic_text
@@ -169,6 +176,96 @@ def test_rate_limit_per_user() -> None:
     assert not limiter.allow(cmd, 2)
     assert limiter.allow(Command("telegram", "g", "g", "u2", "mood"), 2)
     assert limiter.allow(cmd, 61)  # the window slid
+
+
+def test_the_rate_limiter_forgets_idle_users_and_chats() -> None:
+    """Keys whose windows have passed are dropped, not kept forever; the limits still hold."""
+    limiter = RateLimiter(per_user=2, per_chat=1_000, window_s=60)
+    for n in range(12_001):  # 12,001 users, each in their own chat: 24,002 keys
+        assert limiter.allow(Command("telegram", f"g{n}", f"g{n}", f"u{n}", "mood"), n / 1_000)
+    assert limiter.keys_held(now=30) == 24_002  # all still inside their window
+    assert limiter.keys_held(now=3_600) == 0  # an hour later: every window has passed
+    cmd = Command("telegram", "g", "g", "u1", "mood")
+    assert limiter.allow(cmd, 3_600) and limiter.allow(cmd, 3_601)
+    assert not limiter.allow(cmd, 3_602)  # the per-user limit still holds
+    assert limiter.keys_held(now=3_602) == 2
+    assert limiter.allow(cmd, 3_661)  # and still slides
+
+
+def test_a_bounded_limiter_forgets_the_least_recent_keys_first() -> None:
+    limiter = RateLimiter(per_user=5, per_chat=1_000, window_s=60, max_keys=100)
+    for n in range(500):
+        limiter.allow(Command("telegram", "g", "g", f"u{n}", "mood"), 1.0)
+    assert limiter.keys_held(now=1.0) <= 100
+
+
+def settings_updates(count: int, first_id: int = 1) -> list[tuple[int, Message | Command | None]]:
+    """``count`` /settings from one member of GROUP, as a feed hands them over."""
+    cmd = Command("telegram", str(GROUP), str(GROUP), "1005", "settings")
+    return [(first_id + i, cmd) for i in range(count)]
+
+
+def answer_all(source: ChatSource, events: list[tuple[int, Message | Command | None]]) -> None:
+    async def main() -> None:
+        for _, event in events:
+            assert isinstance(event, Command)
+            await source.answer(event)
+
+    asyncio.run(main())
+
+
+def test_the_rate_limit_comes_before_the_role_lookup(tmp_path: Path) -> None:
+    """30 moderator commands from one user: only those within the limit look up roles."""
+    asked: list[str] = []
+
+    async def roles(cmd: Command) -> frozenset[str]:
+        asked.append(cmd.user)
+        return frozenset()
+
+    store = Store(tmp_path / "rl.db")
+    sink = RecordingSink()
+    feed: Any = None  # only answer() runs here
+    limiter = RateLimiter(per_user=5, per_chat=50)
+    source = ChatSource("telegram", feed, sink, store, roles, asyncio.Event(), limiter)
+    try:
+        answer_all(source, settings_updates(30))
+    finally:
+        store.close()
+    assert len(asked) == 5 and len(sink.sent) == 5  # 25 dropped before any lookup
+
+
+def test_a_burst_of_moderator_commands_costs_one_admin_lookup(
+    tmp_path: Path, fake: FakeTelegram
+) -> None:
+    """Through the real client and the fake Bot API: admin lists are cached per chat."""
+    clock = [0.0]
+    store = Store(tmp_path / "admins.db")
+
+    async def main() -> None:
+        tg = build_bot(TOKEN, fake.base_url)
+        await tg.initialize()
+        roles = TelegramRoles(tg, ttl_s=60, timer=lambda: clock[0])
+        limiter = RateLimiter(per_user=1_000, per_chat=1_000)
+        feed: Any = None
+        source = ChatSource(
+            "telegram", feed, RecordingSink(), store, roles, asyncio.Event(), limiter
+        )
+        for _, event in settings_updates(30):
+            assert isinstance(event, Command)
+            await source.answer(event)
+        assert len(fake.requests("getChatAdministrators")) == 1
+        clock[0] = 61.0  # the cached list expired: the next command asks again
+        admin = Command("telegram", str(GROUP), str(GROUP), str(ADMIN), "settings")
+        member = Command("telegram", str(GROUP), str(GROUP), "1005", "settings")
+        assert await roles(admin) == frozenset({"admin"})
+        assert await roles(member) == frozenset()  # from the list fetched just before
+        await tg.shutdown()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    assert len(fake.requests("getChatAdministrators")) == 2
 
 
 def test_an_edited_telegram_message_updates_the_stored_text(

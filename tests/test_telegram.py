@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from connectors.telegram import (
     UpdateInbox,
     build_bot,
     is_admin,
+    login,
     parse_target,
     roles_for,
     split_text,
@@ -578,6 +580,30 @@ def test_is_admin_asks_telegram_for_groups_only(fake: FakeTelegram) -> None:
     assert results == (True, True, False, True, True, False, frozenset({"admin"}), frozenset())
     asked = [c.params["chat_id"] for c in fake.requests("getChatAdministrators")]
     assert asked == [str(GROUP)] * 3 + ["-100999"] + [str(GROUP)] * 2  # never for DMs
+
+
+@pytest.mark.parametrize("ending", ["", "/", "/bot", "/bot/"])
+def test_the_api_url_works_with_or_without_bot(fake: FakeTelegram, ending: str) -> None:
+    """PTB appends the token to its base URL: ``http://host:port`` is completed with ``/bot``."""
+    root = fake.base_url.removesuffix("/bot")  # http://127.0.0.1:PORT
+
+    async def main() -> str | None:
+        async with build_bot(TOKEN, root + ending) as bot:  # getMe
+            return bot.username
+
+    assert asyncio.run(main()) == BOT_USERNAME
+    assert len(fake.requests("getMe")) == 1
+
+
+def test_an_unreachable_api_url_is_named_without_the_token() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SourceUnavailable) as info:
+        asyncio.run(login(TOKEN, f"http://127.0.0.1:{port}"))
+    text = str(info.value)
+    assert f"NetworkError at http://127.0.0.1:{port}/bot<token>/getMe" in text
+    assert TOKEN not in text and TOKEN.split(":")[1] not in text
 
 
 # ---------------------------------------------------------------------- token hygiene

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from cachetools import TTLCache
+
 from bot.chat.commands import COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
@@ -27,27 +29,61 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    """Sliding-window limits per user and per chat (``now`` passed in, so it is testable)."""
+    """Sliding-window limits per user and per chat (``now`` passed in, so it is testable).
 
-    def __init__(self, per_user: int = 5, per_chat: int = 20, window_s: float = 60.0) -> None:
+    Each key's hits live in a ``cachetools.TTLCache`` entry that expires one window after the
+    key's newest hit, when none of its hits count any more: idle users and chats are forgotten
+    without a scan, so memory follows the recently active keys and a command costs O(1).
+
+    Args:
+        per_user: commands one user may send per window, over all chats.
+        per_chat: commands one chat may receive per window.
+        window_s: the sliding window, in seconds.
+        max_keys: users and chats remembered at most; beyond it (that many distinct keys
+            within one window) the least recently active are forgotten early, so memory
+            stays bounded even under a flood of throwaway accounts.
+    """
+
+    def __init__(
+        self,
+        per_user: int = 5,
+        per_chat: int = 20,
+        window_s: float = 60.0,
+        max_keys: int = 100_000,
+    ) -> None:
         self.per_user, self.per_chat, self.window_s = per_user, per_chat, window_s
-        self._hits: dict[tuple[str, str], deque[float]] = {}
+        # The cache's clock is the ``now`` of the latest call (never moving backwards, which
+        # the cache's expiry order relies on), so expiry follows the caller's time.
+        self._now = float("-inf")
+        self._hits: TTLCache[tuple[str, str], deque[float]] = TTLCache(
+            maxsize=max_keys, ttl=window_s, timer=lambda: self._now
+        )
 
     def allow(self, cmd: Command, now: float) -> bool:
-        keys = [("user", f"{cmd.platform}:{cmd.user}"), ("chat", f"{cmd.platform}:{cmd.channel}")]
-        limits = {"user": self.per_user, "chat": self.per_chat}
-        for key in keys:
-            hits = self._hits.setdefault(key, deque())
+        """Whether ``cmd`` is within its user's and its chat's limits (and if so, count it)."""
+        self._now = max(self._now, now)
+        keys = [
+            (("user", f"{cmd.platform}:{cmd.user}"), self.per_user),
+            (("chat", f"{cmd.platform}:{cmd.channel}"), self.per_chat),
+        ]
+        live: list[tuple[tuple[str, str], deque[float]]] = []
+        for key, limit in keys:
+            hits = self._hits.get(key) or deque()
             while hits and hits[0] <= now - self.window_s:
                 hits.popleft()
-            if len(hits) >= limits[key[0]]:
+            if len(hits) >= limit:
                 return False
-        for key in keys:
-            self._hits[key].append(now)
-        if len(self._hits) > 10_000:  # forget idle keys so memory stays bounded
-            for key in [k for k, v in self._hits.items() if not v]:
-                del self._hits[key]
+            live.append((key, hits))
+        for key, hits in live:
+            hits.append(now)
+            self._hits[key] = hits  # (re)set: the key now expires one window after this hit
         return True
+
+    def keys_held(self, now: float) -> int:
+        """How many users and chats the limiter still remembers at ``now``."""
+        self._now = max(self._now, now)
+        self._hits.expire()
+        return len(self._hits)
 
 
 async def answer_command(cmd: Command, store: Store, limiter: RateLimiter) -> Reply | None:
@@ -56,6 +92,11 @@ async def answer_command(cmd: Command, store: Store, limiter: RateLimiter) -> Re
     if not limiter.allow(cmd, now.timestamp()):
         log.info("rate limit: %s in %s", cmd.user, cmd.channel)
         return None
+    return await run_command(cmd, store, now)
+
+
+async def run_command(cmd: Command, store: Store, now: datetime) -> Reply:
+    """The reply to a command that passed the rate limit (a failure becomes an apology)."""
     try:
         return await asyncio.to_thread(handle, cmd, CommandContext(store=store, now=now))
     except Exception:  # a bug must not take the chat down; the user still gets an answer
@@ -164,14 +205,18 @@ class ChatSource:
 
     async def answer(self, cmd: Command) -> None:
         """Answer one command in the chat it came from (errors logged, never raised)."""
+        now = datetime.now(UTC)
+        # The rate limit comes before the roles: a role lookup is a platform API call on this
+        # serial loop, and a flood of moderator commands must not turn into a flood of them.
+        if not self.limiter.allow(cmd, now.timestamp()):
+            log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+            return
         spec = COMMANDS.get(cmd.name)
         # Moderators' commands, and those whose answer depends on the asker's roles, need the
-        # real roles in a group (a lookup per command, so only for these).
+        # real roles in a group (a lookup, so only for these; the platform may cache them).
         if spec is not None and spec.needs_roles and not cmd.is_private:
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
-        reply = await answer_command(cmd, self.store, self.limiter)
-        if reply is None:
-            return
+        reply = await run_command(cmd, self.store, now)
         try:
             await self.sink.send(dataclasses.replace(reply, target=cmd.channel))
         except DeliveryError as exc:
