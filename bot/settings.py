@@ -43,8 +43,12 @@ class Settings(BaseSettings):
     #: Seconds a post may be dated ahead of this machine's clock; a replayed row dated later
     #: (or before 2009) is skipped as malformed.
     max_clock_skew_s: float = Field(default=600.0, ge=0)
+    #: Seconds an alert may wait to be delivered (a chat platform down, say) before it is
+    #: abandoned as stale; failed sends are retried with backoff until then.
+    alert_max_age_s: float = Field(default=6 * 3600.0, gt=0)
     telegram_token: SecretStr | None = None
-    #: A self-hosted Bot API server (or a test peer); None = Telegram's own.
+    #: A self-hosted Bot API server (or a test peer), ``http://host:port`` or the same ending in
+    #: ``/bot`` (both work: the connector appends ``/bot`` when missing); None = Telegram's own.
     telegram_api_url: str | None = None
     discord_token: SecretStr | None = None
     #: Discord channels to listen to (empty: every text channel the bot can read).

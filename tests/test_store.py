@@ -45,9 +45,41 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
         ("m005_health_usage_levels",),
         ("m006_asset_aliases",),
         ("m007_reading_models",),
+        ("m008_outbox_given_up",),
     ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()
+
+
+def test_rows_the_old_attempt_cap_dropped_are_marked_given_up(tmp_path: Path) -> None:
+    """Migration 8: outbox rows that reached the old cap of 8 attempts stay unsent, now
+    marked (an on-purpose reason kept, plain failures abandoned as too old); live rows stay
+    live, to be retried until too old."""
+    import sqlite_utils
+
+    from bot.store.schema import migrations
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m008_outbox_given_up")
+    for key, attempts, error in [("a", 8, "daily cap"), ("b", 8, "502"), ("c", 3, "502")]:
+        db["outbox"].insert(
+            {
+                "alert_key": key,
+                "sink": "t",
+                "target": "42",
+                "created_at": T0.isoformat(),
+                "attempts": attempts,
+                "last_error": error,
+            }
+        )
+    db.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        rows = store.query("SELECT alert_key, given_up FROM outbox ORDER BY alert_key")
+        assert rows == [("a", "daily cap"), ("b", "too old"), ("c", None)]
+        assert store.count_abandoned() == 1 and store.count_unsent() == 1
+    finally:
+        store.close()
 
 
 def test_messages_are_keyed_and_never_duplicated() -> None:

@@ -58,6 +58,7 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         min_asset_mentions=settings.min_asset_mentions,
         queue_size=max(1, settings.queue_size // 256),
         retention_days=settings.retention_days,
+        alert_max_age_s=settings.alert_max_age_s,
         **overrides,
     )
 
@@ -204,15 +205,15 @@ async def _telegram(
     tasks: list[asyncio.Task[None]],
 ) -> ChatSource:
     from bot.chat.inbox import ChatSource
-    from connectors.telegram import TelegramPoller, TelegramSink, build_bot, roles_for
+    from connectors.errors import SourceUnavailable
+    from connectors.telegram import TelegramPoller, TelegramRoles, TelegramSink, login
 
     assert settings.telegram_token is not None  # serve starts Telegram only when it is set
     token = settings.telegram_token.get_secret_value()
-    tg = build_bot(token, settings.telegram_api_url)
     try:
-        await tg.initialize()  # getMe: fails fast on a bad token
-    except Exception as exc:  # PTB raises its own tree; one line, without the token
-        raise ConfigError(f"Telegram login failed: {type(exc).__name__}") from None
+        tg = await login(token, settings.telegram_api_url)  # getMe: fails fast on a bad token
+    except SourceUnavailable as exc:  # one line, naming the URL asked, without the token
+        raise ConfigError(str(exc)) from None
     stack.push_async_callback(tg.shutdown)
     log.info("connector telegram on as @%s", tg.username)
     sinks["telegram"] = TelegramSink(tg)
@@ -225,7 +226,7 @@ async def _telegram(
         poller,
         sinks["telegram"],
         store,
-        lambda cmd: roles_for(tg, cmd),
+        TelegramRoles(tg),  # admin lists cached a minute per chat
         pipeline.stopping,
     )
 

@@ -1,5 +1,6 @@
 """The delivery stage: unsent outbox rows through their sinks, with per-target caps, quiet
-hours, community filters, backoff and the platforms' own retry_after."""
+hours, community filters, backoff and the platforms' own retry_after; rows not delivered
+within ``alert_max_age_s`` of being queued are abandoned (kept, marked, counted in status)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ class DeliveryStage:
         sent = 0
         for name, sink in self.sinks.items():
             pending: dict[str, list[Alert]] = {}
-            for alert, target, attempts in self.store.pending_outbox(name, limit=1000):
-                if attempts < self.config.max_attempts:
-                    pending.setdefault(target, []).append(alert)
+            queued: dict[tuple[str, str], datetime] = {}
+            for alert, target, queued_at in self.store.pending_outbox(name, limit=1000):
+                pending.setdefault(target, []).append(alert)
+                queued[(alert.key, target)] = queued_at
             if not pending:
                 continue  # the usual case: nothing waits, so no need to read the subscribers
             subs = {s.target: s for s in self.store.subscriptions(platform=name) if not s.is_digest}
@@ -56,20 +58,23 @@ class DeliveryStage:
                 if self._retry_at.get((name, target), now) > now:
                     continue  # rate limited or backing off: the rows wait, nothing is lost
                 sub = subs.get(target)
+                held: list[datetime | None] = []
                 if sub is not None and sub.is_group:
                     # The community's moderators decide what reaches their group.
                     group = self.store.community_settings(name, sub.community)
                     alerts = self._filter_for_group(name, target, alerts, group, now)
                     if group.quiet_at(now):
                         continue
+                    held.append(group.quiet_ended(now))
                 if sub is not None and sub.quiet_at(now):
                     continue
                 if sub is not None:
+                    held.append(sub.quiet_ended(now))
+                alerts = self._drop_stale(name, target, alerts, queued, held, now)
+                if sub is not None:
                     room = sub.daily_cap - self.store.sent_since(name, target, now - timedelta(1))
                     for alert in alerts[max(room, 0) :]:
-                        self.store.give_up(
-                            alert.key, name, target, "daily cap", self.config.max_attempts
-                        )
+                        self.store.give_up(alert.key, name, target, "daily cap", now)
                     alerts = alerts[: max(room, 0)]
                 if not alerts:
                     continue
@@ -80,6 +85,43 @@ class DeliveryStage:
                     for alert in alerts:
                         sent += await self._send(name, sink, target, [alert], now)
         return sent
+
+    def _drop_stale(
+        self,
+        name: str,
+        target: str,
+        alerts: list[Alert],
+        queued: dict[tuple[str, str], datetime],
+        held: list[datetime | None],
+        now: datetime,
+    ) -> list[Alert]:
+        """The alerts still worth sending; the rest are abandoned, kept and counted.
+
+        Age is wall-clock time since the row was queued, never the alert's message time: a
+        replay queues alerts dated years ago and must still deliver them. Checked right
+        before every send attempt, so a row that keeps failing is retried until it is too
+        old, and one that waited out an outage is sent late rather than dropped. A row held
+        through quiet hours on purpose is due from when they ended (``held``).
+        """
+        max_age = timedelta(seconds=self.config.alert_max_age_s)
+        released = max((t for t in held if t is not None), default=None)
+        keep: list[Alert] = []
+        for alert in alerts:
+            due = queued[(alert.key, target)]
+            if released is not None:
+                due = max(due, released)
+            if now - due <= max_age:
+                keep.append(alert)
+                continue
+            log.warning(
+                "alert %s to %s on %s abandoned: not delivered within %.0f s of being queued",
+                alert.key,
+                target,
+                name,
+                self.config.alert_max_age_s,
+            )
+            self.store.abandon(alert.key, name, target, now)
+        return keep
 
     def _filter_for_group(
         self,
@@ -104,7 +146,7 @@ class DeliveryStage:
             if reason is None:
                 keep.append(alert)
             else:
-                self.store.give_up(alert.key, name, target, reason, self.config.max_attempts)
+                self.store.give_up(alert.key, name, target, reason, now)
         return keep
 
     async def _send(
@@ -118,7 +160,7 @@ class DeliveryStage:
         except RecipientGone as exc:
             log.warning("recipient %s on %s gone (%s): unsubscribing", target, name, exc)
             for alert in alerts:
-                self.store.give_up(alert.key, name, target, "gone", self.config.max_attempts)
+                self.store.give_up(alert.key, name, target, "gone", now)
             self.store.unsubscribe_target(name, target)
             return 0
         except DeliveryError as exc:

@@ -66,7 +66,8 @@ def status_report(
     plan: tuple[int, float] | None = None,
     detail: bool = True,
 ) -> str:
-    """A plain-text report: each connector's health, X spend, messages, backlog, last tick.
+    """A plain-text report: each connector's health, X spend, messages, the alert backlog
+    and the sends abandoned as too old, the last tick.
 
     ``plan`` is X's (monthly read cap, USD per read); by default the one ``moodring run``
     recorded. ``detail`` adds the error texts (the operator's view; moderators get the
@@ -109,9 +110,13 @@ def status_report(
         f" spam {spam_share:.1%}"
     )
     pending = store.count_unsent()
+    # Abandoned sends are alerts users never got (a platform down past alert_max_age_s):
+    # shown on their own, so an outage that lost alerts is seen, not folded into the backlog.
+    abandoned = store.count_abandoned()
     tick = store.checkpoint(TICK_CHECKPOINT)
     lines.append(
-        f"Alert sends not yet made: {pending:,}; index last ticked"
+        f"Alert sends not yet made: {pending:,}; abandoned as too old: {abandoned:,};"
+        " index last ticked"
         f" {'never' if tick is None else tick + ' (' + _ago(parse_ts(tick), now) + ')'}"
     )
     return "\n".join(lines)

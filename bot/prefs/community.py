@@ -6,7 +6,12 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.prefs.subscriptions import SubscriptionError, in_quiet_hours, parse_quiet
+from bot.prefs.subscriptions import (
+    SubscriptionError,
+    in_quiet_hours,
+    last_quiet_end,
+    parse_quiet,
+)
 from bot.types import Alert
 from bot.userinput import decimal_number, whole_number
 
@@ -38,6 +43,10 @@ class CommunitySettings:
 
     def quiet_at(self, now: datetime) -> bool:
         return in_quiet_hours(now, self.quiet_start, self.quiet_end, self.tz)
+
+    def quiet_ended(self, now: datetime) -> datetime | None:
+        """When the group's quiet hours last ended, at or before ``now``."""
+        return last_quiet_end(now, self.quiet_start, self.quiet_end, self.tz)
 
     def wants(self, alert: Alert) -> bool:
         """Whether an alert clears this community's own extreme thresholds."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.types import Alert
@@ -43,6 +43,10 @@ class Subscription:
         """Whether ``now`` falls in the subscriber's quiet hours (their own time zone)."""
         return in_quiet_hours(now, self.quiet_start, self.quiet_end, self.tz)
 
+    def quiet_ended(self, now: datetime) -> datetime | None:
+        """When the subscriber's quiet hours last ended, at or before ``now``."""
+        return last_quiet_end(now, self.quiet_start, self.quiet_end, self.tz)
+
     @property
     def is_digest(self) -> bool:
         """A daily-digest subscription (``/digest``): it takes no alerts, and its
@@ -64,6 +68,24 @@ def in_quiet_hours(now: datetime, start_h: int | None, end_h: int | None, tz: st
     if start <= end:
         return start <= local < end
     return local >= start or local < end  # quiet hours across midnight, e.g. 22–7
+
+
+def last_quiet_end(
+    now: datetime, start_h: int | None, end_h: int | None, tz: str
+) -> datetime | None:
+    """The latest end of the quiet hours ``start_h``–``end_h`` (zone ``tz``) at or before
+    ``now``, in UTC; ``None`` without quiet hours.
+
+    Delivery counts an alert held through quiet hours as due from then, so the wait it was
+    made to do on purpose does not count against its maximum age.
+    """
+    if start_h is None or end_h is None:
+        return None
+    local = now.astimezone(ZoneInfo(tz))
+    end = local.replace(hour=end_h, minute=0, second=0, microsecond=0)
+    if end > local:
+        end -= timedelta(days=1)
+    return end.astimezone(UTC)
 
 
 def parse_subscribe(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

@@ -11,6 +11,7 @@ from bot.store.rows import (
     ALERT_COLUMNS,
     MINUTE_CHECKPOINT,
     TICK_CHECKPOINT,
+    TOO_OLD,
     alert_from_row,
     iso,
     parse_ts,
@@ -168,15 +169,18 @@ class ReadingsMixin(StoreBase):
     # ------------------------------------------------------------------ outbox
 
     @locked
-    def pending_outbox(self, sink: str, limit: int = 100) -> list[tuple[Alert, str, int]]:
-        """Unsent outbox rows of ``sink``: (alert, target, attempts), oldest first."""
+    def pending_outbox(self, sink: str, limit: int = 100) -> list[tuple[Alert, str, datetime]]:
+        """Outbox rows of ``sink`` neither sent nor given up: (alert, target, queued at),
+        oldest first. "Queued at" is the wall-clock time the row was created, not the
+        alert's message time (a replay raises alerts dated years ago, queued now)."""
         rows = self.db.execute(
-            f"SELECT {ALERT_COLUMNS}, o.target, o.attempts FROM outbox o"
+            f"SELECT {ALERT_COLUMNS}, o.target, o.created_at FROM outbox o"
             " JOIN alerts a ON a.key = o.alert_key"
-            " WHERE o.sink = ? AND o.sent_at IS NULL ORDER BY a.at, o.alert_key LIMIT ?",
+            " WHERE o.sink = ? AND o.sent_at IS NULL AND o.given_up IS NULL"
+            " ORDER BY a.at, o.alert_key LIMIT ?",
             [sink, limit],
         ).fetchall()
-        return [(alert_from_row(r), r[9], r[10] or 0) for r in rows]
+        return [(alert_from_row(r), r[9], parse_ts(r[10])) for r in rows]
 
     @locked
     def mark_sent(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
@@ -190,6 +194,7 @@ class ReadingsMixin(StoreBase):
 
     @locked
     def mark_attempt(self, alert_key: str, sink: str, target: str, error: str) -> None:
+        """Record a failed send; the row stays pending (it is retried until too old)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?"
@@ -199,8 +204,18 @@ class ReadingsMixin(StoreBase):
 
     @locked
     def count_unsent(self) -> int:
-        """Outbox rows of every sink not yet sent (including ones given up on)."""
-        [[n]] = self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchall()
+        """Outbox rows of every sink still waiting to be sent (not the given-up ones)."""
+        [[n]] = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND given_up IS NULL"
+        ).fetchall()
+        return int(n)
+
+    @locked
+    def count_abandoned(self) -> int:
+        """Outbox rows abandoned as too old: alerts that never reached their target."""
+        [[n]] = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND given_up = ?", [TOO_OLD]
+        ).fetchall()
         return int(n)
 
     @locked
@@ -213,13 +228,25 @@ class ReadingsMixin(StoreBase):
         return int(row[0])
 
     @locked
-    def give_up(self, alert_key: str, sink: str, target: str, reason: str, attempts: int) -> None:
-        """Stop trying an outbox row (capped, or the recipient is gone), keeping why."""
+    def give_up(self, alert_key: str, sink: str, target: str, reason: str, now: datetime) -> None:
+        """Stop trying an outbox row on purpose (capped, filtered, the recipient is gone),
+        keeping why."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE outbox SET attempts = ?, last_error = ?"
-                " WHERE alert_key = ? AND sink = ? AND target = ?",
-                [attempts, reason, alert_key, sink, target],
+                "UPDATE outbox SET given_up = ?, given_up_at = ?, last_error = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ? AND sent_at IS NULL",
+                [reason, iso(now), reason, alert_key, sink, target],
+            )
+
+    @locked
+    def abandon(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
+        """Stop trying an outbox row that is too old to be worth sending; ``last_error``
+        keeps the last delivery error, which is what the operator needs to see."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET given_up = ?, given_up_at = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ? AND sent_at IS NULL",
+                [TOO_OLD, iso(now), alert_key, sink, target],
             )
 
     # ------------------------------------------------------------------ rebuilding

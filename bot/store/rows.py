@@ -18,6 +18,9 @@ MESSAGE_KEY = ("platform", "channel", "message_id")
 TICK_CHECKPOINT = "index_tick"
 #: The newest minute the alert rules evaluated (readings stay hourly, alerts run per minute).
 MINUTE_CHECKPOINT = "alerts_minute"
+#: ``outbox.given_up`` of a row abandoned because it was not delivered within
+#: ``alert_max_age_s`` of being queued (the count ``moodring status`` and ``/status`` show).
+TOO_OLD = "too old"
 
 
 def iso(ts: datetime) -> str:

@@ -257,3 +257,29 @@ def m007_reading_models(db: sqlite_utils.Database) -> None:
     db.table("alerts_superseded").create(
         {**db.table("alerts").columns_dict, "superseded_at": str}, pk="key"
     )
+
+
+@migrations()
+def m008_outbox_given_up(db: sqlite_utils.Database) -> None:
+    """Outbox rows say why they will never be sent, instead of an attempt count standing in.
+
+    Before, a row was dropped once ``attempts`` reached 8 (the old ``max_attempts``), so an
+    outage longer than eight retries silently lost the alert; now rows expire by age
+    (``alert_max_age_s``) and a given-up row is marked. Rows the old cap already dropped are
+    marked given up with the reason they carry, or as too old when they simply kept failing.
+    """
+    outbox = db.table("outbox")
+    outbox.add_column("given_up", str)  # NULL while it may still be sent; else why not
+    outbox.add_column("given_up_at", str)
+    db.execute(
+        "UPDATE outbox SET given_up = CASE WHEN last_error IN (?, ?, ?, ?, ?) THEN last_error"
+        " ELSE ? END, given_up_at = created_at WHERE sent_at IS NULL AND attempts >= 8",
+        [
+            "daily cap",
+            "gone",
+            "muted by moderators",
+            "below the community's threshold",
+            "community cooldown",
+            "too old",  # bot.store.rows.TOO_OLD, frozen here as migrations are
+        ],
+    )
