@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.chat.commands import CommandContext, handle
+from bot.pipeline.config import PipelineConfig
+from bot.pipeline.ticks import IndexEngine
 from bot.prefs.subscriptions import (
     KINDS,
     Subscription,
@@ -16,7 +18,7 @@ from bot.prefs.subscriptions import (
     parse_quiet,
     parse_subscribe,
 )
-from bot.store import Store
+from bot.store import Store, iso
 from bot.types import Alert, Scope
 from connectors.errors import DeliveryError, RecipientGone
 from connectors.types import Command
@@ -228,3 +230,57 @@ def test_community_settings_govern_what_reaches_the_group(setup) -> None:
         "alerts in this chat: on"
         in handle(Command("telegram", "g2", "g2", "mod", "settings", (), mod), ctx).text
     )
+
+
+# Telegram group A and B, a person's own DM chat (Telegram's private chat id is the user id),
+# and a Discord server whose id string happens to equal group A's.
+GROUP_A, GROUP_B, DM_USER = "-100111", "-100222", "555"
+MOD = frozenset({"admin"})
+SUBSCRIBE_AS = {
+    "group A telegram": Command("telegram", GROUP_A, GROUP_A, "mod-a", "subscribe", (), MOD),
+    "group B telegram": Command("telegram", GROUP_B, GROUP_B, "mod-b", "subscribe", (), MOD),
+    "DM user telegram": Command(
+        "telegram", DM_USER, DM_USER, DM_USER, "subscribe", is_private=True
+    ),
+    "group discord": Command("discord", GROUP_A, GROUP_A, "mod-d", "subscribe", (), MOD),
+    # A member's /subscribe in group A is delivered by DM but made in group A.
+    "member of A by DM": Command("telegram", GROUP_A, GROUP_A, "777", "subscribe"),
+}
+TARGET_OF = {
+    "group A telegram": ("telegram", GROUP_A),
+    "group B telegram": ("telegram", GROUP_B),
+    "DM user telegram": ("telegram", DM_USER),
+    "group discord": ("discord", GROUP_A),
+    "member of A by DM": ("telegram", "777"),
+}
+EVERYONE = set(SUBSCRIBE_AS)
+
+
+@pytest.mark.parametrize(
+    ("scope", "receivers"),
+    [
+        (Scope(), EVERYONE),
+        (Scope(community=GROUP_A, platform="telegram"), {"group A telegram", "member of A by DM"}),
+        (Scope(community=GROUP_B, platform="telegram"), {"group B telegram"}),
+        (Scope(community=GROUP_A, platform="discord"), {"group discord"}),
+    ],
+    ids=["all sources", "A telegram", "B telegram", "A-id discord"],
+)
+def test_a_communitys_alerts_reach_only_its_own_subscribers(
+    tmp_path: Path, scope: Scope, receivers: set[str]
+) -> None:
+    store = Store(tmp_path / "s.db")
+    try:
+        ctx = CommandContext(store=store, now=NOW)
+        for cmd in SUBSCRIBE_AS.values():  # the real /subscribe records who and where
+            assert "Subscribed" in handle(cmd, ctx).text
+        # The pipeline's own choice of targets, with no configured sinks beside subscribers.
+        engine = IndexEngine(store, PipelineConfig(sinks_targets=()))
+        extreme = Alert(f"extreme-fear:{scope.key()}:24h:1", "extreme-fear", scope, NOW, "fear")
+        store.save_tick(
+            [], [extreme], {}, engine._targets([extreme], True), ("index_tick", iso(NOW)), NOW
+        )
+        queued = set(store.query("SELECT sink, target FROM outbox"))
+        assert queued == {TARGET_OF[name] for name in receivers}
+    finally:
+        store.close()

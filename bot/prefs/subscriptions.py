@@ -34,7 +34,19 @@ class Subscription:
 
     def matches(self, alert: Alert) -> bool:
         """Whether ``alert`` is one this subscriber asked for (a digest subscription takes
-        no alerts)."""
+        no alerts).
+
+        An alert about one community goes only to subscriptions made in that community on
+        that platform: its own chat, or a member's DM asked for from there. A private group's
+        mood is its own business, so another group, or a DM subscription made elsewhere,
+        gets only alerts about all sources (community ``"*"``).
+        """
+        scope = alert.scope
+        # The platform counts too: a Telegram chat and a Discord server can share an id.
+        if scope.community != "*" and (
+            self.community != scope.community or self.platform != scope.platform
+        ):
+            return False
         kind = alert.kind.split("-", 1)[0]
         asset_ok = self.asset == "*" or alert.scope.asset == self.asset
         return asset_ok and kind in self.kinds
