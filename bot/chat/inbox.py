@@ -89,10 +89,17 @@ class RateLimiter:
 async def answer_command(cmd: Command, store: Store, limiter: RateLimiter) -> Reply | None:
     """The reply to a command, or None when the user is over their rate limit."""
     now = datetime.now(UTC)
-    if not limiter.allow(cmd, now.timestamp()):
-        log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+    if not within_limit(limiter, cmd, now):
         return None
     return await run_command(cmd, store, now)
+
+
+def within_limit(limiter: RateLimiter, cmd: Command, now: datetime) -> bool:
+    """Whether ``cmd`` passes the rate limit (counted if so; logged if not)."""
+    if limiter.allow(cmd, now.timestamp()):
+        return True
+    log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+    return False
 
 
 async def run_command(cmd: Command, store: Store, now: datetime) -> Reply:
@@ -208,8 +215,7 @@ class ChatSource:
         now = datetime.now(UTC)
         # The rate limit comes before the roles: a role lookup is a platform API call on this
         # serial loop, and a flood of moderator commands must not turn into a flood of them.
-        if not self.limiter.allow(cmd, now.timestamp()):
-            log.info("rate limit: %s in %s", cmd.user, cmd.channel)
+        if not within_limit(self.limiter, cmd, now):
             return
         spec = COMMANDS.get(cmd.name)
         # Moderators' commands, and those whose answer depends on the asker's roles, need the

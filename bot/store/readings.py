@@ -229,25 +229,20 @@ class ReadingsMixin(StoreBase):
 
     @locked
     def give_up(self, alert_key: str, sink: str, target: str, reason: str, now: datetime) -> None:
-        """Stop trying an outbox row on purpose (capped, filtered, the recipient is gone),
-        keeping why."""
+        """Stop trying an outbox row, keeping why: on purpose (capped, filtered, the recipient
+        is gone: ``reason`` is also the row's ``last_error``) or as too old (:data:`TOO_OLD`:
+        ``last_error`` keeps the last delivery error, which is what the operator needs)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE outbox SET given_up = ?, given_up_at = ?, last_error = ?"
+                "UPDATE outbox SET given_up = ?, given_up_at = ?,"
+                " last_error = CASE WHEN ? = ? THEN last_error ELSE ? END"
                 " WHERE alert_key = ? AND sink = ? AND target = ? AND sent_at IS NULL",
-                [reason, iso(now), reason, alert_key, sink, target],
+                [reason, iso(now), reason, TOO_OLD, reason, alert_key, sink, target],
             )
 
-    @locked
     def abandon(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
-        """Stop trying an outbox row that is too old to be worth sending; ``last_error``
-        keeps the last delivery error, which is what the operator needs to see."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET given_up = ?, given_up_at = ?"
-                " WHERE alert_key = ? AND sink = ? AND target = ? AND sent_at IS NULL",
-                [TOO_OLD, iso(now), alert_key, sink, target],
-            )
+        """Stop trying an outbox row that is too old to be worth sending."""
+        self.give_up(alert_key, sink, target, TOO_OLD, now)
 
     # ------------------------------------------------------------------ rebuilding
 
