@@ -50,7 +50,9 @@ class PipelineConfig:
     #: streaming old posts cannot hold alerts back; its posts older than that are late.
     lateness_s: float = 120.0
     delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
-    tick_to_clock: bool = False  # live chats: tick on the wall clock too, so quiet hours tick
+    #: Live chats (no replay): tick on the wall clock too, so quiet hours tick; and alerts
+    #: about readings older than ``alert_max_age_s`` by that clock are stored, never sent.
+    tick_to_clock: bool = False
     queue_size: int = 64  # in chunks
     tick_s: int = 3600  # readings are stored once per tick of message time
     assets: tuple[str, ...] = ("BTC", "ETH")

@@ -27,7 +27,7 @@ from bot.pipeline.scoring import ScoringStage
 from bot.pipeline.supervisor import Supervisor, health_to_json
 from bot.pipeline.ticks import IndexEngine
 from bot.pipeline.work import ScoreChunk, ScoredChunk
-from bot.store import Store, StoredMessage
+from bot.store import ScoredRow, Store, StoredMessage
 from connectors.base import Sink, Source
 from connectors.retry import wait_or_stop
 from nlp.assets import AssetTable
@@ -92,6 +92,10 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._delivering = asyncio.Lock()
+        #: The index engine has one owner at a time: the indexing stage and the live clock
+        #: tick both drive it only under this lock (it is not thread-safe, and two runs of the
+        #: same ticks from two threads stored each hour twice).
+        self._indexing = asyncio.Lock()
         #: Live runs restart failed sources through ``supervisor``.
         self.supervisor = Supervisor(self.observer, self._stopping)
         self._warm_spam()
@@ -153,24 +157,35 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         # between the two stages): start from what the store already has scored.
         scored = self.store.newest_scored_time()
         if scored is not None:
-            await asyncio.to_thread(self._catch_up, scored)
+            await self.advance_index(scored, load=True)
         while True:
             try:
                 received = await self.to_index.get()
             except Closed:
                 break
             chunk = received.item
-            self.index.add(chunk.rows)
-            raised = 0
-            if chunk.watermark is not None and not self._stopping.is_set():
-                raised = await asyncio.to_thread(self.run_ticks, chunk.watermark)
+            until = None if self._stopping.is_set() else chunk.watermark
+            raised = await self.advance_index(until, rows=chunk.rows)
             await self.to_index.ack(received)  # the ticks are committed
             if raised:
                 await self.deliver()
         newest = self.store.newest_message_time()
         if newest is not None and not self._stopping.is_set():
-            await asyncio.to_thread(self._catch_up, newest)
+            await self.advance_index(newest, load=True)
         await self.deliver()
+
+    async def advance_index(
+        self, until: datetime | None, rows: Sequence[ScoredRow] = (), load: bool = False
+    ) -> int:
+        """The one way into the index engine: hold it, take ``rows``, then (in a worker
+        thread) load what the store has scored up to ``until`` if ``load``, and tick up to
+        ``until``; return how many alerts were new."""
+        async with self._indexing:
+            self.index.add(rows)
+            if until is None:
+                return 0
+            work = self._catch_up if load else self.run_ticks
+            return await asyncio.to_thread(work, until)
 
     def _catch_up(self, until: datetime) -> int:
         """Load from the store what is scored up to ``until`` (the scoring stage's rows are
@@ -208,7 +223,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         # A quiet chat still ticks on the clock, but not past messages that wait to be
         # scored (their hour would be read without them); scoring wakes the index.
         if self.config.tick_to_clock and not await asyncio.to_thread(self.store.unscored, 1):
-            await asyncio.to_thread(self.run_ticks, datetime.now(UTC))
+            await self.advance_index(datetime.now(UTC))
         await self.deliver()
         for job in self.periodic:
             try:
@@ -235,6 +250,10 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self._live = live
         if live:
             self.watermark.lateness_s = self.config.lateness_s
+        if live and self.config.tick_to_clock:
+            # A live run (no replay) goes by the wall clock: an alert about a reading this old
+            # (catch-up after a gap) is history. Replays deliver by message time.
+            self.index.max_age = timedelta(seconds=self.config.alert_max_age_s)
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         await self._requeue_unscored()
         delivery = asyncio.create_task(self.delivery_loop()) if live else None

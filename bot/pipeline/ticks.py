@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.mood.alerts import AlertParams, AlertState, evaluate
@@ -21,6 +21,7 @@ from bot.mood.index import (
 )
 from bot.pipeline.config import LOOKBACK, PipelineConfig, floor_time
 from bot.pipeline.market_rules import MarketRules
+from bot.prefs.subscriptions import Subscription
 from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
 from bot.types import Alert, MoodReading, Scope
 
@@ -77,6 +78,12 @@ class IndexEngine:
         self._scopes: tuple[datetime, list[Scope], set[tuple[str, str]]] | None = None
         self._baseline_cache: dict[tuple[str, datetime], tuple[Baseline, Baseline]] = {}
         self.late = 0
+        self.skipped = 0  # empty ticks not run (``due_ticks``)
+        #: Live runs: alerts about readings older than this (by ``clock``) are never queued;
+        #: None (replays) delivers by message time.
+        self.max_age: timedelta | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.stale = 0  # alerts stored but not queued as too old (live runs)
         self.tracked_since = store.oldest_message_time()
 
     def load(self, until: datetime) -> None:
@@ -268,12 +275,23 @@ class IndexEngine:
         self, alerts: list[Alert], outbox: bool
     ) -> Callable[[Alert], list[tuple[str, str]]]:
         """Who gets each alert: the configured sinks and matching subscribers (nobody in a
-        rebuild of history)."""
-        subscriptions = self.store.subscriptions() if alerts and outbox else []
+        rebuild of history, nor, in a live run, for an alert about a reading older than
+        ``max_age`` by the wall clock: stored for history, never sent).
+
+        The store calls this inside the transaction that stores the alert, and the
+        subscriptions are read there, so a subscription receives exactly the alerts stored
+        after it was made."""
+        subscriptions: list[Subscription] | None = None
 
         def targets(alert: Alert) -> list[tuple[str, str]]:
+            nonlocal subscriptions
             if not outbox:
                 return []
+            if self.max_age is not None and self.clock() - alert.at > self.max_age:
+                self.stale += 1
+                return []
+            if subscriptions is None:
+                subscriptions = self.store.subscriptions()
             found = list(self.config.sinks_targets)
             found += [(s.platform, s.target) for s in subscriptions if s.matches(alert)]
             return list(dict.fromkeys(found))
@@ -362,36 +380,55 @@ class IndexEngine:
         """Every due hourly tick and every due minute up to ``until``, in time order.
 
         Returns how many ticks ran and the alerts that were new. A minute that is also a
-        tick is evaluated by the tick, which runs the rules for every scope.
+        tick is evaluated by the tick, which runs the rules for every scope. Ticks are made
+        one at a time (``due_ticks`` is lazy), so a far ``until`` costs no memory up front.
         """
-        ticks = self.due_ticks(until)
         end = until.replace(second=0, microsecond=0)
         minutes = sorted(m for m in self._due if m <= end)
         new: list[Alert] = []
-        for t in ticks:
-            before = [m for m in minutes if m < t]
-            minutes = minutes[len(before) :]
+        ran = 0
+        for t in self.due_ticks(until):
+            cut = bisect.bisect_left(minutes, t)
+            before, minutes = minutes[:cut], minutes[cut:]
             new += self.evaluate_minutes(before, outbox)
             if minutes and minutes[0] == t:
                 self._due.pop(minutes.pop(0), None)
             new += self.tick(t, outbox)
+            ran += 1
             self.last_minute = t if self.last_minute is None else max(self.last_minute, t)
         new += self.evaluate_minutes(minutes, outbox)
-        return len(ticks), new
+        return ran, new
 
-    def due_ticks(self, until: datetime) -> list[datetime]:
-        """Tick times after the last stored tick, up to ``until``."""
+    def due_ticks(self, until: datetime) -> Iterator[datetime]:
+        """Tick times after the last stored tick, up to ``until``, made as they are asked for.
+
+        An empty span is skipped: a tick with no message in the ``LOOKBACK`` before it has
+        nothing to read in any window, so after a gap (a database left for a year, then
+        ``moodring run``) ticking resumes at the first tick that sees the next message, or,
+        when none is due, runs only the newest tick up to ``until`` (its readings say there
+        is nothing to read now). Market rules, run on ticks, then read the newest daily close.
+        """
         step = timedelta(seconds=self.config.tick_s)
         if self.last_tick is None:
             first = self.store.oldest_message_time()
             if first is None:
-                return []
-            start = floor_time(first, self.config.tick_s)
+                return
+            t = floor_time(first, self.config.tick_s) + step
         else:
-            start = self.last_tick
-        out = []
-        t = start + step
+            t = self.last_tick + step
         while t <= until:
-            out.append(t)
+            upcoming = self.store.next_message_time(t - LOOKBACK)
+            if upcoming is None or upcoming > t:  # nothing in (t - LOOKBACK, t]: empty
+                last = floor_time(until, self.config.tick_s)
+                resume = last if upcoming is None else min(self._grid_ceil(upcoming), last)
+                if resume > t:
+                    self.skipped += (resume - t) // step
+                    log.info("no messages from %s to %s: their ticks are skipped", t, resume)
+                    t = resume
+            yield t
             t += step
-        return out
+
+    def _grid_ceil(self, ts: datetime) -> datetime:
+        """The first tick at or after ``ts``: the first that reads a message at ``ts``."""
+        floor = floor_time(ts, self.config.tick_s)
+        return floor if floor == ts else floor + timedelta(seconds=self.config.tick_s)

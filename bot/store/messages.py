@@ -346,6 +346,14 @@ class MessagesMixin(StoreBase):
         return parse_ts(row[0]) if row and row[0] else None
 
     @locked
+    def next_message_time(self, after: datetime) -> datetime | None:
+        """When the first message created after ``after`` was posted (None if none was)."""
+        row = self.db.execute(
+            "SELECT MIN(created_at) FROM messages WHERE created_at > ?", [iso(after)]
+        ).fetchone()
+        return parse_ts(row[0]) if row and row[0] else None
+
+    @locked
     def oldest_message_time(self) -> datetime | None:
         row = self.db.execute("SELECT MIN(created_at) FROM messages").fetchone()
         return parse_ts(row[0]) if row and row[0] else None
