@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.types import Alert, MoodReading, Scope
 from connectors.types import Reply
@@ -10,11 +10,11 @@ from connectors.types import Reply
 KIND_ICON = {"extreme": "🚨", "swing": "↕️", "hype": "📣", "levels": "📏", "divergence": "🔀"}
 
 
-def scope_label(scope: Scope) -> str:
-    """'BTC', 'all sources', 'BTC in stocktwits' …"""
+def scope_label(scope: Scope, community_title: str = "") -> str:
+    """'BTC', 'all sources', 'BTC in Crypto Talk' (the community's title; its id without one) …"""
     what = scope.asset if scope.asset != "*" else "all assets"
     if scope.community != "*":
-        return f"{what} in {scope.community}"
+        return f"{what} in {community_title or scope.community}"
     if scope.platform != "*":
         return f"{what} on {scope.platform}"
     return what if scope.asset != "*" else "all sources"
@@ -26,10 +26,23 @@ def quote(text: str, limit: int = 140) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def render_alert(alert: Alert, target: str = "") -> Reply:
-    """An alert as a chat reply: title, the numbers, then the quoted drivers."""
+def alert_title(alert: Alert, titles: Mapping[str, str] | None = None) -> str:
+    """The alert's title with its community named by its title (``titles``: community id →
+    title) rather than by its id, e.g. "Overall in Crypto Talk on telegram: …"."""
+    community = alert.scope.community
+    title = (titles or {}).get(community, "")
+    if community == "*" or not title:
+        return alert.title
+    # The mood rules word the title from the scope's id (they know no names); the title is
+    # known only here, at delivery.
+    return alert.title.replace(f" in {community}", f" in {title}", 1)
+
+
+def render_alert(alert: Alert, target: str = "", titles: Mapping[str, str] | None = None) -> Reply:
+    """An alert as a chat reply: title, the numbers, then the quoted drivers (``titles``:
+    community id → title, to name the alert's community)."""
     icon = next((v for k, v in KIND_ICON.items() if alert.kind.startswith(k)), "🔔")
-    lines = [f"{icon} {alert.title}"]
+    lines = [f"{icon} {alert_title(alert, titles)}"]
     if alert.detail:
         lines.append(alert.detail)
     if alert.evidence:
@@ -92,11 +105,13 @@ def unknown_asset_text(asset: str, known: Sequence[str], limit: int = 10) -> str
     )
 
 
-def render_digest(alerts: list[Alert], target: str = "") -> Reply:
+def render_digest(
+    alerts: list[Alert], target: str = "", titles: Mapping[str, str] | None = None
+) -> Reply:
     """Several held-back alerts (quiet hours) as one message, oldest first."""
     lines = [f"🔔 {len(alerts)} alerts while you were away:"]
     for alert in sorted(alerts, key=lambda a: (a.at, a.key)):
-        lines.append(f"• {alert.at:%m-%d %H:%M} UTC — {alert.title}")
+        lines.append(f"• {alert.at:%m-%d %H:%M} UTC — {alert_title(alert, titles)}")
         if alert.detail:
             lines.append(f"  {alert.detail}")
     return Reply(text="\n".join(lines), target=target)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +16,12 @@ from pydantic_settings import (
 )
 
 from bot.paths import default_model_dir
+
+#: One entry of ``Settings.operators``: a platform and a user id on it, e.g. "telegram:12345".
+OPERATOR_RE = re.compile(r"(telegram|discord):[0-9]{1,20}")
+
+#: One chat source: a platform and a community id on it (or the platform alone, where allowed).
+SOURCE_RE = re.compile(r"(telegram|discord)(:-?[0-9]{1,20})?")
 
 
 class Settings(BaseSettings):
@@ -32,6 +39,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Purge message texts older than this many days; None keeps them (the default).
     retention_days: int | None = None
+    #: Clear a raw chat update (the inbox payload: text, username, first name) this many days
+    #: after it was processed (checked hourly). The row stays, so it is never handled twice.
+    inbox_retention_days: float = Field(default=2.0, ge=0)
     #: How often (seconds of message time) the index and alert rules run.
     tick_s: int = 3600
     #: Assets given their own readings even before they trend.
@@ -46,6 +56,21 @@ class Settings(BaseSettings):
     #: Seconds an alert may wait to be delivered (a chat platform down, say) before it is
     #: abandoned as stale; failed sends are retried with backoff until then.
     alert_max_age_s: float = Field(default=6 * 3600.0, gt=0)
+    #: The chat communities the bot reads, "platform:id" (a Telegram group's chat id, a
+    #: Discord server id), e.g. ("telegram:-1001234567890", "discord:4567"). Empty: no group
+    #: is read, and the bot answers in one with a line naming this setting. X searches and
+    #: replays are not communities. Direct messages always work.
+    communities: tuple[str, ...] = ()
+    #: Chat sources whose posts alerts may quote anywhere: a platform ("telegram") or one
+    #: community ("telegram:-1001234567890"). X searches and replays are public already;
+    #: other groups' posts are quoted only to that group itself.
+    public_sources: tuple[str, ...] = ()
+    #: Assets alerts may be about besides the coin table, ``assets`` and priced assets
+    #: (a busy unknown cashtag gets readings but never alerts).
+    alert_assets: tuple[str, ...] = ()
+    #: Effective authors an all-sources extreme or hype alert needs when several communities
+    #: are read (no community may supply more than half of it either).
+    alert_min_authors: int = Field(default=10, ge=1)
     telegram_token: SecretStr | None = None
     #: A self-hosted Bot API server (or a test peer), ``http://host:port`` or the same ending in
     #: ``/bot`` (both work: the connector appends ``/bot`` when missing); None = Telegram's own.
@@ -55,6 +80,11 @@ class Settings(BaseSettings):
     discord_channel_ids: tuple[int, ...] = ()
     #: Discord role names that count as moderators, besides Manage Server.
     discord_admin_roles: tuple[str, ...] = ()
+    #: Who gets the operator's /status (every connector, X spend and cap, global counts) in a
+    #: direct message with the bot: "platform:user_id" entries, the platform's numeric user id,
+    #: e.g. ("telegram:12345", "discord:678"). Group admins get their community's part only;
+    #: the console and `moodring ask` are the operator anyway.
+    operators: tuple[str, ...] = ()
     #: X (Twitter) API v2 app bearer token; X is optional and off without it.
     x_bearer_token: SecretStr | None = None
     #: X recent-search queries, e.g. ("$BTC lang:en -is:retweet", "from:somebody").
@@ -87,6 +117,34 @@ class Settings(BaseSettings):
 
     #: The TOML file ``load_settings`` was given (a subclass sets it; no process-wide state).
     toml_file: ClassVar[Path | None] = None
+
+    @field_validator("operators")
+    @classmethod
+    def _operator_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry is ``telegram:<digits>`` or ``discord:<digits>`` (user ids, so a
+        Telegram channel or group, whose ids are negative, can never be an operator)."""
+        for entry in value:
+            if not OPERATOR_RE.fullmatch(entry):
+                raise ValueError(f"{entry[:40]!r} is not platform:user_id, e.g. telegram:12345")
+        return value
+
+    @field_validator("communities", "public_sources")
+    @classmethod
+    def _chat_sources(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        """``telegram:<id>`` or ``discord:<id>`` (public_sources may name a whole platform)."""
+        for entry in value:
+            match = SOURCE_RE.fullmatch(entry)
+            if match is None or (info.field_name == "communities" and not match.group(2)):
+                raise ValueError(f"{entry[:40]!r} is not platform:id, e.g. telegram:-1001234567890")
+        return value
+
+    @field_validator("alert_assets")
+    @classmethod
+    def _asset_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not re.fullmatch(r"[A-Z0-9]{1,12}", entry):
+                raise ValueError(f"{entry[:40]!r} is not an asset symbol, e.g. BTC")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+#: Platforms whose sources are communities (groups, servers): read only when the operator
+#: allow-lists them, and quoted beyond themselves only when the operator calls them public.
+#: Other sources (X searches, replayed files) are the operator's own choice, not communities.
+CHAT_PLATFORMS = frozenset({"telegram", "discord"})
+
 #: alternative.me's Fear & Greed bands (upper bounds, inclusive).
 BANDS: tuple[tuple[int, str], ...] = (
     (25, "Extreme Fear"),

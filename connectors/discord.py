@@ -76,6 +76,7 @@ def message_to_event(msg: discord.Message, own_id: int | None = None) -> Message
         likes=sum(reaction.count for reaction in msg.reactions),
         replies=msg.thread.message_count if msg.thread is not None else 0,
         public=False,
+        community_title=msg.guild.name or "",
     )
 
 
@@ -107,6 +108,7 @@ def interaction_to_command(
             args.extend(part for part in _ARG_SPLIT.split(str(value)) if part)
     channel = str(interaction.channel_id)
     guild_id = interaction.guild_id
+    guild = interaction.guild  # None in a DM, or for a server not in the client's cache
     return Command(
         platform=PLATFORM,
         community=str(guild_id) if guild_id is not None else channel,
@@ -116,6 +118,7 @@ def interaction_to_command(
         args=tuple(args),
         roles=_roles(interaction.user, admin_roles),
         is_private=guild_id is None,
+        community_title=(guild.name or "") if guild is not None else "",
     )
 
 
@@ -321,6 +324,35 @@ class DiscordConnector:
                 )
         logger.info("discord: backfilled %d messages", sent)
         return sent
+
+    async def roles_of(self, command: Command) -> frozenset[str]:
+        """The roles ``command``'s user holds in its server now, asked of Discord (the digest
+        job re-checks a moderator this way; a slash command carries its own roles).
+
+        Someone no longer in the server, or a server the bot has left, has none.
+
+        Raises:
+            SourceUnavailable: Discord cannot say now (not connected yet, the server is in an
+                outage, or the request failed).
+        """
+        if not command.community.isdigit() or not command.user.isdigit():
+            return frozenset()
+        if not self.client.is_ready():
+            raise SourceUnavailable("discord: not connected, roles unknown")
+        guild = self.client.get_guild(int(command.community))
+        if guild is None:
+            return frozenset()  # not a server the bot is in (or a DM channel)
+        if guild.unavailable:
+            raise SourceUnavailable(f"discord: server {guild.id} is unavailable")
+        try:
+            # Asked, not read from the cache: without the members intent a cached member's
+            # roles are not kept up to date, and a demotion must count.
+            member = await guild.fetch_member(int(command.user))
+        except discord.NotFound:
+            return frozenset()
+        except discord.HTTPException as exc:
+            raise SourceUnavailable(f"discord: cannot look up a member ({exc.status})") from None
+        return _roles(member, self.admin_roles)
 
     async def respond(self, interaction: discord.Interaction) -> None:
         """Answer a slash command: ``answer`` it, then reply with mentions disabled."""

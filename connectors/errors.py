@@ -4,7 +4,8 @@ ConnectorError
  ├── MalformedInput     a row or payload that cannot become a Message (skipped, counted)
  ├── SourceUnavailable  the platform or file cannot be reached or read
  └── DeliveryError      a send failed; ``retry_after`` is set when the platform asked to wait
-      └── RecipientGone the recipient blocked the bot or left: do not retry
+      ├── RecipientGone the recipient blocked the bot or left: do not retry
+      └── Rejected      the platform refused this very message (a bad request): do not retry
 """
 
 from __future__ import annotations
@@ -32,3 +33,8 @@ class DeliveryError(ConnectorError):
 
 class RecipientGone(DeliveryError):
     """The recipient blocked the bot or no longer exists; retrying will not help."""
+
+
+class Rejected(DeliveryError):
+    """The platform refused the message itself (a 400 other than a missing chat): sending the
+    same message again fails the same way, so a bounded retry need not try."""

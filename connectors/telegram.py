@@ -30,7 +30,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from connectors.bounds import time_problem
-from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.errors import DeliveryError, RecipientGone, Rejected, SourceUnavailable
 from connectors.retry import backoff_delay, wait_or_stop
 from connectors.text import split_once, utf16_units
 from connectors.text import split_text as chunks_of
@@ -126,7 +126,7 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
     if body.startswith("/"):
         if _POST_KINDS[kind] or kind == "channel_post":
             return None  # an edited command must not run twice; channels have no user
-        return _command(post, chat_id, chat_type, channel, body, bot_username)
+        return _command(post, chat, channel, body, bot_username)
 
     if chat_type not in _COMMUNITY_CHATS:
         return None  # private chatter is not community mood
@@ -149,12 +149,11 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
         created_at=created_at,
         public=bool(chat.get("username")),
         language=None,
+        community_title=_chat_title(chat),
     )
 
 
-def _command(
-    post: dict, chat_id: int, chat_type: Any, channel: str, body: str, bot_username: str
-) -> Command | None:
+def _command(post: dict, chat: dict, channel: str, body: str, bot_username: str) -> Command | None:
     head, *args = body.split()
     name, _, addressee = head[1:].partition("@")
     if addressee and addressee.lower() != bot_username.lstrip("@").lower():
@@ -163,14 +162,41 @@ def _command(
         return None  # "/", "/r/bitcoin ...": not a command, and never scored either
     return Command(
         platform="telegram",
-        community=str(chat_id),
+        community=str(chat["id"]),
         channel=channel,
         user=_sender(post),
         name=name.lower(),
         args=tuple(args),
         roles=frozenset(),
-        is_private=chat_type == "private",
+        is_private=chat.get("type") == "private",
+        community_title=_chat_title(chat),
+        reply_to_author=_replied_to(post),
     )
+
+
+def _replied_to(post: dict) -> str | None:
+    """Who wrote the message ``post`` replies to (``/forget`` as a reply names its target).
+
+    In a forum topic every message "replies" to the topic's first service message; that is
+    no reply a user chose, so it names nobody.
+    """
+    replied = post.get("reply_to_message")
+    if not isinstance(replied, dict) or "forum_topic_created" in replied:
+        return None
+    if post.get("is_topic_message") and replied.get("message_id") == post.get("message_thread_id"):
+        return None
+    try:
+        return _sender(replied)
+    except _Malformed:
+        return None
+
+
+def _chat_title(chat: dict) -> str:
+    """A group's or channel's title ("" for a private chat, which has none, or a bad one)."""
+    title = chat.get("title")
+    if chat.get("type") not in _COMMUNITY_CHATS or not isinstance(title, str):
+        return ""
+    return title
 
 
 def _sender(post: dict) -> str:
@@ -438,6 +464,7 @@ class TelegramSink:
         Raises:
             DeliveryError: the send failed; ``retry_after`` is set on flood control.
             RecipientGone: the bot was blocked, kicked, or the chat no longer exists.
+            Rejected: Telegram refused the message itself (400): resending cannot help.
         """
         if not reply.target:
             raise DeliveryError("telegram reply has no target chat")
@@ -490,6 +517,8 @@ def _delivery_error(exc: TelegramError, target: str) -> DeliveryError:
         return RecipientGone(detail)
     if isinstance(exc, BadRequest) and "chat not found" in exc.message.lower():
         return RecipientGone(detail)
+    if isinstance(exc, BadRequest):
+        return Rejected(detail)  # this message is refused; only 429, 5xx and network are transient
     return DeliveryError(detail)
 
 
@@ -588,6 +617,38 @@ class TelegramRoles:
 
     async def is_admin(self, chat_id: str, user_id: str) -> bool:
         """``is_admin``, from the cached admin list of ``chat_id`` (fetched when missing)."""
+        # Fails closed, uncached: the next command asks again.
+        return await self._admin_or_unknown(chat_id, user_id) is True
+
+    async def check(self, command: Command) -> frozenset[str]:
+        """Like calling it, but a lookup that failed raises instead of failing closed: for a
+        caller that acts on "not an admin" (the digest job drops a demoted moderator's
+        subscription), "could not ask" must not read as "no".
+
+        A chat Telegram refuses to list (the bot was removed, the chat is gone) has no admin
+        the bot can confirm: nobody is one there.
+
+        Raises:
+            SourceUnavailable: Telegram could not be asked (network, flood control, 5xx).
+        """
+        chat, _ = parse_target(command.community)
+        if isinstance(chat, int) and chat < 0 and self._admins.get(chat) is None:
+            try:
+                admins = await self.bot.get_chat_administrators(chat)
+            except (BadRequest, Forbidden):  # BadRequest is a NetworkError: caught first
+                return frozenset()
+            except TelegramError as exc:
+                raise SourceUnavailable(
+                    f"telegram: cannot list the admins of {chat} ({type(exc).__name__})"
+                ) from None
+            self._admins[chat] = frozenset(str(member.user.id) for member in admins)
+        admin = await self._admin_or_unknown(command.community, command.user)
+        if admin is None:
+            raise SourceUnavailable(f"telegram: cannot list the admins of {command.community}")
+        return frozenset({"admin"}) if admin else frozenset()
+
+    async def _admin_or_unknown(self, chat_id: str, user_id: str) -> bool | None:
+        """Whether ``user_id`` administers ``chat_id``; None when Telegram cannot be asked."""
         chat, _ = parse_target(chat_id)
         if str(chat) == user_id:
             return True  # one's own private chat, or the group's anonymous admin
@@ -597,7 +658,7 @@ class TelegramRoles:
         if admins is None:
             admins = await _admin_ids(self.bot, chat)
             if admins is None:
-                return False  # fails closed, uncached: the next command asks again
+                return None
             self._admins[chat] = admins
         return user_id in admins
 

@@ -30,6 +30,9 @@ class Message:
     author_followers: int | None = None
     author_created_at: datetime | None = None  # when the account was made
     author_verified: bool | None = None
+    # The community's name as the platform shows it (a group's title, a server's name), so
+    # replies can name it; "" where the platform gives none.
+    community_title: str = ""
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
@@ -48,6 +51,9 @@ class Command:
     args: tuple[str, ...] = ()
     roles: frozenset[str] = field(default_factory=frozenset)  # e.g. {"admin"}
     is_private: bool = False  # sent in a direct message
+    #: Who wrote the message this command answers (a Telegram reply); None when it is none.
+    reply_to_author: str | None = None
+    community_title: str = ""  # the group's or server's name; "" in a DM or when not given
 
 
 @dataclass(frozen=True, slots=True)

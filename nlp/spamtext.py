@@ -8,9 +8,14 @@ import re
 # Texts are cut before any work: spam checks need the gist, and hostile input stays cheap.
 _MAX_CHARS = 4000
 
-# Links in raw form, and the bare "http" that nlp.normalize leaves in their place.
+# Links in raw form, and the bare "http" that nlp.normalize leaves in their place. A bare
+# domain is tried only from the start of its run of word characters and hyphens (leading
+# hyphens are cut with it: no token nor letter either): tried from every "\b" inside
+# "a-a-a-…", it rescanned the run each time, quadratic in its length.
 _URL_RE = re.compile(
-    r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|io|me|gg|xyz|org)/\S*|\bhttps?\b", re.I
+    r"(?:https?://|www\.)\S+|(?<![\w-])-*+\b[\w-]++\.(?:com|net|io|me|gg|xyz|org)/\S*|"
+    r"\bhttps?\b",
+    re.I,
 )
 # Mentions, raw ("@satoshi") or normalised ("@user").
 _MENTION_RE = re.compile(r"(?<![\w$])@\w{1,32}")
@@ -116,8 +121,10 @@ _CTA = (
 _COINS = (
     r"#?(?:crypto|coins?|tokens?|bitcoins?|btc|eth|ethereum|doge|usdt|bnb|sats|nfts?|\$[a-z]{2,10})"
 )
-# Praise of a "project" followed by three tagged accounts: a bounty hunter's entry post.
-_BOUNTY_ENTRY = r"\b(?:project|community)\b.*?@\w+(?:\W+@\w+){2}"
+# Praise of a "project" followed by three tagged accounts: a bounty hunter's entry post. The
+# first "project" is the only start tried (atomic group): tags after a later one come after
+# it too, and scanning on from every "project" was quadratic.
+_BOUNTY_ENTRY = r"\A(?>.*?\b(?:project|community)\b).*?@\w+(?:\W+@\w+){2}"
 
 #: (reason, pattern) pairs tried in order on the lower-cased text with its links cut out; the
 #: first that matches names the shill. Keywords inside a link ("/what-is-an-airdrop/") do not
@@ -132,7 +139,9 @@ SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "giveaway",
             r"\b(?:giving away|distribut\w+|send(?:ing)? out)\s+(?:\S+\s+){0,3}?"
             r"[\d,.o]+k?\s*" + _COINS + r"\b|"
-            r"\b\d[\d,.o]*k?\s*"
+            # A number runs to the end of its run of [\d,.o] (no coin starts with those), so
+            # only the first "\b\d" of a run is tried: each one of "0.0.0.…" was quadratic.
+            r"(?<![\d,.o])(?>[\d,.o]*?\b\d)[\d,.o]*+k?\s*"
             + _COINS
             + r"\b.{0,40}?\b(?:will be )?(?:distributed|given away)\b",
         ),
@@ -166,7 +175,8 @@ SHILL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:\$[a-z]{2,10}\s+|[\d,.]+k?\s*)?" + _COINS + r"\b|"
             r"\bdouble your\s+" + _COINS + r"|\bguaranteed\s+(?:profits?|returns?|income|roi)\b|"
             r"\broi\s*\d+.{0,20}\b(?:daily|weekly)\b|"
-            r"\bearn\s+\$?[\d,.]+k?\+?\s*(?:\$|usd|usdt|" + _COINS + r")?\s*"
+            # Possessive spaces: "\s*(?:…)?\s*" split a long run of spaces every way there is.
+            r"\bearn\s+\$?[\d,.]+k?\+?\s*+(?:(?:\$|usd|usdt|" + _COINS + r")\s*+)?"
             r"(?:daily|per day|a day|every day|weekly)\b",
         ),
         (

@@ -51,7 +51,7 @@ def test_guild_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
 
             result = await members[0].slash(channel, "mood")
             reply = result.response.message.content
-            assert reply.startswith("Mood as of") and f"in {guild.id}" in reply
+            assert reply.startswith("Mood as of") and f"in {guild.name}" in reply  # not its id
 
             nasty = await members[1].send(channel, "@everyone $BTC <@123> **dump** now")
             await wait_for(lambda: store.query("SELECT COUNT(*) FROM scores")[0][0] == 41)

@@ -137,7 +137,7 @@ def test_group_chat_end_to_end(tmp_path: Path, fake: FakeTelegram, tiny_model_di
     assert stats.added == 0 and stats.delivered == 0  # a restart stores or sends nothing twice
     texts = sent_texts(fake)
     mood = next(t for t in texts if t.startswith("Mood as of"))
-    assert f"here — all assets in {GROUP}" in mood and "Fear" in mood
+    assert "here — all assets in Crypto Talk" in mood and "Fear" in mood  # its title, not id
     assert any("Subscribed by direct message" in t for t in texts)  # member → DM
     assert any("Subscribed here" in t for t in texts)  # admin (getChatAdministrators) → group
     calls = fake.requests("sendMessage")

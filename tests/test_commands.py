@@ -159,12 +159,16 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
         in handle(Command("replay", "test", "c", "7", "alerts"), ctx).text
     )
 
+    async def still_a_moderator(cmd: Command) -> frozenset[str]:
+        return frozenset({"admin"})
+
     sink = RecordingSink()
+    sinks, roles = {"replay": sink}, {"replay": still_a_moderator}
     day = now.replace(hour=5, minute=0)  # 07:00 in Berlin (summer): not yet
-    assert asyncio.run(send_due_digests(store, {"replay": sink}, day)) == 0
+    assert asyncio.run(send_due_digests(store, sinks, day, roles)) == 0
     later = now.replace(hour=7, minute=0)  # 09:00 in Berlin: due
-    assert asyncio.run(send_due_digests(store, {"replay": sink}, later)) == 1
-    assert asyncio.run(send_due_digests(store, {"replay": sink}, later)) == 0  # once a day
+    assert asyncio.run(send_due_digests(store, sinks, later, roles)) == 1
+    assert asyncio.run(send_due_digests(store, sinks, later, roles)) == 0  # once a day
     [reply] = sink.sent
     assert reply.target == "7" and reply.text.startswith("Daily digest for test")
     assert "Summary of the last 24h" in reply.text

@@ -147,6 +147,7 @@ class BotProcess:
             MOODRING_CACHE_DIR=os.environ.get("MOODRING_CACHE_DIR", str(self.db.parent / "c")),
             MOODRING_TELEGRAM_TOKEN=TOKEN,
             MOODRING_TELEGRAM_API_URL=self.fake.base_url,
+            MOODRING_COMMUNITIES=f'["telegram:{GROUP}"]',
             MOODRING_LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )

@@ -113,6 +113,7 @@ def test_guild_message_becomes_message_and_bots_are_ignored() -> None:
         assert m.text == "BTC looks strong, buying more"
         assert m.created_at.utcoffset() == timedelta(0) and m.created_at == sent.created_at
         assert m.public is False
+        assert m.community_title == guild.name  # so replies can name the server
 
     simulate(rec, scenario)
 
@@ -242,6 +243,7 @@ def test_slash_mood_reaches_answer_and_reply_cannot_ping() -> None:
                 user=str(alice.id),
                 name="mood",
                 args=("BTC",),
+                community_title=guild.name,  # so replies can name the server
             )
         ]
         assert result.response is not None
@@ -404,6 +406,7 @@ def test_all_commands_are_registered() -> None:
         "unsubscribe",
         "alerts",
         "quiet",
+        "forget",
         "summary",
         "digest",
         "settings",

@@ -178,3 +178,19 @@ def test_the_index_engine_has_one_owner_at_a_time(store: Store) -> None:
     assert most == 1
     ticks = store.query("SELECT at, COUNT(*) FROM readings WHERE scope = ? GROUP BY at", ["*|*|*"])
     assert all(n == 2 for _, n in ticks)  # one 1h and one 24h reading per hour, never more
+
+
+def test_an_erasure_reaches_the_rows_the_running_index_holds(store: Store) -> None:
+    """After /forget (or `moodring forget` from another process) the engine reads its held
+    rows again: later alerts cannot quote the erased text or name the author from memory."""
+    post(store, 3, TODAY - timedelta(hours=2))
+    engine = IndexEngine(store, PipelineConfig())
+    engine.load(TODAY - timedelta(hours=1))
+    assert {r.author for r in engine._rows} == {"a0", "a1", "a2"}
+    store.forget_author("replay", "a1", TODAY)
+    engine.advance(TODAY)
+    held = {r.key: r for r in engine._rows}
+    erased = [r for r in held.values() if r.author.startswith("erased:")]
+    assert len(erased) == 1 and erased[0].text == ""
+    assert {r.author for r in held.values()} - {erased[0].author} == {"a0", "a2"}
+    assert all(p.text for p in engine._points if not p.author.startswith("erased:"))

@@ -38,6 +38,7 @@ LISTED = (
     "unsubscribe",
     "alerts",
     "quiet",
+    "forget",
     "summary",
     "digest",
     "settings",
@@ -81,7 +82,7 @@ def test_role_checks_come_from_the_audience() -> None:
     assert moderators == {"summary", "digest", "settings", "status"}
     # Moderators' commands, and those whose answer depends on who asks, look the roles up.
     needs_roles = {s.name for s in COMMANDS if s.needs_roles}
-    assert needs_roles == moderators | {"subscribe", "unsubscribe", "levels"}
+    assert needs_roles == moderators | {"subscribe", "unsubscribe", "alerts", "levels", "forget"}
 
 
 def test_telegram_discord_console_and_ask_offer_the_same_commands(

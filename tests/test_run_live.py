@@ -31,7 +31,7 @@ from tests.fake_exchange import (
     ticker_24hr,
 )
 from tests.fake_telegram import TOKEN, FakeTelegram
-from tests.test_chat_telegram import group_update
+from tests.test_chat_telegram import GROUP, group_update
 from tests.test_x import URL, USER, tweet
 
 X_TOKEN = "AAAAAAAAAAAAAAAAAAAAAExampleBearerTokenForTestsOnly000000000000"
@@ -85,6 +85,7 @@ def test_telegram_x_and_prices_run_side_by_side(
         model_dir=tiny_model_dir,
         telegram_token=SecretStr(TOKEN),
         telegram_api_url=telegram.base_url,
+        communities=(f"telegram:{GROUP}",),
         x_bearer_token=SecretStr(X_TOKEN),
         x_queries=("$BTC",),
         x_poll_s=0.2,

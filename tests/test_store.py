@@ -46,6 +46,9 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
         ("m006_asset_aliases",),
         ("m007_reading_models",),
         ("m008_outbox_given_up",),
+        ("m009_do_not_store",),
+        ("m010_community_status_index",),
+        ("m011_community_titles_and_private_chats",),
     ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()

@@ -18,7 +18,7 @@ import telegram
 
 from bot.store import Store
 from connectors.base import Sink
-from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
+from connectors.errors import DeliveryError, RecipientGone, Rejected, SourceUnavailable
 from connectors.telegram import (
     TelegramPoller,
     TelegramSink,
@@ -137,6 +137,7 @@ def test_a_group_message_becomes_a_message() -> None:
         created_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
         public=True,
         language=None,
+        community_title="Crypto Talk",
     )
 
 
@@ -209,6 +210,7 @@ def test_a_command_for_us_is_a_command_never_a_message() -> None:
         args=("BTC", "7d"),
         roles=frozenset(),
         is_private=False,
+        community_title="Crypto Talk",
     )
     upper = update_to_event(message_update(11, "/mood@MoodRing_Test_Bot"), "@" + BOT_USERNAME)
     assert isinstance(upper, Command) and upper.name == "mood"
@@ -527,7 +529,7 @@ def test_a_photo_is_uploaded_as_multipart_with_a_caption(fake: FakeTelegram) -> 
         (KICKED, RecipientGone, None),
         (CHAT_NOT_FOUND, RecipientGone, None),
         (SERVER_ERROR, DeliveryError, None),
-        (Failure(400, "Bad Request: message is too long"), DeliveryError, None),
+        (Failure(400, "Bad Request: message is too long"), Rejected, None),
     ],
 )
 def test_send_errors_map_to_delivery_errors(

@@ -390,6 +390,33 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase one person's data on request (see ``Store.forget_author``); works beside a
+    running bot, whose intake reads the do-not-store list from the database."""
+    from bot.store import Store
+
+    if not settings.db.is_file():
+        raise ConfigError(f"no database at {settings.db}: give --db")
+    store = Store(settings.db)
+    try:
+        e = store.forget_author(
+            args.platform,
+            args.author,
+            datetime.now(UTC),
+            community=args.community,
+            requested_by="the operator (moodring forget)",
+        )
+    finally:
+        store.close()
+    where = f"community {args.community}" if args.community else "everywhere"
+    sys.stdout.write(
+        f"erased on {args.platform} ({where}): {e.messages} messages (scores kept as"
+        f" {e.pseudonym}), {e.quotes} alert quotes, {e.updates} chat updates,"
+        f" {e.subscriptions} subscriptions; their messages will not be stored again\n"
+    )
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     """Answer a chat command from the local database: exit 0 on an answer, 2 when the command,
     its arguments or its asset were not understood (the reply then goes to stderr)."""
@@ -415,7 +442,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             user="cli",
             name=name,
             args=cmd_args,
-            roles=frozenset({"admin"}),
+            roles=frozenset({"admin", "operator"}),  # the operator, as on the console
         )
         result = answer(command, CommandContext(store=store, now=now))
     finally:
@@ -657,6 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="connectors, backlog and X spend of the bot on --db")
     st.set_defaults(func=cmd_status)
+
+    fg = sub.add_parser(
+        "forget", help="erase one person's texts, quotes and raw updates; never store them again"
+    )
+    fg.add_argument("--platform", required=True, help="e.g. telegram, discord, x")
+    fg.add_argument("--author", required=True, help="their id on that platform (numeric)")
+    fg.add_argument("--community", help="only in this community (default: everywhere)")
+    fg.set_defaults(func=cmd_forget)
 
     a = sub.add_parser("ask", help='run a chat command on the local database, e.g. "/mood BTC"')
     a.add_argument("text", help='the command, quoted: "/mood BTC 24h"')

@@ -8,13 +8,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError, ModelUnavailable
 from bot.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
+    from bot.chat.digest import RoleLookup
     from bot.chat.inbox import ChatSource, QueueSource
     from bot.market.composite import MarketWeights
     from bot.pipeline.config import PipelineConfig
@@ -59,8 +60,34 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         queue_size=max(1, settings.queue_size // 256),
         retention_days=settings.retention_days,
         alert_max_age_s=settings.alert_max_age_s,
+        communities=frozenset(settings.communities),
+        public_sources=tuple(settings.public_sources),
+        alert_assets=tuple(settings.alert_assets),
+        alert_min_authors=settings.alert_min_authors,
+        need_breadth=needs_breadth(settings),
         **overrides,
     )
+
+
+def warn_unlisted(settings: Settings) -> None:
+    """Say at start when a chat is on but no community is allow-listed (nothing is read)."""
+    chats = settings.telegram_token is not None or settings.discord_token is not None
+    if chats and not settings.communities:
+        log.warning(
+            "MOODRING_COMMUNITIES is empty: no group or server is read; add"
+            ' "platform:id" entries (e.g. telegram:-1001234567890) to read them'
+        )
+
+
+def needs_breadth(settings: Settings) -> bool:
+    """Whether all-sources extreme and hype alerts need breadth: the bot reads more than one
+    community and not all of them are trusted public sources. One community's own voice, or
+    the operator's chosen public sources, may speak alone."""
+    public = set(settings.public_sources)
+    untrusted = [
+        c for c in settings.communities if c not in public and c.split(":")[0] not in public
+    ]
+    return len(settings.communities) > 1 and bool(untrusted)
 
 
 def market_weights(settings: Settings) -> MarketWeights:
@@ -103,6 +130,9 @@ def build_pipeline(
     from bot.market.reads import save_weights
 
     save_weights(store, market_weights(settings), datetime.now(UTC))
+    from bot.pipeline.status import save_communities
+
+    save_communities(store, settings.communities, datetime.now(UTC))
     return Pipeline(
         store=store,
         scorer=load_scorer(settings),
@@ -129,15 +159,19 @@ async def serve(
 ) -> None:
     """Run the pipeline with every connector that is configured, side by side in this one
     event loop, each under the supervisor; say which are off and why."""
+    from bot.chat.inbox import console_roles
+
     observer = pipeline.observer
     tasks: list[asyncio.Task[None]] = []
+    # Each chat platform's live role lookup: the digests re-check their moderators with it.
+    roles: dict[str, RoleLookup] = {"console": console_roles}
     async with AsyncExitStack() as stack:
         if settings.telegram_token is not None:
-            sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks))
+            sources.append(await _telegram(settings, store, pipeline, sinks, stack, tasks, roles))
         else:
             observer.on_source_off("telegram", "MOODRING_TELEGRAM_TOKEN is not set")
         if settings.discord_token is not None:
-            sources.append(_discord(settings, store, pipeline, sinks, tasks))
+            sources.append(_discord(settings, store, pipeline, sinks, tasks, roles))
         else:
             observer.on_source_off("discord", "MOODRING_DISCORD_TOKEN is not set")
         if settings.x_bearer_token is not None:
@@ -155,6 +189,7 @@ async def serve(
                 "quotes", "MOODRING_QUOTES_API_KEY is not set: bundled reference closes"
             )
         chats = settings.telegram_token is not None or settings.discord_token is not None
+        warn_unlisted(settings)
         if (console or not chats) and sys.stdin is not None:  # None: stdin closed (<&-)
             from bot.chat.inbox import ConsoleSource
 
@@ -171,7 +206,11 @@ async def serve(
             sources.append(UntilStopped(pipeline.stopping))
         from bot.chat.digest import send_due_digests
 
-        pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now))
+        pipeline.periodic.append(lambda now: send_due_digests(store, sinks, now, roles))
+        from bot.chat.privacy import InboxRetention
+
+        keep = timedelta(days=settings.inbox_retention_days)
+        pipeline.periodic.append(InboxRetention(store, keep))
         try:
             await pipeline.run_until_signalled(sources, live=True)
         finally:
@@ -203,6 +242,7 @@ async def _telegram(
     sinks: dict[str, Sink],
     stack: AsyncExitStack,
     tasks: list[asyncio.Task[None]],
+    roles: dict[str, RoleLookup],
 ) -> ChatSource:
     from bot.chat.inbox import ChatSource
     from connectors.errors import SourceUnavailable
@@ -221,13 +261,17 @@ async def _telegram(
     tasks.append(
         _supervised(pipeline, "telegram:getUpdates", lambda: poller.run(pipeline.stopping))
     )
+    admins = TelegramRoles(tg)  # admin lists cached a minute per chat
+    roles["telegram"] = admins.check  # the digests': a failed lookup waits, not "no"
     return ChatSource(
         "telegram",
         poller,
         sinks["telegram"],
         store,
-        TelegramRoles(tg),  # admin lists cached a minute per chat
+        admins,
         pipeline.stopping,
+        operators=settings.operators,
+        communities=frozenset(settings.communities),
     )
 
 
@@ -308,13 +352,20 @@ def _discord(
     pipeline: Pipeline,
     sinks: dict[str, Sink],
     tasks: list[asyncio.Task[None]],
+    roles: dict[str, RoleLookup],
 ) -> QueueSource:
     from bot.chat.inbox import discord_front
     from connectors.discord import DiscordSink
 
     connector, source = discord_front(
-        store, pipeline.stopping, settings.discord_channel_ids, settings.discord_admin_roles
+        store,
+        pipeline.stopping,
+        settings.discord_channel_ids,
+        settings.discord_admin_roles,
+        operators=settings.operators,
+        communities=frozenset(settings.communities),
     )
+    roles["discord"] = connector.roles_of
     sinks["discord"] = DiscordSink(connector.client)
     assert settings.discord_token is not None  # serve starts Discord only when it is set
     token = settings.discord_token.get_secret_value()

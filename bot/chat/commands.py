@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 # Importing the command modules registers their commands (the registry orders them for /help).
-from bot.chat import member, moderator, operator  # noqa: F401
+from bot.chat import member, moderator, operator, privacy  # noqa: F401
 from bot.chat.context import (
     CommandContext,
     UnknownAssetError,
@@ -19,6 +19,7 @@ from bot.chat.context import (
 )
 from bot.chat.registry import COMMANDS
 from bot.render import unknown_asset_text
+from bot.types import CHAT_PLATFORMS
 from connectors.types import Command, Reply
 
 __all__ = [
@@ -39,7 +40,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Why a command got no ordinary answer ("" when it did); ``moodring ask`` exits 2 on any other.
-Problem = Literal["", "usage", "unknown_command", "unknown_asset", "moderators_only"]
+Problem = Literal[
+    "", "usage", "unknown_command", "unknown_asset", "moderators_only", "community_not_read"
+]
+#: The one line a group that is not on the allow-list gets, whatever it asks.
+NOT_READ = (
+    "This bot does not read this group: its operator has not added it to"
+    " MOODRING_COMMUNITIES. Direct messages to the bot still work."
+)
 #: How many known assets an "I don't know X" reply lists.
 KNOWN_LISTED = 10
 
@@ -79,13 +87,20 @@ def answer(cmd: Command, ctx: CommandContext) -> Answer:
     Returns:
         The reply, with ``problem`` set when it is not an ordinary answer.
     """
+    if (
+        ctx.communities is not None
+        and not cmd.is_private
+        and cmd.platform in CHAT_PLATFORMS
+        and f"{cmd.platform}:{cmd.community}" not in ctx.communities
+    ):
+        return Answer(Reply(text=NOT_READ), "community_not_read")
     spec = COMMANDS.get(cmd.name)
     if spec is None:
         # /help first: it is the way in.
         names = ("help", *(n for n in COMMANDS.names() if n != "help"))
         text = f"Unknown command /{cmd.name[:32]}. Try: {' '.join(f'/{n}' for n in names)}"
         return Answer(Reply(text=text), "unknown_command")
-    if spec.moderators_only and "admin" not in cmd.roles:
+    if spec.moderators_only and not cmd.roles & spec.allowed_roles:
         text = f"/{cmd.name} is for this chat's moderators only."
         return Answer(Reply(text=text), "moderators_only")
     try:

@@ -39,6 +39,9 @@ class CommandContext:
     now: datetime
     params: IndexParams = field(default_factory=IndexParams)
     assets: AssetTable = field(default_factory=AssetTable.load)
+    #: The operator's allow-list of chat communities ("telegram:-100123"); a command from a
+    #: group not on it gets one line naming the setting. None: not checked (the console).
+    communities: frozenset[str] | None = None
 
 
 # ---------------------------------------------------------------------- arguments
@@ -177,8 +180,11 @@ def mood_line(ctx: CommandContext, scope: Scope, window: str) -> tuple[str, Mood
     extra = ""
     if reading.spam_count or reading.set_aside:
         extra = f"; set aside: {reading.spam_count} spam, {reading.set_aside} not English"
+    title = ""
+    if scope.community != "*":  # named by its title: "-1001234567890" means nothing to members
+        title = ctx.store.community_title(scope.platform, scope.community)
     line = (
-        f"{scope_label(scope)}: {reading_text(reading)}"
+        f"{scope_label(scope, title)}: {reading_text(reading)}"
         f"{change_since(ctx, scope, window, reading.value)}{extra}"
     )
     return line, reading

@@ -9,16 +9,22 @@ import dataclasses
 import logging
 from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from bot.chat.commands import COMMANDS, CommandContext, handle
 from bot.store import Store
 from connectors.base import Sink
-from connectors.errors import DeliveryError, MalformedInput, SourceUnavailable
+from connectors.errors import (
+    DeliveryError,
+    MalformedInput,
+    RecipientGone,
+    Rejected,
+    SourceUnavailable,
+)
 from connectors.retry import wait_or_stop
 from connectors.types import Command, Message, Reply
 
@@ -26,6 +32,8 @@ if TYPE_CHECKING:  # discord.py is imported only when the Discord front is built
     from connectors.discord import DiscordConnector
 
 log = logging.getLogger(__name__)
+
+TITLE_LIMIT = 128  # Telegram's longest group title; Discord's server names are shorter
 
 
 class RateLimiter:
@@ -86,12 +94,17 @@ class RateLimiter:
         return len(self._hits)
 
 
-async def answer_command(cmd: Command, store: Store, limiter: RateLimiter) -> Reply | None:
+async def answer_command(
+    cmd: Command,
+    store: Store,
+    limiter: RateLimiter,
+    communities: frozenset[str] | None = None,
+) -> Reply | None:
     """The reply to a command, or None when the user is over their rate limit."""
     now = datetime.now(UTC)
     if not within_limit(limiter, cmd, now):
         return None
-    return await run_command(cmd, store, now)
+    return await run_command(cmd, store, now, communities)
 
 
 def within_limit(limiter: RateLimiter, cmd: Command, now: datetime) -> bool:
@@ -102,10 +115,57 @@ def within_limit(limiter: RateLimiter, cmd: Command, now: datetime) -> bool:
     return False
 
 
-async def run_command(cmd: Command, store: Store, now: datetime) -> Reply:
-    """The reply to a command that passed the rate limit (a failure becomes an apology)."""
+#: The role a front end gives the ``operators`` setting's users in a direct message, and the
+#: console always: the operator's full /status. Never in a group, where every member would
+#: read the answer.
+OPERATOR = "operator"
+
+
+def with_operator(cmd: Command, operators: Collection[str]) -> Command:
+    """``cmd`` with the operator role when it came by direct message from one of ``operators``
+    ("platform:user_id"), without it otherwise (whatever the platform claimed)."""
+    roles = cmd.roles - {OPERATOR}
+    if cmd.is_private and f"{cmd.platform}:{cmd.user}" in operators:
+        roles |= {OPERATOR}
+    return cmd if roles == cmd.roles else dataclasses.replace(cmd, roles=roles)
+
+
+def clean_title(title: str) -> str:
+    """A community title fit to name it in a reply: one line, at most ``TITLE_LIMIT`` long.
+
+    Titles are chosen by whoever runs the group; a newline in one would let it pose as a
+    further line of the bot's own reply.
+    """
+    return " ".join(title.split())[:TITLE_LIMIT].rstrip()
+
+
+class CommunityTitles:
+    """Keeps each community's latest title in the store, writing only when it changed (the
+    titles last written are remembered, a bounded number of communities at most)."""
+
+    def __init__(self, store: Store, max_communities: int = 10_000) -> None:
+        self.store = store
+        self._written: LRUCache[tuple[str, str], str] = LRUCache(maxsize=max_communities)
+
+    def note(self, event: Message | Command) -> None:
+        """Remember the title ``event`` carries for its community (if it carries one)."""
+        title = clean_title(event.community_title)
+        key = (event.platform, event.community)
+        if not title or self._written.get(key) == title:
+            return
+        self.store.set_community_title(event.platform, event.community, title, datetime.now(UTC))
+        self._written[key] = title
+
+
+async def run_command(
+    cmd: Command, store: Store, now: datetime, communities: frozenset[str] | None = None
+) -> Reply:
+    """The reply to a command that passed the rate limit (a failure becomes an apology).
+
+    ``communities`` is the operator's allow-list (None: not checked, as on the console)."""
+    ctx = CommandContext(store=store, now=now, communities=communities)
     try:
-        return await asyncio.to_thread(handle, cmd, CommandContext(store=store, now=now))
+        return await asyncio.to_thread(handle, cmd, ctx)
     except Exception:  # a bug must not take the chat down; the user still gets an answer
         log.exception("command /%s failed", cmd.name)
         return Reply(text="Sorry, that failed on our side. Try again in a minute.")
@@ -148,7 +208,11 @@ class ChatSource:
 
     Messages are yielded to the pipeline and acknowledged (the inbox row marked done) only
     once the pipeline has stored them; commands are answered here and then marked done, so a
-    crash re-answers at most the command it interrupted.
+    crash re-answers at most the command it interrupted. A reply that fails transiently (flood
+    control, a network error, a 5xx) is sent again up to ``reply_attempts`` times in all,
+    after ``reply_backoff_s`` doubling or the platform's ``retry_after``; a wait longer than
+    ``reply_wait_cap_s`` gives up instead, so one reply never stalls the inbox for long.
+    Groups' titles and who has a private chat with the bot are kept in the store.
     """
 
     def __init__(
@@ -161,8 +225,14 @@ class ChatSource:
         stopping: asyncio.Event,
         limiter: RateLimiter | None = None,
         idle_s: float = 0.5,
+        reply_attempts: int = 3,
+        reply_backoff_s: float = 1.0,
+        reply_wait_cap_s: float = 10.0,
+        operators: Collection[str] = (),
+        communities: frozenset[str] | None = None,
     ) -> None:
         self.name = platform
+        self.communities = communities  # the operator's allow-list (None: not checked)
         self.platform = platform
         self.feed = feed
         self.sink = sink
@@ -171,6 +241,11 @@ class ChatSource:
         self.stopping = stopping
         self.limiter = limiter or RateLimiter()
         self.idle_s = idle_s
+        self.reply_attempts = max(reply_attempts, 1)
+        self.reply_backoff_s = reply_backoff_s
+        self.reply_wait_cap_s = reply_wait_cap_s
+        self.operators = frozenset(operators)  # "platform:user_id", see ``with_operator``
+        self.titles = CommunityTitles(store)
         # Message key → inbox rows not yet stored by the pipeline (a post and its edits).
         self._in_flight: dict[tuple[str, str, str], list[int]] = {}
         # The newest inbox row handed out: the next read starts after it, so rows in flight
@@ -186,11 +261,14 @@ class ChatSource:
             for update_id, event in fresh:
                 self._read_up_to = max(update_id, self._read_up_to or update_id)
                 if isinstance(event, Message):
+                    self.titles.note(event)
                     key = (event.platform, event.channel, event.message_id)
                     self._in_flight.setdefault(key, []).append(update_id)
                     yield event
                 elif isinstance(event, Command):
-                    await self.answer(event)
+                    self.titles.note(event)
+                    if not await self.answer(event):
+                        return  # stopped before the reply went out: answered again next run
                     self._done(update_id)
                 else:
                     self._done(update_id)
@@ -210,23 +288,63 @@ class ChatSource:
     def _done(self, update_id: int, error: str | None = None) -> None:
         self.store.mark_update_done(self.platform, update_id, datetime.now(UTC), error)
 
-    async def answer(self, cmd: Command) -> None:
-        """Answer one command in the chat it came from (errors logged, never raised)."""
+    async def answer(self, cmd: Command) -> bool:
+        """Answer one command in the chat it came from (errors logged, never raised).
+
+        Returns:
+            Whether the command is finished with (answered, refused, or its reply given up);
+            False only when the bot stopped while a reply waited to be sent again.
+        """
         now = datetime.now(UTC)
         # The rate limit comes before the roles: a role lookup is a platform API call on this
         # serial loop, and a flood of moderator commands must not turn into a flood of them.
         if not within_limit(self.limiter, cmd, now):
-            return
+            return True
+        if cmd.is_private:
+            # Only someone who opened a private chat can be sent DMs (Telegram's Start).
+            self.store.note_private_chat(cmd.platform, cmd.user, now)
         spec = COMMANDS.get(cmd.name)
         # Moderators' commands, and those whose answer depends on the asker's roles, need the
         # real roles in a group (a lookup, so only for these; the platform may cache them).
         if spec is not None and spec.needs_roles and not cmd.is_private:
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
-        reply = await run_command(cmd, self.store, now)
-        try:
-            await self.sink.send(dataclasses.replace(reply, target=cmd.channel))
-        except DeliveryError as exc:
-            log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)
+        cmd = with_operator(cmd, self.operators)
+        reply = await run_command(cmd, self.store, now, self.communities)
+        return await self._send_reply(cmd, dataclasses.replace(reply, target=cmd.channel))
+
+    async def _send_reply(self, cmd: Command, reply: Reply) -> bool:
+        """Send a command's reply, again after a transient failure (bounded); False when the
+        bot stopped while waiting to try again."""
+        for attempt in range(1, self.reply_attempts + 1):
+            try:
+                await self.sink.send(reply)
+                return True
+            except (RecipientGone, Rejected) as exc:
+                # Blocked, kicked, or this message refused: sending again cannot help.
+                log.warning("reply to /%s in %s not delivered: %s", cmd.name, cmd.channel, exc)
+                return True
+            except DeliveryError as exc:
+                backoff = self.reply_backoff_s * 2 ** (attempt - 1)
+                wait = max(exc.retry_after or 0.0, min(backoff, self.reply_wait_cap_s))
+                if attempt == self.reply_attempts or wait > self.reply_wait_cap_s:
+                    log.warning(
+                        "reply to /%s in %s not delivered after %d attempts: %s",
+                        cmd.name,
+                        cmd.channel,
+                        attempt,
+                        exc,
+                    )
+                    return True
+                log.info(
+                    "reply to /%s in %s failed (%s); again in %.1f s",
+                    cmd.name,
+                    cmd.channel,
+                    exc,
+                    wait,
+                )
+                if await wait_or_stop(self.stopping, wait):
+                    return False
+        return True
 
 
 class UntilStopped:
@@ -292,6 +410,8 @@ class ConsoleSource:
                     await self._say(Reply(text=str(exc)))
                     continue
                 if cmd is not None:
+                    # Whoever holds the terminal runs the bot: the operator.
+                    cmd = dataclasses.replace(cmd, roles=cmd.roles | {OPERATOR})
                     reply = await answer_command(cmd, self.store, self.limiter)
                     if reply is not None:
                         await self._say(reply)
@@ -312,12 +432,20 @@ class ConsoleSource:
             log.warning("console reply not written: %s", exc)
 
 
+async def console_roles(cmd: Command) -> frozenset[str]:
+    """The console's roles, for the digests' re-check: whoever holds the terminal runs the
+    bot (``ConsoleSource`` answers its commands as the operator, a moderator too)."""
+    return frozenset({"admin", OPERATOR})
+
+
 def discord_front(
     store: Store,
     stopping: asyncio.Event,
     channel_ids: Sequence[int] = (),
     admin_roles: Sequence[str] = (),
     limiter: RateLimiter | None = None,
+    operators: Collection[str] = (),
+    communities: frozenset[str] | None = None,
 ) -> tuple[DiscordConnector, QueueSource]:
     """Discord's connector wired to the bot: messages into a queue source, slash commands
     answered from the store, deletions removed, backfill from the newest stored id."""
@@ -325,17 +453,23 @@ def discord_front(
 
     source = QueueSource("discord", stopping)
     limiter = limiter or RateLimiter()
+    titles = CommunityTitles(store)
 
     async def answer(cmd: Command) -> Reply:
-        reply = await answer_command(cmd, store, limiter)
+        titles.note(cmd)
+        reply = await answer_command(with_operator(cmd, operators), store, limiter, communities)
         return reply or Reply(text="Slow down a little: try again in a minute.")
+
+    async def on_message(message: Message) -> None:
+        titles.note(message)
+        await source.put(message)
 
     async def on_delete(platform: str, channel: str, message_id: str) -> None:
         await asyncio.to_thread(store.delete_message, platform, channel, message_id)
 
     connector = DiscordConnector(
         answer=answer,
-        on_message=source.put,
+        on_message=on_message,
         on_delete=on_delete,
         last_seen=lambda channel: store.last_message_id("discord", channel),
         commands=COMMANDS.slash_specs(),

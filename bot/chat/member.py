@@ -325,12 +325,37 @@ def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
 # ---------------------------------------------------------------------- alert subscriptions
 
 
+# Telegram refuses a bot's message to anyone who never opened a private chat with it (Start);
+# Discord lets a bot write to the members of its servers.
+_DM_NEEDS_START = frozenset({"telegram"})
+
+
 def _target(cmd: Command) -> str:
     """Where a subscriber's alerts go: this chat if it is a DM or a moderator asked in a
     group (delivery to the group), else the user's own DM."""
     if cmd.is_private or "admin" in cmd.roles:
         return cmd.channel
     return dm_target(cmd)
+
+
+def _for_the_group(cmd: Command) -> bool:
+    """A moderator asking in a group (roles looked up just now): their /subscribe and
+    /unsubscribe are about the group's subscriptions, as any of its moderators' are."""
+    return "admin" in cmd.roles and not cmd.is_private
+
+
+def group_subscriptions(ctx: CommandContext, cmd: Command) -> list[Subscription]:
+    """The subscriptions delivered into ``cmd``'s group (its chat, or its server's channels),
+    whichever moderator made them: they belong to the group, not to that moderator."""
+    subs = ctx.store.subscriptions(platform=cmd.platform, community=cmd.community)
+    return [s for s in subs if s.is_group or s.target == cmd.channel]
+
+
+def own_subscriptions(ctx: CommandContext, cmd: Command) -> list[Subscription]:
+    """The asker's own subscriptions: those delivered to them, not into a group (a demoted
+    moderator keeps no say over the group subscriptions they once made)."""
+    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    return [s for s in subs if not s.is_group or (cmd.is_private and s.target == cmd.channel)]
 
 
 @COMMANDS.command(
@@ -357,32 +382,65 @@ def cmd_subscribe(cmd: Command, ctx: CommandContext) -> Reply:
     )
     ctx.store.subscribe(sub, ctx.now)
     where = "here" if sub.target == cmd.channel else "by direct message"
-    return Reply(text=f"Subscribed {where}: {describe(sub)}. /alerts lists yours.")
+    text = f"Subscribed {where}: {describe(sub)}. /alerts lists yours."
+    if (
+        sub.target != cmd.channel
+        and cmd.platform in _DM_NEEDS_START
+        and not ctx.store.has_private_chat(cmd.platform, cmd.user)
+    ):
+        text += (
+            "\nI can't message you yet: open a private chat with me and press Start,"
+            " or these alerts cannot reach you."
+        )
+    return Reply(text=text)
 
 
 @COMMANDS.command(
     "unsubscribe",
-    usage="/unsubscribe [ASSET]",
-    help="stop your alerts (of one asset, or all)",
-    uses_roles=True,
-    params=(SlashParam("asset", "e.g. BTC; empty stops all"),),
+    usage="/unsubscribe [ASSET|all]",
+    help="stop your alerts (of one asset, or all); a moderator in a group: the group's",
+    uses_roles=True,  # a moderator in a group removes the group's subscriptions
+    params=(SlashParam("asset", "e.g. BTC; empty or all stops all"),),
 )
 def cmd_unsubscribe(cmd: Command, ctx: CommandContext) -> Reply:
-    asset, _ = split_args(cmd.args, (), ctx.assets)
-    n = ctx.store.unsubscribe(cmd.platform, cmd.user, asset)
+    words = tuple(a for a in cmd.args if a.lower() != "all")
+    if words and len(words) < len(cmd.args):
+        raise UsageError("one asset, or all")
+    asset, _ = split_args(words, (), ctx.assets)
+    group = _for_the_group(cmd)
+    subs = group_subscriptions(ctx, cmd) if group else own_subscriptions(ctx, cmd)
+    n = ctx.store.remove_subscriptions([s for s in subs if asset is None or s.asset == asset])
+    if group:
+        if not n:
+            return Reply(text="This group had no such subscription. /alerts lists them.")
+        return Reply(text=f"Unsubscribed this group ({n} removed).")
     if not n:
         return Reply(text="You had no such subscription. /alerts lists yours.")
     return Reply(text=f"Unsubscribed ({n} removed).")
 
 
-@COMMANDS.command("alerts", usage="/alerts", help="list your alerts")
+@COMMANDS.command(
+    "alerts",
+    usage="/alerts",
+    help="list your alerts; a moderator in a group: the group's too",
+    uses_roles=True,  # a moderator in a group sees the group's subscriptions
+)
 def cmd_alerts(cmd: Command, ctx: CommandContext) -> Reply:
     if cmd.args:
         raise UsageError("no arguments")
-    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
-    if not subs:
+    group = group_subscriptions(ctx, cmd) if _for_the_group(cmd) else []
+    subs = own_subscriptions(ctx, cmd)
+    if not subs and not group:
         return Reply(text="No subscriptions. Try /subscribe BTC extreme")
-    return Reply(text="Your alerts:\n" + "\n".join(f"• {describe(s)}" for s in subs))
+    parts = []
+    if group:
+        parts.append("This group's alerts:\n" + "\n".join(f"• {describe(s)}" for s in group))
+    if subs:
+        lines = [
+            f"• {describe(s, ctx.store.community_title(s.platform, s.community))}" for s in subs
+        ]
+        parts.append("Your alerts:\n" + "\n".join(lines))
+    return Reply(text="\n".join(parts))
 
 
 @COMMANDS.command(
@@ -402,7 +460,8 @@ def cmd_quiet(cmd: Command, ctx: CommandContext) -> Reply:
         start, end, tz = parse_quiet(cmd.args[0], cmd.args[1] if len(cmd.args) > 1 else "UTC")
     except SubscriptionError as exc:
         raise UsageError(str(exc)) from exc
-    subs = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+    # The asker's own only: a group's quiet hours are its moderators' /settings.
+    subs = own_subscriptions(ctx, cmd)
     if not subs:
         return Reply(text="No subscriptions to quiet. Try /subscribe BTC extreme")
     for sub in subs:

@@ -91,7 +91,11 @@ def cmd_digest(cmd: Command, ctx: CommandContext) -> Reply:
     """Moderators: ``/digest HOUR [TZ]`` turns on a daily /summary by DM; ``/digest off``."""
     dm = dm_target(cmd)
     if cmd.args[:1] == ("off",):
-        n = ctx.store.unsubscribe(cmd.platform, cmd.user, "digest")
+        # In a group: this community's digest only (each community has its own); in a DM, all.
+        mine = ctx.store.subscriptions(platform=cmd.platform, user=cmd.user)
+        n = ctx.store.remove_subscriptions(
+            [s for s in mine if s.is_digest and (cmd.is_private or s.community == cmd.community)]
+        )
         return Reply(text="Daily digest off." if n else "The daily digest was not on.")
     if not cmd.args or len(cmd.args) > 2:
         raise UsageError("give the hour to send it")

@@ -12,8 +12,9 @@ from bot.chat.context import CommandContext
 from connectors.types import Command, Reply, SlashParam, SlashSpec
 
 #: Who a command is for. "member": anyone. "moderator": a chat's moderators, about their
-#: community. "operator": about the bot itself; moderators see it too (without error texts),
-#: and the console and ``moodring ask`` run as the operator.
+#: community. "operator": about the bot itself, in full only for the operator (the console,
+#: ``moodring ask``, and the ``operators`` setting's users in a direct message: the "operator"
+#: role); a chat's moderators may run it too, and see only their community's part.
 Audience = Literal["member", "moderator", "operator"]
 Handler = Callable[[Command, CommandContext], Reply]
 
@@ -59,6 +60,13 @@ class CommandSpec:
     def moderators_only(self) -> bool:
         """Whether only a chat's moderators (and the operator) may run it."""
         return self.audience != "member"
+
+    @property
+    def allowed_roles(self) -> frozenset[str]:
+        """The roles, any one of which lets a user run it (empty: anyone may)."""
+        if self.audience == "operator":
+            return frozenset({"admin", "operator"})
+        return frozenset({"admin"}) if self.moderators_only else frozenset()
 
     @property
     def needs_roles(self) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from bot.mood.index import Baseline, IndexParams, Point, drivers, mentions_ratio
 from bot.render import quote
-from bot.types import Alert, MoodReading, Scope, band_of
+from bot.types import CHAT_PLATFORMS, Alert, MoodReading, Scope, band_of
 
 EXTREME = "extreme"
 SWING = "swing"
@@ -44,6 +44,12 @@ class AlertParams:
     #: How many driver messages to quote, and how long a quote may be.
     evidence_count: int = 3
     quote_chars: int = 140
+    #: Breadth an all-sources extreme or hype alert needs where breadth is required (many
+    #: communities read): this many effective authors in the window...
+    min_authors: int = 10
+    #: ...and no chat community supplying more than this share of the window's weight, so
+    #: one group (15 fresh accounts shilling $SCAMX, say) cannot speak for everyone.
+    max_community_share: float = 0.5
 
     def cooldown_s(self, kind: str) -> int:
         """The cooldown of rule ``kind`` in seconds."""
@@ -126,6 +132,7 @@ def evaluate(
     index_params: IndexParams | None = None,
     tracked_since: datetime | None = None,
     mentions_baseline: Baseline | None = None,
+    need_breadth: bool = False,
 ) -> tuple[list[Alert], AlertState]:
     """Run the rules over a new reading.
 
@@ -142,6 +149,8 @@ def evaluate(
         mentions_baseline: the hype rule's mention baseline when the caller has it
             (``volume_baseline(..., include_set_aside=True)``); then ``points`` need only
             cover the window.
+        need_breadth: an all-sources reading's extreme and hype alerts need ``breadth``
+            (the deployment reads several communities that are not trusted public sources).
 
     Returns:
         The alerts to raise and the state to remember. Each alert's ``key`` is derived from the
@@ -176,8 +185,75 @@ def evaluate(
     )
     if hype is not None:
         alerts.append(hype)
+    if need_breadth and reading.scope.community == "*":
+        # Too narrow to speak for all sources: no alert, but the state moves on (the band is
+        # held), so a broad crowd arriving later does not set off a stale alert.
+        seconds = index_params.spec(reading.window).seconds
+        alerts = [
+            a
+            for a in alerts
+            if a.kind not in (EXTREME, HYPE)
+            or _broad(breadth(points, now, seconds, _direction(a, value)), params)
+        ]
     # Remembered for the swing rule: evaluations run every minute, readings are hourly.
     return alerts, state.with_recent(now, value, params.swing_window_s)
+
+
+#: The least polarity towards an alert's side that makes a message one of its drivers.
+DRIVER_PULL = 0.5
+
+
+def _direction(alert: Alert, value: float) -> int:
+    """Which way an alert's crowd pulls: +1 into greed, -1 into fear, 0 (volume) for hype."""
+    if alert.kind != EXTREME:
+        return 0
+    return 1 if value >= 50 else -1
+
+
+def _broad(found: tuple[float, float], params: AlertParams) -> bool:
+    authors, share = found
+    return authors >= params.min_authors and share <= params.max_community_share
+
+
+def breadth(
+    points: Sequence[Point], now: datetime, seconds: int, direction: int = 0
+) -> tuple[float, float]:
+    """How broad the voice in the ``seconds`` before ``now`` is: (effective authors, the
+    largest chat community's share of the weight).
+
+    Each valid message weighs its author's reputation, times its pull in ``direction`` (+1
+    greed, -1 fear): only messages that clearly push the reading that way (a pull of at
+    least ``DRIVER_PULL``) count, since calm talk beside a flood of shilling does not make
+    the flood broad. With ``direction`` 0 every message counts once (a hype spike's volume).
+    Effective authors are the inverse Simpson index of the authors' weights
+    ((sum w)^2 / sum w^2): 15 authors posting alike count 15, one loud author among quiet
+    ones counts little more than one. Shares are per chat community (platform and
+    community); sources that are not communities (X searches, replays) count in the total
+    only.
+    """
+    since = now - timedelta(seconds=seconds)
+    by_author: dict[tuple[str, str], float] = {}
+    by_community: dict[tuple[str, str], float] = {}
+    total = 0.0
+    for p in points:
+        if p.spam or p.set_aside or not since < p.created_at <= now:
+            continue
+        pull = direction * p.polarity if direction else 1.0
+        if pull < DRIVER_PULL:
+            continue
+        w = p.reputation * pull
+        total += w
+        key = (p.platform, p.author or p.message_key)
+        by_author[key] = by_author.get(key, 0.0) + w
+        if p.platform in CHAT_PLATFORMS:
+            place = (p.platform, p.community)
+            by_community[place] = by_community.get(place, 0.0) + w
+    if total <= 0:
+        return 0.0, 0.0
+    squares = sum(w * w for w in by_author.values())
+    authors = total * total / squares if squares else 0.0
+    share = max(by_community.values(), default=0.0) / total
+    return authors, share
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -385,8 +461,9 @@ def _evidence(
     params: AlertParams,
     index_params: IndexParams,
 ) -> tuple[str, ...]:
-    """Quotes of the messages that drove the alert: public ones only, since an alert can go to
-    communities other than the one a message was posted in."""
+    """Quotes of the messages that drove the alert: an all-sources alert can go to any
+    community, so it quotes only posts from trusted public sources (``Point.public``); a
+    community's own alert goes only to that community, so it may quote that community."""
     picks = drivers(
         points,
         now,
@@ -394,6 +471,7 @@ def _evidence(
         direction,
         k=params.evidence_count,
         params=index_params,
+        community=None if reading.scope.community == "*" else reading.scope.community,
         per_asset=reading.scope.asset != "*",  # one asset's reading: shared posts weigh less
     )
     return tuple(quote(p.text, params.quote_chars) for p in picks)

@@ -36,6 +36,7 @@ class Point:
     text: str = ""  # normalized text, for quoting
     public: bool = True  # may be quoted outside its own community
     community: str = ""
+    platform: str = ""
     #: The author's standing where the platform tells us (new or tiny accounts weigh less);
     #: 1.0 when it does not. See ``bot.mood.spam.author_weight``.
     reputation: float = 1.0

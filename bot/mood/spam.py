@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -134,6 +135,9 @@ class SpamMarker:
         # (platform, author) -> times of their recent messages; ordered by last activity
         # so idle authors can be dropped from the front.
         self._authors: OrderedDict[AuthorKey, deque[datetime]] = OrderedDict()
+        # Intake checks messages in a worker thread, one flush at a time; the lock keeps a
+        # check whole even if a cancelled flush's thread is still finishing.
+        self._lock = threading.Lock()
 
     def check(self, message: Message, text: str) -> str | None:
         """Return why ``message`` is spam, or ``None``, and remember it.
@@ -158,14 +162,15 @@ class SpamMarker:
             text: the normalised text (see :func:`nlp.normalize.normalize`).
         """
         at = message.created_at
-        self._advance(at)
-        self._seq += 1
-        known = bool(message.author)
-        author = (message.platform, message.author if known else f"\x00{self._seq}")
-
-        reason = self._check_repeats(author, spamtext.tokens(text), at)
-        if known and self._count_author(author, at) > self.config.author_cap and reason is None:
-            reason = "author_cap"
+        words = spamtext.tokens(text)
+        with self._lock:
+            self._advance(at)
+            self._seq += 1
+            known = bool(message.author)
+            author = (message.platform, message.author if known else f"\x00{self._seq}")
+            reason = self._check_repeats(author, words, at)
+            if known and self._count_author(author, at) > self.config.author_cap:
+                reason = reason or "author_cap"
         if reason is None:
             reason = spamtext.text_reason(message.text, text)
         if reason is not None:

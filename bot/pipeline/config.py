@@ -63,6 +63,18 @@ class PipelineConfig:
     #: until then a failing send is retried with backoff, however many tries that takes.
     alert_max_age_s: float = 6 * 3600.0
     retention_days: int | None = None  # purge message texts older than this; None keeps them
+    #: Chat communities the bot reads ("telegram:-100123", "discord:4567"); messages from
+    #: others are dropped at intake (acked, never stored). None: not checked (tests, tools).
+    communities: frozenset[str] | None = None
+    #: Chat sources the operator calls public ("telegram", "telegram:-100123"): their posts
+    #: may be quoted in alerts beyond their own community. X and replays always may.
+    public_sources: tuple[str, ...] = ()
+    #: Assets alerts may be about besides the coin table, ``assets`` and priced assets.
+    alert_assets: tuple[str, ...] = ()
+    #: All-sources extreme and hype alerts need breadth (``AlertParams.min_authors``, no
+    #: community over half the weight): set when several untrusted communities are read.
+    need_breadth: bool = False
+    alert_min_authors: int = 10  # effective authors that breadth needs
 
 
 def floor_time(ts: datetime, step_s: int) -> datetime:

@@ -152,8 +152,15 @@ class DeliveryStage:
     async def _send(
         self, name: str, sink: Sink, target: str, alerts: list[Alert], now: datetime
     ) -> int:
+        # Alerts about one community name it by its title, not by its id.
+        titles = {
+            community: self.store.community_title(name, community)
+            for community in {a.scope.community for a in alerts} - {"*"}
+        }
         reply = (
-            render_alert(alerts[0], target) if len(alerts) == 1 else render_digest(alerts, target)
+            render_alert(alerts[0], target, titles)
+            if len(alerts) == 1
+            else render_digest(alerts, target, titles)
         )
         try:
             await sink.send(reply)

@@ -16,6 +16,7 @@ from bot.pipeline.observer import Observer
 from bot.pipeline.queue import Queue
 from bot.pipeline.work import ScoreChunk
 from bot.store import Store, StoredMessage
+from bot.types import CHAT_PLATFORMS
 from connectors.base import Source
 from connectors.errors import ConnectorError
 from connectors.types import Message
@@ -108,6 +109,10 @@ class IntakeStage:
     #: clock) the oldest unchunked message waits.
     _live: bool
     _waiting_since: float | None
+    #: One flush at a time prepares and stores (made on first use, on the loop): ``prepare``
+    #: runs in a worker thread, and spam marks depend on the order messages reach the marker,
+    #: so two flushes must not interleave. Each source's intake task flushes, and they overlap.
+    _storing: asyncio.Lock | None = None
 
     def prepare(self, message: Message, edit: bool = False) -> StoredMessage:
         """Per-message work done at intake: normalise, assets, language, spam.
@@ -131,18 +136,13 @@ class IntakeStage:
             author_weight=author_weight(message),
         )
 
-    async def _flush(
-        self, batch: list[Message], source: Source | None = None, partial: bool = True
-    ) -> None:
-        # Communities whose moderators turned listening off (or narrowed it) are not read.
-        settings = {
-            key: self.store.community_settings(*key)
-            for key in {(m.platform, m.community) for m in batch}
-        }
-        heard = [m for m in batch if settings[(m.platform, m.community)].listens_to(m.channel)]
-        # The same key twice in one batch is a post and its edit: the last text wins.
-        latest = {(m.platform, m.channel, m.message_id): m for m in heard}
-        stored = self.store.stored_texts(list(latest))
+    def _prepare_batch(
+        self,
+        latest: dict[tuple[str, str, str], Message],
+        stored: dict[tuple[str, str, str], str | None],
+    ) -> tuple[list[StoredMessage], list[StoredMessage]]:
+        """``prepare`` the batch's new posts and its edits, in batch order (a worker thread
+        runs this, under ``_storing``): the new ones and the edited ones."""
         fresh, edited = [], []
         for key, m in latest.items():
             if key not in stored:
@@ -151,21 +151,60 @@ class IntakeStage:
                 # An edit (same key, new text). A replay of the same post changes nothing, and
                 # nor does one whose stored text retention already purged.
                 edited.append(self.prepare(m, edit=True))
-        before = self.watermark.value()
-        added = self.store.add_messages(fresh, datetime.now(UTC)) if fresh else 0
-        changed = self.store.update_edited(edited) if edited else 0
-        # Later than the watermark already handed on: stored and scored, but the minutes
-        # already evaluated are not evaluated again.
-        late = sum(1 for s in fresh if s.message.created_at < before) if before is not None else 0
-        self.observer.on_stored(added, changed, late)
-        # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
-        if isinstance(source, Acking):
-            source.ack(batch)
-        newest = max(m.created_at for m in batch)
-        if source is not None:
-            self.watermark.delivered(source.name, newest)
-        self.observer.on_messages(source.name if source else None, len(batch), newest)
-        self._unchunked += fresh + edited
+        return fresh, edited
+
+    def _allowed(self, message: Message) -> bool:
+        """Whether ``message`` comes from a source the bot may read: a chat community only if
+        the operator allow-listed it (``communities``); X searches and replays always."""
+        allowed = self.config.communities
+        if allowed is None or message.platform not in CHAT_PLATFORMS:
+            return True
+        return f"{message.platform}:{message.community}" in allowed
+
+    async def _flush(
+        self, batch: list[Message], source: Source | None = None, partial: bool = True
+    ) -> None:
+        # Communities whose moderators turned listening off (or narrowed it) are not read.
+        settings = {
+            key: self.store.community_settings(*key)
+            for key in {(m.platform, m.community) for m in batch}
+        }
+        heard = [
+            m
+            for m in batch
+            if self._allowed(m) and settings[(m.platform, m.community)].listens_to(m.channel)
+        ]
+        # People who asked to be forgotten are not stored again (counted; acked below).
+        if withheld := await asyncio.to_thread(self.store.withheld, heard):
+            kept = [m for m in heard if (m.platform, m.channel, m.message_id) not in withheld]
+            self.observer.on_withheld(len(heard) - len(kept))
+            heard = kept
+        # The same key twice in one batch is a post and its edit: the last text wins.
+        latest = {(m.platform, m.channel, m.message_id): m for m in heard}
+        if self._storing is None:
+            self._storing = asyncio.Lock()
+        async with self._storing:
+            stored = self.store.stored_texts(list(latest))
+            # Normalising, assets, language and spam marks are CPU work (a hostile post costs
+            # milliseconds): a worker thread does it, so polling, commands and heartbeats go on.
+            fresh, edited = await asyncio.to_thread(self._prepare_batch, latest, stored)
+            before = self.watermark.value()
+            added = self.store.add_messages(fresh, datetime.now(UTC)) if fresh else 0
+            changed = self.store.update_edited(edited) if edited else 0
+            # Later than the watermark already handed on: stored and scored, but the minutes
+            # already evaluated are not evaluated again.
+            late = (
+                sum(1 for s in fresh if s.message.created_at < before) if before is not None else 0
+            )
+            self.observer.on_stored(added, changed, late)
+            # Stored: now a source that keeps its own inbox may forget them (see ``Acking``).
+            if isinstance(source, Acking):
+                source.ack(batch)
+            newest = max(m.created_at for m in batch)
+            if source is not None:
+                self.watermark.delivered(source.name, newest)
+            self.observer.on_messages(source.name if source else None, len(batch), newest)
+            self._unchunked += fresh + edited
         # Backpressure: this waits while the scorer is ``queue_size`` chunks behind.
         await self.cut_chunks(partial)
 

@@ -36,6 +36,7 @@ class Counters:
     alerts: int = 0
     delivered: int = 0
     last_time: datetime | None = None
+    withheld: int = 0  # messages not stored: their authors asked to be forgotten
 
 
 class Sensor(Protocol):
@@ -175,6 +176,10 @@ class Observer(Sensor):
         c.late += late
         for s in self._sensors:
             s.on_stored(added, edited, late)
+
+    def on_withheld(self, n: int) -> None:
+        """Intake did not store ``n`` messages: their authors are on the do-not-store list."""
+        self.counters.withheld += n
 
     def on_scored(self, n: int) -> None:
         self.counters.scored += n

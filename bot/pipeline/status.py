@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from bot.pipeline.supervisor import health_from_json
@@ -13,7 +14,7 @@ X_PLAN_CHECKPOINT = "x:plan"
 
 
 def save_x_plan(store: Store, cap: int, price_per_read: float, now: datetime) -> None:
-    """Record the configured X plan, so a moderator's ``/status`` prices reads the same way."""
+    """Record the configured X plan, so the operator's ``/status`` prices reads the same way."""
     store.set_checkpoint(X_PLAN_CHECKPOINT, json.dumps({"cap": cap, "price": price_per_read}), now)
 
 
@@ -70,8 +71,8 @@ def status_report(
     and the sends abandoned as too old, the last tick.
 
     ``plan`` is X's (monthly read cap, USD per read); by default the one ``moodring run``
-    recorded. ``detail`` adds the error texts (the operator's view; moderators get the
-    short one).
+    recorded. ``detail`` adds the error texts (``moodring status``; the chat's ``/status``
+    gets the short one). Only for the operator: moderators get ``community_status``.
     """
     lines = ["Connectors:"]
     stored = store.health()
@@ -101,6 +102,7 @@ def status_report(
         lines.append(x_spend_line(store, now, *plan))
     elif reads := store.usage("x", month_of(now)):
         lines.append(f"X reads in {month_of(now)}: {reads:,}")
+    lines.append(communities_line(store))
     counts = store.counts()
     total = sum(counts.get(k, 0) for k in ("new", "scored", "failed"))
     spam_share = counts.get("spam", 0) / total if total else 0.0
@@ -119,4 +121,56 @@ def status_report(
         " index last ticked"
         f" {'never' if tick is None else tick + ' (' + _ago(parse_ts(tick), now) + ')'}"
     )
+    return "\n".join(lines)
+
+
+#: The checkpoint where ``moodring run`` records the allow-list it reads (``save_communities``).
+COMMUNITIES_CHECKPOINT = "communities"
+
+
+def save_communities(store: Store, communities: Sequence[str], now: datetime) -> None:
+    """Record the communities this run reads, for ``/status`` and ``moodring status``."""
+    store.set_checkpoint(COMMUNITIES_CHECKPOINT, json.dumps(sorted(communities)), now)
+
+
+def communities_line(store: Store) -> str:
+    """Which chat communities the bot reads (the operator's MOODRING_COMMUNITIES)."""
+    saved = store.checkpoint(COMMUNITIES_CHECKPOINT)
+    if saved is None:
+        return "Communities read: not recorded yet (start `moodring run`)"
+    listed = json.loads(saved)
+    if not listed:
+        return "Communities read: none (MOODRING_COMMUNITIES is empty: no group is read)"
+    shown = ", ".join(listed[:10]) + (f" and {len(listed) - 10} more" if len(listed) > 10 else "")
+    return f"Communities read ({len(listed)}, MOODRING_COMMUNITIES): {shown}"
+
+
+def community_status(store: Store, platform: str, community: str, now: datetime) -> str:
+    """What a chat's moderators see with ``/status``: their own community only.
+
+    Anyone can make a group and be its admin, so nothing here is about the bot as a whole (no
+    connectors, X spend, caps or other communities' counts): the community's messages and
+    scoring backlog, its subscriptions, and the alerts waiting for or lost to its group.
+    """
+    counts, newest = store.community_message_counts(platform, community)
+    total = sum(counts.values())
+    last = "none yet" if newest is None else f"newest {_ago(newest, now)}"
+    lines = [
+        "Status of this community:",
+        f"Messages: {total:,} stored, {counts.get('scored', 0):,} scored,"
+        f" {counts.get('new', 0):,} waiting to be scored,"
+        f" {counts.get('failed', 0):,} set aside with an error; {last}",
+    ]
+    subs = store.subscriptions(platform=platform, community=community)
+    group = [s for s in subs if s.is_group]
+    digests = sum(s.is_digest for s in subs)
+    lines.append(
+        f"Subscriptions made here: {len(group):,} delivered to the group,"
+        f" {len(subs) - len(group) - digests:,} by direct message, {digests:,} daily digests"
+    )
+    pending, abandoned = store.count_outbox_to(platform, sorted({s.target for s in group}))
+    lines.append(
+        f"Alert sends to the group not yet made: {pending:,}; abandoned as too old: {abandoned:,}"
+    )
+    lines.append("(The bot's own health and costs are for its operator.)")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import bisect
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot.mood.alerts import AlertParams, AlertState, evaluate
@@ -23,7 +24,9 @@ from bot.pipeline.config import LOOKBACK, PipelineConfig, floor_time
 from bot.pipeline.market_rules import MarketRules
 from bot.prefs.subscriptions import Subscription
 from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
-from bot.types import Alert, MoodReading, Scope
+from bot.store.privacy import ERASURES_CHECKPOINT
+from bot.types import CHAT_PLATFORMS, Alert, MoodReading, Scope
+from nlp.assets import AssetTable
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class IndexEngine:
         self.store = store
         self.config = config
         self.index_params = index_params or IndexParams()
-        self.alert_params = alert_params or AlertParams()
+        self.alert_params = alert_params or AlertParams(min_authors=config.alert_min_authors)
         self.market = MarketRules(store, config.assets, self.alert_params)
         self._rows: list[ScoredRow] = []
         self._points: list[Point] = []
@@ -84,6 +87,15 @@ class IndexEngine:
         self.max_age: timedelta | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.stale = 0  # alerts stored but not queued as too old (live runs)
+        #: Assets alerts may be about: the coin table, the configured ones, the operator's
+        #: list; priced assets join at each tick (``alertable``). A cashtag that is merely
+        #: busy gets readings, never alerts.
+        self._known = set(AssetTable.load().names) | set(config.assets) | set(config.alert_assets)
+        self._priced: tuple[datetime, set[str]] | None = None
+        #: The store's erasure count as last seen: when it moves (a /forget, `moodring
+        #: forget` from another process), held rows are read again, so no alert quotes an
+        #: erased text or names an erased author from memory.
+        self._erasures = store.checkpoint(ERASURES_CHECKPOINT)
         self.tracked_since = store.oldest_message_time()
 
     def load(self, until: datetime) -> None:
@@ -108,7 +120,7 @@ class IndexEngine:
             pos = bisect.bisect_right(self._times, row.created_at)
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
-            self._points.insert(pos, row.to_point())
+            self._points.insert(pos, self._point(row))
             self._note_minute(row)
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
@@ -124,10 +136,46 @@ class IndexEngine:
             pos = bisect.bisect_right(self._times, row.created_at)
             self._times.insert(pos, row.created_at)
             self._rows.insert(pos, row)
-            self._points.insert(pos, row.to_point())
+            self._points.insert(pos, self._point(row))
             self._note_minute(row)
         if self.tracked_since is None and rows:
             self.tracked_since = min(r.created_at for r in rows)
+
+    def _reload_erased(self) -> None:
+        """Replace held rows whose author was erased since the last look by what the store
+        holds now (a pseudonym, no text); the scores stay as they were."""
+        erasures = self.store.checkpoint(ERASURES_CHECKPOINT)
+        if erasures == self._erasures:
+            return
+        self._erasures = erasures
+        if not self._times:
+            return
+        now = {r.key: r for r in self.store.scored_since(self._times[0], self._times[-1])}
+        for i, held in enumerate(self._rows):
+            fresh = now.get(held.key)
+            if fresh is not None and (fresh.author, fresh.text) != (held.author, held.text):
+                self._rows[i], self._points[i] = fresh, self._point(fresh)
+        for minute, rows in self._due.items():
+            self._due[minute] = [now.get(r.key, r) for r in rows]
+
+    def _point(self, row: ScoredRow) -> Point:
+        """The index's view of ``row``; quotable beyond its community only if its source is
+        trusted public (a Telegram group with a username is not, unless the operator says)."""
+        point = row.to_point()
+        if point.public and row.platform in CHAT_PLATFORMS:
+            sources = self.config.public_sources
+            if row.platform not in sources and f"{row.platform}:{row.community}" not in sources:
+                point = replace(point, public=False)
+        return point
+
+    def alertable(self, scope: Scope, now: datetime) -> bool:
+        """Whether alerts may be raised about ``scope``: all assets, or a known one."""
+        if scope.asset == "*" or scope.asset in self._known:
+            return True
+        hour = floor_time(now, 3600)
+        if self._priced is None or self._priced[0] != hour:
+            self._priced = (hour, self.store.priced_assets())
+        return scope.asset in self._priced[1]
 
     def _note_minute(self, row: ScoredRow) -> None:
         minute = ceil_minute(row.created_at)
@@ -241,7 +289,7 @@ class IndexEngine:
                     reading, *self.store.reading_norm(scope, window, now - NORM_SPAN, now)
                 )
                 readings.append(reading)
-                if window == self.config.alert_window:
+                if window == self.config.alert_window and self.alertable(scope, now):
                     state = AlertState.from_json(self.store.alert_state(scope.key(), window))
                     raised, state = evaluate(
                         reading,
@@ -252,6 +300,7 @@ class IndexEngine:
                         self.alert_params,
                         index_params=self.index_params,
                         tracked_since=self.tracked_since,
+                        need_breadth=self.config.need_breadth,
                     )
                     alerts += raised
                     states[(scope.key(), window)] = state.to_json()
@@ -313,7 +362,7 @@ class IndexEngine:
             rows = self._due.pop(minute, [])
             hour = floor_time(minute, 3600)
             for scope in self.scopes_at(minute, rows):
-                if not any(touches(scope, r) for r in rows):
+                if not any(touches(scope, r) for r in rows) or not self.alertable(scope, minute):
                     continue
                 # The volume baselines (the days before the window) move little within an
                 # hour: computed once per scope and hour, so a minute reads only its window.
@@ -344,6 +393,7 @@ class IndexEngine:
                     index_params=self.index_params,
                     tracked_since=self.tracked_since,
                     mentions_baseline=mentions,
+                    need_breadth=self.config.need_breadth,
                 )
                 alerts += raised
                 states[key] = state.to_json()
@@ -383,6 +433,7 @@ class IndexEngine:
         tick is evaluated by the tick, which runs the rules for every scope. Ticks are made
         one at a time (``due_ticks`` is lazy), so a far ``until`` costs no memory up front.
         """
+        self._reload_erased()
         end = until.replace(second=0, microsecond=0)
         minutes = sorted(m for m in self._due if m <= end)
         new: list[Alert] = []

@@ -147,10 +147,11 @@ def parse_timezone(tz: str) -> str:
     return name
 
 
-def describe(sub: Subscription) -> str:
-    """One line for /alerts."""
+def describe(sub: Subscription, community_title: str = "") -> str:
+    """One line for /alerts (a digest names its community by ``community_title`` if known)."""
     if sub.is_digest:
-        return f"daily digest of {sub.community} at {sub.quiet_start or 0:02d}:00 {sub.tz}"
+        where = community_title or sub.community
+        return f"daily digest of {where} at {sub.quiet_start or 0:02d}:00 {sub.tz}"
     what = "any asset" if sub.asset == "*" else sub.asset
     kinds = "all alerts" if set(sub.kinds) == set(KINDS) else ", ".join(sub.kinds)
     quiet = (

@@ -4,6 +4,7 @@ from bot.store.chat import ChatMixin
 from bot.store.market import MarketMixin
 from bot.store.messages import MessagesMixin
 from bot.store.ops import OpsMixin
+from bot.store.privacy import Erasure, PrivacyMixin
 from bot.store.readings import ReadingsMixin
 from bot.store.rows import (
     MESSAGE_KEY,
@@ -16,7 +17,7 @@ from bot.store.rows import (
 )
 
 
-class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin):
+class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin, PrivacyMixin):
     """The database. Opens (creating if needed), migrates, and offers keyed reads/writes.
 
     Every write is keyed, so a replay or a restart never duplicates: messages on
@@ -32,6 +33,7 @@ __all__ = [
     "MESSAGE_KEY",
     "MINUTE_CHECKPOINT",
     "TICK_CHECKPOINT",
+    "Erasure",
     "ScoredRow",
     "Store",
     "StoredMessage",

@@ -10,24 +10,32 @@ from typing import Any
 
 from bot.prefs.community import CommunitySettings
 from bot.prefs.subscriptions import Subscription
-from bot.store.base import StoreBase, locked
-from bot.store.rows import iso
+from bot.store.base import locked
+from bot.store.privacy import WITHHELD, PrivacyMixin
+from bot.store.rows import TOO_OLD, iso, parse_ts
 
 
-class ChatMixin(StoreBase):
+class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
     """Subscriptions, community settings, raw chat updates and manual levels."""
 
     # ------------------------------------------------------------------ subscriptions
 
     @locked
     def subscribe(self, sub: Subscription, now: datetime) -> None:
-        """Add or update a subscription, keyed on (platform, target, user, asset)."""
+        """Add or update a subscription, keyed on (platform, community, target, user, asset);
+        a group's own (delivered to the group) on (platform, community, target, asset)."""
+        # A moderator's digests (or DM alerts) asked for in two groups are two subscriptions,
+        # and a group's subscription belongs to the group: any of its moderators replaces it.
+        sql = (
+            "DELETE FROM subscriptions WHERE platform = ? AND community = ? AND target = ?"
+            " AND asset = ?"
+        )
+        key: list[Any] = [sub.platform, sub.community, sub.target, sub.asset]
+        if not sub.is_group:
+            sql += " AND user = ?"
+            key.append(sub.user)
         with self.transaction() as db:
-            db.execute(
-                "DELETE FROM subscriptions WHERE platform = ? AND target = ? AND user = ?"
-                " AND asset = ?",
-                [sub.platform, sub.target, sub.user, sub.asset],
-            )
+            db.execute(sql, key)
             db.execute(
                 "INSERT INTO subscriptions (platform, community, target, user, asset, kinds,"
                 " created_at, daily_cap, quiet_start, quiet_end, tz, active)"
@@ -60,15 +68,35 @@ class ChatMixin(StoreBase):
 
     @locked
     def unsubscribe_target(self, platform: str, target: str) -> int:
-        """Drop every subscription delivered to ``target`` (it blocked the bot or is gone)."""
+        """Drop every subscription delivered to ``target`` (it blocked the bot or is gone).
+
+        A DM target that is gone is no open private chat any more either: a user who blocked
+        the bot is warned again, on their next /subscribe, to press Start (which unblocks).
+        """
         with self.transaction() as db:
+            db.execute(
+                "DELETE FROM private_chats WHERE platform = ? AND user = ?", [platform, target]
+            )
             return db.execute(
                 "DELETE FROM subscriptions WHERE platform = ? AND target = ?", [platform, target]
             ).rowcount
 
     @locked
+    def remove_subscriptions(self, subs: Sequence[Subscription]) -> int:
+        """Remove exactly these subscriptions (as ``subscriptions`` gave them); how many."""
+        removed = 0
+        with self.transaction() as db:
+            for sub in subs:
+                removed += db.execute(
+                    "DELETE FROM subscriptions WHERE platform = ? AND community = ?"
+                    " AND target = ? AND user = ? AND asset = ?",
+                    [sub.platform, sub.community, sub.target, sub.user, sub.asset],
+                ).rowcount
+        return removed
+
+    @locked
     def subscriptions(
-        self, platform: str | None = None, user: str | None = None
+        self, platform: str | None = None, user: str | None = None, community: str | None = None
     ) -> list[Subscription]:
         sql = (
             "SELECT platform, community, target, user, asset, kinds, daily_cap, quiet_start,"
@@ -81,6 +109,9 @@ class ChatMixin(StoreBase):
         if user is not None:
             sql += " AND user = ?"
             params.append(user)
+        if community is not None:
+            sql += " AND community = ?"
+            params.append(community)
         return [
             Subscription(
                 platform=r[0],
@@ -96,6 +127,34 @@ class ChatMixin(StoreBase):
             )
             for r in self.db.execute(sql + " ORDER BY id", params).fetchall()
         ]
+
+    # ------------------------------------------------------------------ a community's status
+
+    @locked
+    def community_message_counts(
+        self, platform: str, community: str
+    ) -> tuple[dict[str, int], datetime | None]:
+        """A community's messages by status, and when its newest was posted (None: none)."""
+        rows = self.db.execute(
+            "SELECT status, COUNT(*), MAX(created_at) FROM messages"
+            " WHERE platform = ? AND community = ? GROUP BY status",
+            [platform, community],
+        ).fetchall()
+        newest = max((r[2] for r in rows if r[2] is not None), default=None)
+        return {r[0]: int(r[1]) for r in rows}, None if newest is None else parse_ts(newest)
+
+    @locked
+    def count_outbox_to(self, sink: str, targets: Sequence[str]) -> tuple[int, int]:
+        """Alert sends to ``targets`` not yet made, and those abandoned as too old."""
+        if not targets:
+            return 0, 0
+        marks = ", ".join("?" for _ in targets)
+        [row] = self.db.execute(
+            "SELECT SUM(given_up IS NULL), SUM(given_up = ?) FROM outbox"
+            f" WHERE sink = ? AND sent_at IS NULL AND target IN ({marks})",
+            [TOO_OLD, sink, *targets],
+        ).fetchall()
+        return int(row[0] or 0), int(row[1] or 0)
 
     # ------------------------------------------------------------------ community settings
 
@@ -121,6 +180,42 @@ class ChatMixin(StoreBase):
                 [platform, community, json.dumps(dataclasses.asdict(settings)), iso(now)],
             )
 
+    # ------------------------------------------------------------------ who and where
+
+    @locked
+    def set_community_title(self, platform: str, community: str, title: str, now: datetime) -> None:
+        """Keep ``title`` as the community's latest name (a group's title, a server's name)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO community_titles VALUES (?, ?, ?, ?)",
+                [platform, community, title, iso(now)],
+            )
+
+    @locked
+    def community_title(self, platform: str, community: str) -> str:
+        """The community's latest known title, or "" when none was ever seen."""
+        row = self.db.execute(
+            "SELECT title FROM community_titles WHERE platform = ? AND community = ?",
+            [platform, community],
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    @locked
+    def note_private_chat(self, platform: str, user: str, now: datetime) -> None:
+        """Record that ``user`` wrote to the bot privately (so the bot may write to them)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO private_chats VALUES (?, ?, ?)", [platform, user, iso(now)]
+            )
+
+    @locked
+    def has_private_chat(self, platform: str, user: str) -> bool:
+        """Whether ``user`` has ever written to the bot privately (and not blocked it since)."""
+        row = self.db.execute(
+            "SELECT 1 FROM private_chats WHERE platform = ? AND user = ?", [platform, user]
+        ).fetchone()
+        return row is not None
+
     # ------------------------------------------------------------------ chat inbox
 
     @locked
@@ -132,12 +227,22 @@ class ChatMixin(StoreBase):
         Only after this commits may the platform be asked for more (which confirms these).
         """
         added = 0
+        # Posts of people who asked to be forgotten: kept as handled, without their payload.
+        withheld = self.withheld_updates(platform, updates)
         with self.transaction() as db:
             for update_id, payload in updates:
+                skip = update_id in withheld
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO chat_inbox (platform, update_id, payload, received_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    [platform, update_id, payload, iso(now)],
+                    "INSERT OR IGNORE INTO chat_inbox (platform, update_id, payload, received_at,"
+                    " done_at, error) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        platform,
+                        update_id,
+                        None if skip else payload,
+                        iso(now),
+                        iso(now) if skip else None,
+                        WITHHELD if skip else None,
+                    ],
                 )
                 added += cur.rowcount
             self._set_checkpoint(db, f"{platform}:offset", str(next_offset), now)

@@ -125,6 +125,12 @@ class MarketMixin(StoreBase):
         )
 
     @locked
+    def priced_assets(self) -> set[str]:
+        """The assets with candles or a ticker."""
+        sql = "SELECT asset FROM prices UNION SELECT asset FROM tickers"
+        return {r[0] for r in self.db.execute(sql).fetchall()}
+
+    @locked
     def known_assets(self) -> tuple[dict[str, int], set[str]]:
         """Messages naming each asset, and the assets with candles or a ticker."""
         mentions = {

@@ -398,13 +398,20 @@ class MessagesMixin(StoreBase):
 
     @locked
     def purge_texts(self, older_than: datetime) -> int:
-        """Retention: forget the text of messages older than ``older_than`` (scores stay)."""
+        """Retention: forget the text of messages older than ``older_than`` (scores stay), and
+        the quotes of alerts raised before it. Returns how many messages lost their text."""
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE messages SET text = NULL, norm_text = NULL"
                 " WHERE created_at < ? AND status != 'new' AND text IS NOT NULL",
                 [iso(older_than)],
             )
+            # An alert quotes messages up to its own time: older alerts quote purged texts.
+            for table in ("alerts", "alerts_superseded"):  # table names are ours
+                db.execute(
+                    f"UPDATE {table} SET evidence = '[]' WHERE at < ? AND evidence != '[]'",
+                    [iso(older_than)],
+                )
             return cur.rowcount
 
     # ------------------------------------------------------------------ rescoring

@@ -76,6 +76,7 @@ class ScoredRow:
             text=self.text,
             public=self.public,
             community=self.community,
+            platform=self.platform,
             reputation=self.reputation,
             model_id=self.model_id,
             n_assets=max(1, len(self.assets)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import sqlite_utils
 from sqlite_utils import Migrations
 
@@ -282,4 +284,48 @@ def m008_outbox_given_up(db: sqlite_utils.Database) -> None:
             "community cooldown",
             "too old",  # bot.store.rows.TOO_OLD, frozen here as migrations are
         ],
+    )
+
+
+@migrations()
+def m011_community_titles_and_private_chats(db: sqlite_utils.Database) -> None:
+    """What chat replies need to be understood: each community's latest title, so a group is
+    named rather than shown as "-1001234567890", and which users have a private chat with the
+    bot (Telegram refuses a bot's DM to anyone who never pressed Start)."""
+    db.table("community_titles").create(
+        {"platform": str, "community": str, "title": str, "updated_at": str},
+        pk=("platform", "community"),
+    )
+    db.table("private_chats").create(
+        {"platform": str, "user": str, "first_at": str}, pk=("platform", "user")
+    )
+
+
+@migrations()
+def m009_do_not_store(db: sqlite_utils.Database) -> None:
+    """Erasure on request: people who asked not to be stored, by a salted hash of their id.
+
+    ``digest`` is ``bot.store.privacy.author_digest`` (scrypt of platform and author id with
+    this database's own random salt), so the table names nobody and small ids cannot be
+    tried against it cheaply; ``community`` is "" for a whole platform.
+    """
+    db.table("do_not_store").create(
+        {"platform": str, "digest": str, "community": str, "added_at": str},
+        pk=("platform", "digest", "community"),
+    )
+    db.table("privacy").create({"name": str, "value": str}, pk="name")
+    db.execute("INSERT INTO privacy VALUES ('salt', ?)", [secrets.token_hex(16)])
+    # Inbox retention looks only at rows that still hold a payload (a partial index, so the
+    # rows it already cleared cost nothing however many accumulate).
+    db.execute(
+        "CREATE INDEX chat_inbox_payload_done ON chat_inbox (done_at) WHERE payload IS NOT NULL"
+    )
+
+
+@migrations()
+def m010_community_status_index(db: sqlite_utils.Database) -> None:
+    """A community's messages by status and time, so a moderator's ``/status`` (any group
+    admin may ask) counts its own community from an index instead of scanning every message."""
+    db.table("messages").create_index(
+        ["platform", "community", "status", "created_at"], if_not_exists=True
     )
