@@ -105,6 +105,33 @@ def unknown_asset_text(asset: str, known: Sequence[str], limit: int = 10) -> str
     )
 
 
+#: The most characters one command's reply may have: two Discord messages (2,000 each), two
+#: Telegram ones at most (4,096 UTF-16 units). Replies that list what users made (subscriptions,
+#: levels) list less (``listing``); ``fit_reply`` is the dispatcher's backstop.
+REPLY_LIMIT = 4000
+CUT_NOTE = "\n… (cut: too long for one reply)"
+
+
+def listing(items: Sequence[str], limit: int) -> list[str]:
+    """The first ``limit`` of ``items``, then "… and N more" in their place if there are more."""
+    if len(items) <= limit:
+        return list(items)
+    return [*items[:limit], f"… and {len(items) - limit} more"]
+
+
+def fit_reply(text: str, limit: int = REPLY_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` characters, at a line end when one is near the cut,
+    ending with a note that it was cut. One command must not flood a chat with messages."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(CUT_NOTE)
+    head = text[:room]
+    newline = head.rfind("\n")
+    if newline > room // 2:
+        head = head[:newline]
+    return head.rstrip() + CUT_NOTE
+
+
 def render_digest(
     alerts: list[Alert], target: str = "", titles: Mapping[str, str] | None = None
 ) -> Reply:

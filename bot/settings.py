@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.errors import ConfigError
 from bot.paths import default_model_dir
 
 #: One entry of ``Settings.operators``: a platform and a user id on it, e.g. "telegram:12345".
@@ -23,11 +25,33 @@ OPERATOR_RE = re.compile(r"(telegram|discord):[0-9]{1,20}")
 #: One chat source: a platform and a community id on it (or the platform alone, where allowed).
 SOURCE_RE = re.compile(r"(telegram|discord)(:-?[0-9]{1,20})?")
 
+#: How much of a bad value an error repeats: enough to find the line, too little to give away
+#: a secret pasted into the wrong setting (bot tokens and API keys are 30 characters and more).
+SHOWN_CHARS = 12
+
+#: The longest span a duration setting may have (a longer one is no ``timedelta``, or no use).
+CENTURY_DAYS = 36_500
+CENTURY_S = CENTURY_DAYS * 86_400
+#: The shortest wait between polls: shorter ones spin the loop and hammer an API.
+MIN_POLL_S = 0.1
+
+
+def shown(value: str) -> str:
+    """A bad value as an error names it: quoted, whole if short, else only its start."""
+    return repr(value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 4] + "…")
+
+
+def shown_key(key: str) -> str:
+    """A table key as an error names it: plain if a short name (``social``), else ``shown``."""
+    return key if key.isidentifier() and len(key) <= SHOWN_CHARS else shown(key)
+
 
 class Settings(BaseSettings):
     """Everything configurable. Environment variables win over the TOML file.
 
-    Secrets are ``SecretStr`` so they never show in a repr or a log line.
+    Secrets are ``SecretStr`` so they never show in a repr or a log line. Numbers are bounded
+    where nonsense would break a run rather than be refused at start: a tick of 0 s never
+    advances, an infinite age is no ``timedelta``, a poll every 0 s spends the X plan.
     """
 
     model_config = SettingsConfigDict(env_prefix="MOODRING_", extra="ignore")
@@ -35,27 +59,28 @@ class Settings(BaseSettings):
     db: Path = Path("moodring.db")
     model_dir: Path = Field(default_factory=default_model_dir)
     device: str = "cpu"
-    batch_size: int = 32  # small batches pad less after length sorting (measured in nlp/bench)
+    #: Small batches pad less after length sorting (measured in nlp/bench).
+    batch_size: int = Field(default=32, ge=1)
     log_level: str = "INFO"
     #: Purge message texts older than this many days; None keeps them (the default).
-    retention_days: int | None = None
+    retention_days: int | None = Field(default=None, ge=1, le=CENTURY_DAYS)
     #: Clear a raw chat update (the inbox payload: text, username, first name) this many days
     #: after it was processed (checked hourly). The row stays, so it is never handled twice.
-    inbox_retention_days: float = Field(default=2.0, ge=0)
+    inbox_retention_days: float = Field(default=2.0, ge=0, le=CENTURY_DAYS)
     #: How often (seconds of message time) the index and alert rules run.
-    tick_s: int = 3600
+    tick_s: int = Field(default=3600, ge=1, le=86_400)  # 0 would never advance
     #: Assets given their own readings even before they trend.
     assets: tuple[str, ...] = ("BTC", "ETH")
     #: Readings for other assets appear once they have this many mentions in 7 days.
     min_asset_mentions: int = 50
     #: Queue bound between stages: intake waits when scoring falls this far behind.
-    queue_size: int = 2048
+    queue_size: int = Field(default=2048, ge=1)
     #: Seconds a post may be dated ahead of this machine's clock; a replayed row dated later
     #: (or before 2009) is skipped as malformed.
-    max_clock_skew_s: float = Field(default=600.0, ge=0)
+    max_clock_skew_s: float = Field(default=600.0, ge=0, le=CENTURY_S)
     #: Seconds an alert may wait to be delivered (a chat platform down, say) before it is
     #: abandoned as stale; failed sends are retried with backoff until then.
-    alert_max_age_s: float = Field(default=6 * 3600.0, gt=0)
+    alert_max_age_s: float = Field(default=6 * 3600.0, ge=1, le=CENTURY_S)
     #: The chat communities the bot reads, "platform:id" (a Telegram group's chat id, a
     #: Discord server id), e.g. ("telegram:-1001234567890", "discord:4567"). Empty: no group
     #: is read, and the bot answers in one with a line naming this setting. X searches and
@@ -90,13 +115,13 @@ class Settings(BaseSettings):
     #: X recent-search queries, e.g. ("$BTC lang:en -is:retweet", "from:somebody").
     x_queries: tuple[str, ...] = ("($BTC OR #bitcoin) lang:en -is:retweet",)
     #: Seconds between X polls of each query (each poll costs reads).
-    x_poll_s: float = 300.0
+    x_poll_s: float = Field(default=300.0, ge=MIN_POLL_S, le=CENTURY_S)
     #: Most result pages per poll (up to 100 posts a page).
-    x_max_pages: int = 3
+    x_max_pages: int = Field(default=3, ge=1)
     #: Posts you may read a month on your X plan; polling pauses when it is spent.
-    x_monthly_read_cap: int = 10_000
+    x_monthly_read_cap: int = Field(default=10_000, ge=0)
     #: What X charges per post read, in USD, for the cost meter (set your plan's price).
-    x_price_per_read_usd: float = 0.005
+    x_price_per_read_usd: float = Field(default=0.005, ge=0, allow_inf_nan=False)
     #: ccxt exchange id for prices (e.g. "binance", "kraken"); None leaves prices off.
     price_exchange: str | None = None
     #: Point the exchange client at another base URL (a proxy, or a test peer).
@@ -105,7 +130,7 @@ class Settings(BaseSettings):
     price_assets: tuple[str, ...] = ("BTC", "ETH")
     price_quote: str = "USDT"
     #: Seconds between price polls.
-    price_poll_s: float = 60.0
+    price_poll_s: float = Field(default=60.0, ge=MIN_POLL_S, le=CENTURY_S)
     #: Stooq API key for the reference assets' daily closes (IGV, QQQ, GLD, SPY); without
     #: one, /corr and the backtest use the bundled files (to 2026-07-22).
     quotes_api_key: SecretStr | None = None
@@ -125,7 +150,7 @@ class Settings(BaseSettings):
         Telegram channel or group, whose ids are negative, can never be an operator)."""
         for entry in value:
             if not OPERATOR_RE.fullmatch(entry):
-                raise ValueError(f"{entry[:40]!r} is not platform:user_id, e.g. telegram:12345")
+                raise ValueError(f"{shown(entry)} is not platform:user_id, e.g. telegram:12345")
         return value
 
     @field_validator("communities", "public_sources")
@@ -135,15 +160,25 @@ class Settings(BaseSettings):
         for entry in value:
             match = SOURCE_RE.fullmatch(entry)
             if match is None or (info.field_name == "communities" and not match.group(2)):
-                raise ValueError(f"{entry[:40]!r} is not platform:id, e.g. telegram:-1001234567890")
+                raise ValueError(f"{shown(entry)} is not platform:id, e.g. telegram:-1001234567890")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        """A level name logging knows, upper-cased. The value is not echoed: a secret pasted
+        into the wrong line must not end up on the terminal."""
+        level = value.upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("not a log level: use DEBUG, INFO, WARNING or ERROR")
+        return level
 
     @field_validator("alert_assets")
     @classmethod
     def _asset_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
             if not re.fullmatch(r"[A-Z0-9]{1,12}", entry):
-                raise ValueError(f"{entry[:40]!r} is not an asset symbol, e.g. BTC")
+                raise ValueError(f"{shown(entry)} is not an asset symbol, e.g. BTC")
         return value
 
     @classmethod
@@ -163,10 +198,17 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Build the Settings from ``config`` (TOML, default ./moodring.toml), env and overrides."""
+    """Build the Settings from ``config`` (TOML, default ./moodring.toml), env and overrides.
+
+    Raises:
+        FileNotFoundError: ``config`` is not a file.
+        ConfigError: the TOML file cannot be read or is not UTF-8 text.
+        pydantic.ValidationError, pydantic_settings.SettingsError, tomllib.TOMLDecodeError:
+            a setting, or the file, is malformed.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
     if config is None:
-        return Settings(**given)
+        return _read(Settings, given)
     if not config.is_file():
         raise FileNotFoundError(f"config file not found: {config}")
 
@@ -175,4 +217,15 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 
         toml_file: ClassVar[Path | None] = config
 
-    return FromFile(**given)
+    return _read(FromFile, given)
+
+
+def _read(cls: type[Settings], given: dict[str, Any]) -> Settings:
+    """``cls(**given)``, with a settings file that cannot be read as text as a ConfigError
+    (tomllib decodes the bytes itself and lets UnicodeDecodeError through)."""
+    try:
+        return cls(**given)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the TOML settings file is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:  # unreadable: permissions, a folder, a device
+        raise ConfigError(f"cannot read the TOML settings file: {exc.strerror}") from None

@@ -1,7 +1,8 @@
-"""Plausibility bounds on what a platform or a recorded file reports: post times and counts."""
+"""Plausibility bounds on what a platform, exchange or file reports: times, counts, price bars."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 #: Bitcoin's genesis block (2009-01-03): a crypto post dated earlier is a broken timestamp
@@ -40,3 +41,20 @@ def time_problem(
 def count_ok(value: int) -> bool:
     """Whether ``value`` is a usable count: 0 <= value <= ``MAX_COUNT``."""
     return 0 <= value <= MAX_COUNT
+
+
+def bar_problem(open_: float, high: float, low: float, close: float, volume: float) -> str | None:
+    """Why these values cannot be one price bar (OHLCV), or None when they can.
+
+    Prices must be finite and positive with ``low <= open, close <= high``; the volume finite
+    and not negative. NaN would be stored as NULL and infinity as itself: either breaks every
+    level, return and correlation computed from the bar.
+    """
+    prices = (open_, high, low, close)
+    if not all(math.isfinite(p) and p > 0 for p in prices):
+        return "a price is not finite and positive"
+    if not low <= min(open_, close) <= max(open_, close) <= high:
+        return "not a bar: low <= open, close <= high expected"
+    if not (math.isfinite(volume) and volume >= 0):
+        return "volume is not finite and non-negative"
+    return None

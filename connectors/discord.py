@@ -15,9 +15,11 @@ import discord
 from discord import app_commands
 from discord.utils import MISSING
 
+from connectors.bounds import MAX_COUNT, count_ok, time_problem
 from connectors.errors import DeliveryError, RecipientGone, SourceUnavailable
 from connectors.retry import retry_after_s
 from connectors.text import split_text as chunks_of
+from connectors.text import storable
 from connectors.types import Command, Message, Reply, SlashSpec
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,9 @@ def message_to_event(msg: discord.Message, own_id: int | None = None) -> Message
         own_id: our bot user's id (ignored even if Discord stops flagging it as a bot).
 
     Returns:
-        The Message, or None when the message is not community chatter.
+        The Message, or None when the message is not community chatter or is dated in the
+        future (its id says when it was sent). Text and the server's name are made storable
+        (``connectors.text.storable``); a count that cannot be one counts 0.
     """
     if msg.guild is None or not isinstance(msg.channel, discord.TextChannel | discord.Thread):
         return None
@@ -65,19 +69,27 @@ def message_to_event(msg: discord.Message, own_id: int | None = None) -> Message
         return None
     if msg.type not in _USER_MESSAGE_TYPES or not msg.content.strip():
         return None
+    if problem := time_problem(msg.created_at):  # an id no real message has
+        logger.warning("discord: skipping message %s: %s", msg.id, problem)
+        return None
     return Message(
         platform=PLATFORM,
         community=str(msg.guild.id),
         channel=str(msg.channel.id),
         message_id=str(msg.id),
         author=str(msg.author.id),
-        text=msg.content,
+        text=storable(msg.content),
         created_at=msg.created_at,  # from the snowflake: aware UTC, unchanged by edits
-        likes=sum(reaction.count for reaction in msg.reactions),
-        replies=msg.thread.message_count if msg.thread is not None else 0,
+        likes=min(sum(_count(reaction.count) for reaction in msg.reactions), MAX_COUNT),
+        replies=_count(msg.thread.message_count) if msg.thread is not None else 0,
         public=False,
-        community_title=msg.guild.name or "",
+        community_title=storable(msg.guild.name or ""),
     )
+
+
+def _count(value: object) -> int:
+    """A count as reported, or 0 when it cannot be one (negative, absurdly large, not int)."""
+    return value if type(value) is int and count_ok(value) else 0
 
 
 def interaction_to_command(

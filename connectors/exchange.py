@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
 
+from connectors.bounds import bar_problem, time_problem
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.retry import backoff_delay, retry_after_s, wait_or_stop
 from connectors.types import Candle, Ticker
@@ -27,6 +29,9 @@ T = TypeVar("T")
 # 429/418, RateLimitExceeded for its -1003 code, RequestTimeout, ExchangeNotAvailable for 5xx and
 # refused connections (all NetworkError), and BadResponse for a body that is not the JSON expected.
 RETRYABLE = (ccxt.NetworkError, ccxt.BadResponse)
+# ccxt's parsers raise plain Python errors on an answer whose values are not what they expect
+# (``"NaN"`` where a number goes): as unreadable as a BadResponse, and retried the same way.
+UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError)
 # Market types never needed here: loading them costs requests and, on Binance, a whole API host.
 UNUSED_MARKET_TYPES = frozenset({"inverse", "option"})
 
@@ -178,7 +183,8 @@ class ExchangeFeed:
 
         Pages forward from ``since`` (``limit`` bars a request) until ``until`` or ``now``.
         A bar still open at ``now`` (``ts + interval > now``) is left out: it is known only
-        once closed. Without ``since``, returns the latest ``limit`` closed bars.
+        once closed. Without ``since``, returns the latest ``limit`` closed bars. A malformed
+        bar (``connectors.bounds.bar_problem``, a time before 2009) is logged and left out.
 
         Args:
             asset: base currency, e.g. ``"BTC"`` (read on the spot market ``BTC/{quote}``).
@@ -206,18 +212,18 @@ class ExchangeFeed:
             rows = await self._call(
                 what, self.exchange.fetch_ohlcv, symbol, interval, None, limit, {"until": hi}
             )
-            found.update((r[0], self._candle(asset, interval, r)) for r in rows if r[0] <= hi)
+            found.update(self._bars(asset, interval, rows, None, hi))
         else:
             cursor = _ms(since)
             while cursor <= hi:
                 rows = await self._call(
                     what, self.exchange.fetch_ohlcv, symbol, interval, cursor, limit, {"until": hi}
                 )
-                fresh = [r for r in rows if cursor <= r[0] <= hi]
-                if not fresh:
+                opened = [t for t in map(_open_ms, rows) if t is not None and cursor <= t <= hi]
+                if not opened:
                     break  # nothing more before ``hi`` (a gap in the exchange's data, or the end)
-                found.update((r[0], self._candle(asset, interval, r)) for r in fresh)
-                cursor = max(r[0] for r in fresh) + step_ms
+                found.update(self._bars(asset, interval, rows, cursor, hi))
+                cursor = max(opened) + step_ms  # past malformed bars too: they stay left out
         return [found[ts] for ts in sorted(found)]
 
     async def ticker(self, asset: str, *, now: datetime | None = None) -> Ticker:
@@ -230,25 +236,31 @@ class ExchangeFeed:
             now: stamps the ticker when the exchange gives no timestamp.
 
         Raises:
-            MalformedInput: the exchange does not list ``asset`` against the quote currency.
+            MalformedInput: the exchange does not list ``asset`` against the quote currency,
+                or its price is not finite and positive, or its time is before 2009 or ahead.
+                Unreadable extras (funding, open interest, change, volume) are None instead.
             SourceUnavailable: the exchange kept failing.
         """
         symbol = await self._spot_symbol(asset)
         raw = await self._call(f"{symbol} ticker", self.exchange.fetch_ticker, symbol)
         if raw.get("last") is None:
             raise SourceUnavailable(f"{self.name} gave no last price for {symbol}")
-        last = float(raw["last"])
+        last = _positive(raw["last"])
+        if last is None:
+            raise MalformedInput(f"{self.name} gave an unusable last price for {symbol}")
+        at = now if now is not None else self._clock()
         if raw.get("timestamp") is not None:
-            at = _dt(int(raw["timestamp"]))
-        else:
-            at = now if now is not None else self._clock()
+            stamped = _time_or_none(raw["timestamp"])
+            if stamped is None or time_problem(stamped, now=self._clock()):
+                raise MalformedInput(f"{self.name} gave an unusable time for the {symbol} ticker")
+            at = stamped
         funding_rate, mark = await self._funding(asset)
         return Ticker(
             asset=asset.upper(),
             at=at,
             last=last,
             change_24h_pct=_float_or_none(raw.get("percentage")),
-            volume_24h=_float_or_none(raw.get("baseVolume")),  # base units, like Candle.volume
+            volume_24h=_non_negative(raw.get("baseVolume")),  # base units, like Candle.volume
             funding_rate=funding_rate,
             open_interest=await self._open_interest(asset, mark if mark is not None else last),
             source=self.name,
@@ -321,7 +333,8 @@ class ExchangeFeed:
             log.warning("funding rate of %s unavailable: %s", swap, e)
             return None, None
         rate = rate_per_8h(_float_or_none(raw.get("fundingRate")), raw.get("interval"))
-        return rate, _float_or_none(raw.get("markPrice"))
+        rate = _float_or_none(rate)  # restated from a tiny interval, it could overflow
+        return rate, _positive(raw.get("markPrice"))
 
     async def _open_interest(self, asset: str, price: float) -> float | None:
         """Open interest of the perpetual swap in quote currency, or None."""
@@ -333,15 +346,15 @@ class ExchangeFeed:
         except (SourceUnavailable, MalformedInput) as e:
             log.warning("open interest of %s unavailable: %s", swap, e)
             return None
-        value = _float_or_none(raw.get("openInterestValue"))
+        value = _non_negative(raw.get("openInterestValue"))
         if value is not None:
             return value
         # Binance's /fapi/v1/openInterest gives contracts only: value them at the mark price.
-        amount = _float_or_none(raw.get("openInterestAmount"))
+        amount = _non_negative(raw.get("openInterestAmount"))
         if amount is None:
             return None
-        size = _float_or_none(self.exchange.markets[swap].get("contractSize")) or 1.0
-        return amount * size * price
+        size = _positive(self.exchange.markets[swap].get("contractSize")) or 1.0
+        return _non_negative(amount * size * price)
 
     async def _spot_symbol(self, asset: str) -> str:
         if not asset or not asset.strip():
@@ -365,21 +378,45 @@ class ExchangeFeed:
             raise ValueError(f"{interval!r} is not a timeframe of {self.name} ({known})")
         return int(self.exchange.parse_timeframe(interval) * 1000)
 
+    def _bars(
+        self, asset: str, interval: str, rows: Any, lo: int | None, hi: int
+    ) -> dict[int, Candle]:
+        """The bars among ``rows`` (ccxt's OHLCV lists) opening in ``[lo, hi]``, by open time.
+
+        A malformed bar is logged and left out: one bad bar must not hold back the good ones,
+        nor stop every later poll at the same place.
+        """
+        found: dict[int, Candle] = {}
+        for row in rows if isinstance(rows, list) else []:
+            ts = _open_ms(row)
+            if ts is not None and (lo is None or lo <= ts) and ts <= hi:
+                try:
+                    found[ts] = self._candle(asset, interval, row)
+                except MalformedInput as e:
+                    log.warning("%s", e)
+            elif ts is None:
+                log.warning(
+                    "%s sent a %s bar without an open time: %.200r", self.name, interval, row
+                )
+        return found
+
     def _candle(self, asset: str, interval: str, row: list[Any]) -> Candle:
+        """One bar from ccxt's ``[ts, open, high, low, close, volume]``.
+
+        Raises:
+            MalformedInput: the values are not numbers, or not a plausible bar
+                (``connectors.bounds.bar_problem``), or the time is before 2009 or ahead.
+        """
         try:
             ts, o, h, lo, c, v = row[:6]
-            return Candle(
-                asset=asset.upper(),
-                interval=interval,
-                ts=_dt(int(ts)),
-                open=float(o),
-                high=float(h),
-                low=float(lo),
-                close=float(c),
-                volume=float(v),
-            )
-        except (TypeError, ValueError) as e:
-            raise MalformedInput(f"{self.name} sent a malformed {interval} bar: {row!r}") from e
+            at = _dt(int(ts))
+            values = (float(o), float(h), float(lo), float(c), float(v))
+        except (TypeError, ValueError, OverflowError, OSError) as e:
+            detail = f"{self.name} sent a malformed {interval} bar: {row!r:.200}"
+            raise MalformedInput(detail) from e
+        if problem := time_problem(at, now=self._clock()) or bar_problem(*values):
+            raise MalformedInput(f"{self.name} sent a bad {interval} bar ({problem}): {row!r:.200}")
+        return Candle(asset.upper(), interval, at, *values)
 
     async def _call(
         self, what: str, op: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
@@ -392,7 +429,7 @@ class ExchangeFeed:
             except ccxt.BadSymbol as e:
                 self._failed(what, e)
                 raise MalformedInput(f"{what}: {self.name} does not know the symbol: {e}") from e
-            except RETRYABLE as e:
+            except (*RETRYABLE, *UNREADABLE) as e:
                 self._failed(what, e)
                 failures += 1
                 retry_after = self._retry_after(e)
@@ -472,5 +509,34 @@ def rate_per_8h(rate: float | None, interval: Any) -> float | None:
     return rate * 8.0 / hours if hours > 0 else rate
 
 
+def _open_ms(row: Any) -> int | None:
+    """A ccxt OHLCV row's open time in milliseconds, or None when it has none."""
+    ts = row[0] if isinstance(row, list) and row else None
+    return ts if type(ts) is int else None
+
+
+def _time_or_none(ms: Any) -> datetime | None:
+    """Epoch milliseconds as an aware datetime, or None when they cannot be one."""
+    try:
+        return _dt(int(ms))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
+    """A finite number, or None for what is absent or not one (NaN, infinity, text)."""
+    try:
+        number = None if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _non_negative(value: Any) -> float | None:
+    number = _float_or_none(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _positive(value: Any) -> float | None:
+    number = _float_or_none(value)
+    return number if number is not None and number > 0 else None

@@ -8,13 +8,14 @@ import io
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import httpx
 
+from connectors.bounds import bar_problem
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.retry import backoff_delay, retry_after_s
 from connectors.types import Candle
@@ -164,19 +165,32 @@ class StooqQuotes:
             await self._sleep(delay)
 
 
-def parse_csv(text: str, asset: str, what: str = "csv") -> list[Candle] | None:
+def parse_csv(
+    text: str, asset: str, what: str = "csv", today: date | None = None
+) -> list[Candle] | None:
     """Read Stooq's ``Date,Open,High,Low,Close[,Volume]`` CSV into daily candles.
+
+    Args:
+        text: the body Stooq answered.
+        asset: the candles' asset.
+        what: names the download in errors.
+        today: the UTC date now (default: the wall clock's); a day after the next is no bar
+            yet (a market east of UTC may already be a day ahead).
 
     Returns:
         The candles sorted by day, or ``None`` when the body is Stooq's ``No data``.
 
     Raises:
-        MalformedInput: the header or a row is not what Stooq sends (the line is named).
+        MalformedInput: the header or a row is not what Stooq sends: unreadable, not a bar
+            (``connectors.bounds.bar_problem``) or dated ahead (the line is named). One row
+            dated 9999 would otherwise be the newest stored day, and every later download
+            would start after it.
     """
+    latest = (today or datetime.now(UTC).date()) + timedelta(days=1)
     stripped = text.strip()
     if stripped.lower() == "no data":
         return None
-    reader = csv.reader(io.StringIO(stripped))
+    reader = _records(stripped, what)
     header = [h.strip() for h in next(reader, [])]
     if header[:5] != CSV_HEADER:
         raise MalformedInput(f"{what}: unexpected header {','.join(header)[:80]!r}")
@@ -191,6 +205,8 @@ def parse_csv(text: str, asset: str, what: str = "csv") -> list[Candle] | None:
             volume = float(row[5]) if has_volume and len(row) > 5 and row[5] else 0.0
         except (ValueError, IndexError) as e:
             raise MalformedInput(f"{what}: line {line} unreadable: {','.join(row)[:80]!r}") from e
+        if problem := bar_problem(o, h, lo, c, volume) or (day > latest and "a day ahead"):
+            raise MalformedInput(f"{what}: line {line} is no bar ({problem})")
         found[day] = Candle(
             asset=asset,
             interval="1d",
@@ -202,6 +218,19 @@ def parse_csv(text: str, asset: str, what: str = "csv") -> list[Candle] | None:
             volume=volume,
         )
     return [found[d] for d in sorted(found)]
+
+
+def _records(text: str, what: str) -> Iterator[list[str]]:
+    """The CSV records of ``text``.
+
+    Raises:
+        MalformedInput: csv cannot read a record (say, a quote left open, a NUL).
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from reader
+    except csv.Error as e:
+        raise MalformedInput(f"{what}: line {reader.line_num} is not CSV ({e})") from None
 
 
 def _check_body(response: httpx.Response, what: str) -> str:

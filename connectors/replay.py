@@ -43,6 +43,11 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
 _SUFFIXES: Mapping[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone surrogates from invalid UTF-8
 _YIELD_EVERY = 200  # rows between event-loop yields when replaying as fast as possible
+#: The longest CSV field read (csv's own default is 128 KiB). Past the limit the reader stops
+#: inside the field and resumes mid-record: a quote in the rest of that text can then swallow
+#: the good rows after it. No post comes near 16 MiB, and the bound keeps a broken file (an
+#: unclosed quote) from growing one field without end.
+CSV_FIELD_LIMIT = 16 * 2**20
 
 
 class MalformedRow(MalformedInput):
@@ -430,6 +435,8 @@ class ReplaySource:
         Raises:
             SourceUnavailable: the header has no id or no text column (not a replay file).
         """
+        # The limit is process-wide in the csv module; it is only ever raised here.
+        csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
         reader = csv.reader(file)
         header: list[str] | None = None
         while True:
@@ -437,7 +444,7 @@ class ReplaySource:
                 record = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:  # e.g. a field over csv's size limit; reader recovers
+            except csv.Error as exc:  # e.g. a field over CSV_FIELD_LIMIT; reader goes on
                 yield reader.line_num, MalformedRow("bad CSV record", str(exc))
                 continue
             if not record or (len(record) == 1 and not record[0].strip()):
@@ -467,6 +474,9 @@ class ReplaySource:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:  # its message has a position, not the text
                 yield line_no, MalformedRow("bad JSON", exc.msg)
+                continue
+            except ValueError:  # an integer over Python's 4300-digit conversion limit
+                yield line_no, MalformedRow("bad JSON", "number too long")
                 continue
             except RecursionError:
                 yield line_no, MalformedRow("bad JSON", "nested too deep")

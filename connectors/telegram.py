@@ -32,7 +32,7 @@ from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 from connectors.bounds import time_problem
 from connectors.errors import DeliveryError, RecipientGone, Rejected, SourceUnavailable
 from connectors.retry import backoff_delay, wait_or_stop
-from connectors.text import split_once, utf16_units
+from connectors.text import split_once, storable, utf16_units
 from connectors.text import split_text as chunks_of
 from connectors.types import Command, Message, Reply
 
@@ -117,6 +117,9 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
         return None  # stickers, photos without caption, joins, pins, ...
     if not isinstance(body, str):
         raise _Malformed("text is not a string")
+    if not body.strip():
+        return None  # blank: nothing to score, no command
+    body = storable(body)
 
     channel = str(chat_id)
     if post.get("is_topic_message") and post.get("message_thread_id") is not None:
@@ -136,7 +139,10 @@ def _translate(update: dict, bot_username: str) -> Message | Command | None:
     if isinstance(sender, dict) and sender.get("is_bot") and "sender_chat" not in post:
         return None  # other bots' posts (price feeds, our own alerts) are not community mood
     # For an edit, ``date`` is still the original send time (``edit_date`` is the edit's).
-    created_at = datetime.fromtimestamp(_int(post.get("date"), "date"), UTC)
+    try:
+        created_at = datetime.fromtimestamp(_int(post.get("date"), "date"), UTC)
+    except (OverflowError, OSError, ValueError):  # OSError: past the platform's time_t
+        raise _Malformed("date out of range") from None
     if problem := time_problem(created_at):
         raise _Malformed(problem)
     return Message(
@@ -196,7 +202,7 @@ def _chat_title(chat: dict) -> str:
     title = chat.get("title")
     if chat.get("type") not in _COMMUNITY_CHATS or not isinstance(title, str):
         return ""
-    return title
+    return storable(title)
 
 
 def _sender(post: dict) -> str:
@@ -217,6 +223,32 @@ def _int(value: Any, field: str) -> int:
 
 
 # ---------------------------------------------------------------------- polling
+
+#: Update ids the inbox can hold (SQLite's INTEGER); Telegram's are far smaller.
+_MAX_UPDATE_ID = 2**63 - 2  # the next offset, one more, must fit too
+
+
+def inbox_rows(updates: Any) -> list[tuple[int, str]]:
+    """The ``(update_id, payload)`` rows to store from a raw ``getUpdates`` result.
+
+    Elements that are not objects with an update id the inbox can hold are left out. The
+    payload is the update as JSON; one holding half a UTF-16 pair (which SQLite refuses as
+    text) is kept with JSON's ``\\u`` escapes, as Telegram sent it.
+    """
+    if not isinstance(updates, list):
+        return []
+    rows: list[tuple[int, str]] = []
+    for update in updates:
+        if not isinstance(update, dict):
+            continue
+        update_id = update.get("update_id")
+        if type(update_id) is not int or not 0 <= update_id <= _MAX_UPDATE_ID:
+            continue
+        payload = json.dumps(update, ensure_ascii=False)
+        if storable(payload) != payload:
+            payload = json.dumps(update)
+        rows.append((update_id, payload))
+    return rows
 
 
 @runtime_checkable
@@ -335,11 +367,7 @@ class TelegramPoller:
         )
         if not updates:
             return 0
-        rows = [
-            (int(u["update_id"]), json.dumps(u, ensure_ascii=False))
-            for u in updates
-            if isinstance(u, dict) and isinstance(u.get("update_id"), int)
-        ]
+        rows = inbox_rows(updates)
         if not rows:
             return 0
         next_offset = max(update_id for update_id, _ in rows) + 1
@@ -608,6 +636,10 @@ class TelegramRoles:
         self._admins: TTLCache[int | str, frozenset[str]] = TTLCache(
             maxsize=max_chats, ttl=ttl_s, timer=timer
         )
+
+    def __len__(self) -> int:
+        """Chats whose admin list is held now (at most ``max_chats``)."""
+        return len(self._admins)
 
     async def __call__(self, command: Command) -> frozenset[str]:
         """The roles of a command's user in its chat: ``{"admin"}`` or nothing."""

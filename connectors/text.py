@@ -1,7 +1,8 @@
-"""Splitting long replies into the chunks a chat platform accepts, at line ends where possible."""
+"""Text to and from platforms: replies split into the chunks each accepts, and storable text."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 
@@ -45,3 +46,15 @@ def split_once(text: str, limit: int, units: Callable[[str], int] = one_unit) ->
     if newline > 0:
         cut = newline + 1
     return text[:cut].rstrip("\n"), text[cut:].lstrip("\n")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD.
+
+    JSON may escape half a UTF-16 pair (``"\\ud800"``); decoded, it is a string that UTF-8,
+    and so SQLite, refuses, and one such post would fail every retry of the batch holding it.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)

@@ -266,6 +266,11 @@ class Scorer:
 
     # ------------------------------------------------------------------ API
 
+    @property
+    def cached(self) -> int:
+        """Texts whose scores the cache holds now (at most ``cache_size`` between calls)."""
+        return len(self._cache)
+
     def score(self, texts: Sequence[str]) -> list[Score]:
         """Score many texts; the scorer forms its own batches."""
         if isinstance(texts, str):

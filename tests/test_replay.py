@@ -14,6 +14,7 @@ import pytest
 from connectors.base import Source
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.replay import (
+    CSV_FIELD_LIMIT,
     ReplaySource,
     ReplayStats,
     count_rows,
@@ -241,11 +242,25 @@ def test_malformed_jsonl_lines_are_counted(
 
 
 def test_csv_field_over_the_csv_limit_is_skipped_and_replay_goes_on(tmp_path: Path) -> None:
-    huge = "x" * 200_000  # over csv's default 131,072-character field limit
+    huge = "x" * (CSV_FIELD_LIMIT + 1)
     body = HEADER + f"1,2024-01-01,a,,0,{huge}\n2,2024-01-01,b,,0,after\n"
     source = ReplaySource(write(tmp_path, "huge.csv", body))
     assert [m.message_id for m in collect(source)] == ["2"]
     assert source.stats.reasons == {"bad CSV record": 1}
+
+
+def test_a_post_over_csvs_default_limit_is_read_and_keeps_its_neighbours(tmp_path: Path) -> None:
+    # 200,000 characters is over csv's default 131,072-character field limit; stopped there,
+    # the reader resumed inside the quoted text, and its '","' line swallowed the good rows
+    # after it (found by tests/test_fuzz_replay.py).
+    huge = "x" * 200_000 + '\n","'
+    body = HEADER + f'1,2024-01-01,a,,0,"{huge.replace(chr(34), 2 * chr(34))}"\n'
+    body += "2,2024-01-01,b,,0,after\n3,2024-01-02,c,,0,later\n"
+    source = ReplaySource(write(tmp_path, "huge.csv", body))
+    messages = collect(source)
+    assert [m.message_id for m in messages] == ["1", "2", "3"]
+    assert messages[0].text == huge
+    assert source.stats == ReplayStats(read=3, yielded=3)
 
 
 def test_row_to_message_raises_malformed_input_with_a_clear_reason() -> None:

@@ -27,7 +27,7 @@ from bot.app.wiring import (
 )
 from bot.errors import BotError, ConfigError
 from bot.paths import demo_file
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, load_settings, shown_key
 from bot.store import runlock
 
 if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stays quick
@@ -746,10 +746,18 @@ def _settings_error(exc: Exception) -> str:
     if isinstance(exc, tomllib.TOMLDecodeError):
         return f"the TOML settings file: {exc}"
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        return "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
     return str(exc)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """Where a bad setting is, e.g. ``market_weights.social``: the field, then indexes and
+    table keys. A key is the user's own text: a long or odd one is shortened and quoted (no
+    newline, no secret, one line)."""
+    parts = [
+        str(p) if isinstance(p, int) or p in Settings.model_fields else shown_key(p) for p in loc
+    ]
+    return ".".join(parts) or "settings"
 
 
 def _positive(text: str) -> float:
@@ -769,7 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(
             args.config, db=args.db, model_dir=args.model_dir, log_level=args.log_level
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:  # no file, or not one to read as text
         sys.stderr.write(f"moodring: {exc}\n")
         return 2
     except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as exc:
@@ -778,8 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         setup_logging(settings.log_level)
-    except ValueError as exc:  # MOODRING_LOG_LEVEL=NOPE
-        sys.stderr.write(f"moodring: bad settings: log_level: {exc}\n")
+    except ValueError:  # Settings checks the name; never echo it (a pasted secret?)
+        sys.stderr.write("moodring: bad settings: log_level: not a log level\n")
         return 2
     try:
         return args.func(args, settings)

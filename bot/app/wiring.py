@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError, ModelUnavailable
-from bot.settings import Settings
+from bot.settings import Settings, shown_key
 
 if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.chat.digest import RoleLookup
@@ -104,7 +104,8 @@ def market_weights(settings: Settings) -> MarketWeights:
     unknown = sorted(set(settings.market_weights) - known)
     if unknown:
         raise ConfigError(
-            f"MOODRING_MARKET_WEIGHTS: unknown {', '.join(unknown)};"
+            # Shortened: a key is whatever was typed there, a pasted token included.
+            f"MOODRING_MARKET_WEIGHTS: unknown {', '.join(map(shown_key, unknown))};"
             f" known: {', '.join(sorted(known))}"
         )
     try:
@@ -211,6 +212,9 @@ async def serve(
 
         keep = timedelta(days=settings.inbox_retention_days)
         pipeline.periodic.append(InboxRetention(store, keep))
+        from bot.pipeline.observer import StateLog
+
+        pipeline.periodic.append(StateLog(lambda: state_sizes(pipeline, sources)))
         try:
             await pipeline.run_until_signalled(sources, live=True)
         finally:
@@ -225,6 +229,18 @@ async def serve(
                 # Failures were logged and counted by the supervisor as they happened.
                 await asyncio.gather(*tasks, return_exceptions=True)
             await pipeline.save_health()
+
+
+def state_sizes(pipeline: Pipeline, sources: Sequence[Source]) -> dict[str, int]:
+    """The live bot's in-memory state sizes: the pipeline's, then each source's that reports
+    any (chat fronts: rate limiter, titles, admin lists), named ``source.part``."""
+    from bot.pipeline.observer import ReportsSizes
+
+    sizes = pipeline.state_sizes()
+    for source in sources:
+        if isinstance(source, ReportsSizes):
+            sizes |= {f"{source.name}.{k}": v for k, v in source.state_sizes().items()}
+    return sizes
 
 
 def _supervised(

@@ -3,6 +3,7 @@ command modules into the registry and answers each command through it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -18,8 +19,9 @@ from bot.chat.context import (
     reading_at,
 )
 from bot.chat.registry import COMMANDS
-from bot.render import unknown_asset_text
+from bot.render import REPLY_LIMIT, fit_reply, unknown_asset_text
 from bot.types import CHAT_PLATFORMS
+from connectors.text import storable
 from connectors.types import Command, Reply
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "answer",
     "handle",
     "is_known_asset",
+    "is_read",
     "known_assets",
     "parse_command_text",
     "reading_at",
@@ -74,11 +77,23 @@ def parse_command_text(text: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(parts[1:])
 
 
+def is_read(cmd: Command, communities: frozenset[str] | None) -> bool:
+    """Whether ``cmd`` comes from where the bot reads: a direct message, the console, or a
+    group on the operator's allow-list ``communities`` (None: no list, every group is read)."""
+    return (
+        communities is None
+        or cmd.is_private
+        or cmd.platform not in CHAT_PLATFORMS
+        or f"{cmd.platform}:{cmd.community}" in communities
+    )
+
+
 def answer(cmd: Command, ctx: CommandContext) -> Answer:
     """Answer one command, saying whether it was understood.
 
     Never raises for user input: bad arguments get the usage line, an unknown command the
-    list of commands, an asset nobody has seen the list of known assets.
+    list of commands, an asset nobody has seen the list of known assets. Every reply can be
+    sent: at most ``REPLY_LIMIT`` characters, and UTF-8 text.
 
     Args:
         cmd: The command as a platform parsed it.
@@ -87,12 +102,12 @@ def answer(cmd: Command, ctx: CommandContext) -> Answer:
     Returns:
         The reply, with ``problem`` set when it is not an ordinary answer.
     """
-    if (
-        ctx.communities is not None
-        and not cmd.is_private
-        and cmd.platform in CHAT_PLATFORMS
-        and f"{cmd.platform}:{cmd.community}" not in ctx.communities
-    ):
+    result = _answer(cmd, ctx)
+    return dataclasses.replace(result, reply=_sendable(cmd.name, result.reply))
+
+
+def _answer(cmd: Command, ctx: CommandContext) -> Answer:
+    if not is_read(cmd, ctx.communities):
         return Answer(Reply(text=NOT_READ), "community_not_read")
     spec = COMMANDS.get(cmd.name)
     if spec is None:
@@ -118,6 +133,20 @@ def answer(cmd: Command, ctx: CommandContext) -> Answer:
         log.warning("/%s raised on its arguments %.200r", spec.name, cmd.args, exc_info=True)
         text = f"I could not read those arguments. Usage: {spec.usage}"
         return Answer(Reply(text=text), "usage")
+
+
+def _sendable(name: str, reply: Reply) -> Reply:
+    """``reply`` as every platform takes it. Backstops: cut to ``REPLY_LIMIT``, so that no
+    state users built up (a member's hundreds of subscriptions, say) makes one command flood
+    the chat (a handler that needs it should list less, so the operator is told); and half a
+    UTF-16 pair, which a platform's JSON can carry into a command's name or arguments, made
+    U+FFFD, since UTF-8 has no such character and the reply would never be sent."""
+    text = storable(fit_reply(reply.text))
+    if text == reply.text:
+        return reply
+    if len(reply.text) > REPLY_LIMIT:
+        log.warning("/%.32s replied with %d characters: cut", name, len(reply.text))
+    return dataclasses.replace(reply, text=text)
 
 
 def handle(cmd: Command, ctx: CommandContext) -> Reply:

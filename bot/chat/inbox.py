@@ -9,13 +9,13 @@ import dataclasses
 import logging
 from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence, Sized
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from cachetools import LRUCache, TTLCache
 
-from bot.chat.commands import COMMANDS, CommandContext, handle
+from bot.chat.commands import COMMANDS, CommandContext, handle, is_read
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import (
@@ -93,6 +93,11 @@ class RateLimiter:
         self._hits.expire()
         return len(self._hits)
 
+    def __len__(self) -> int:
+        """Users and chats held in memory now (expired ones count until the next call
+        drops them): never more than ``max_keys``."""
+        return len(self._hits)
+
 
 async def answer_command(
     cmd: Command,
@@ -156,6 +161,10 @@ class CommunityTitles:
         self.store.set_community_title(event.platform, event.community, title, datetime.now(UTC))
         self._written[key] = title
 
+    def __len__(self) -> int:
+        """Communities whose last written title is remembered (at most ``max_communities``)."""
+        return len(self._written)
+
 
 async def run_command(
     cmd: Command, store: Store, now: datetime, communities: frozenset[str] | None = None
@@ -179,13 +188,35 @@ class QueueSource:
     every new session.
     """
 
-    def __init__(self, name: str, stopping: asyncio.Event, maxsize: int = 10_000) -> None:
+    def __init__(
+        self,
+        name: str,
+        stopping: asyncio.Event,
+        maxsize: int = 10_000,
+        limiter: RateLimiter | None = None,
+        titles: CommunityTitles | None = None,
+    ) -> None:
         self.name = name
         self.stopping = stopping
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+        # The front end's own state, held here only so ``state_sizes`` can report it.
+        self.limiter, self.titles = limiter, titles
 
     async def put(self, message: Message) -> None:
         await self._queue.put(message)  # waits when intake is behind: backpressure
+
+    def qsize(self) -> int:
+        """Messages waiting for intake (at most ``maxsize``)."""
+        return self._queue.qsize()
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the front end's in-memory state, for the periodic "state sizes" log."""
+        sizes = {"queue": self.qsize()}
+        if self.limiter is not None:
+            sizes["limiter"] = len(self.limiter)
+        if self.titles is not None:
+            sizes["titles"] = len(self.titles)
+        return sizes
 
     async def messages(self) -> AsyncIterator[Message]:
         while not self.stopping.is_set():
@@ -239,7 +270,8 @@ class ChatSource:
         self.store = store
         self.roles_for = roles_for
         self.stopping = stopping
-        self.limiter = limiter or RateLimiter()
+        # Not ``limiter or ...``: a limiter with no keys yet has len() 0, so it is falsy.
+        self.limiter = limiter if limiter is not None else RateLimiter()
         self.idle_s = idle_s
         self.reply_attempts = max(reply_attempts, 1)
         self.reply_backoff_s = reply_backoff_s
@@ -273,6 +305,19 @@ class ChatSource:
                 else:
                     self._done(update_id)
 
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the in-memory state, for the periodic "state sizes" log: the rate
+        limiter's keys, the titles remembered, posts handed on and not yet stored, and the
+        cached admin lists when the role lookup keeps any (``TelegramRoles``)."""
+        sizes = {
+            "limiter": len(self.limiter),
+            "titles": len(self.titles),
+            "in_flight": len(self._in_flight),
+        }
+        if isinstance(self.roles_for, Sized):
+            sizes["roles"] = len(self.roles_for)
+        return sizes
+
     def reset(self) -> None:
         """Before a restart: inbox rows handed to a failed intake are read again (they were
         never marked done, so nothing is lost; the store's keys keep them from doubling)."""
@@ -305,8 +350,15 @@ class ChatSource:
             self.store.note_private_chat(cmd.platform, cmd.user, now)
         spec = COMMANDS.get(cmd.name)
         # Moderators' commands, and those whose answer depends on the asker's roles, need the
-        # real roles in a group (a lookup, so only for these; the platform may cache them).
-        if spec is not None and spec.needs_roles and not cmd.is_private:
+        # real roles in a group (a lookup, so only for these; the platform may cache them). A
+        # group off the allow-list gets one line whatever its roles: anyone can add the bot
+        # to groups, and theirs must not cost a lookup on this serial loop.
+        if (
+            spec is not None
+            and spec.needs_roles
+            and not cmd.is_private
+            and is_read(cmd, self.communities)
+        ):
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
         cmd = with_operator(cmd, self.operators)
         reply = await run_command(cmd, self.store, now, self.communities)
@@ -378,6 +430,10 @@ class ConsoleSource:
         self.stopping = stopping
         # The operator is not rate-limited by the per-user chat limits.
         self.limiter = RateLimiter(per_user=1_000, per_chat=1_000)
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the in-memory state, for the periodic "state sizes" log."""
+        return {"limiter": len(self.limiter)}
 
     async def messages(self) -> AsyncIterator[Message]:
         await self.serve()
@@ -451,9 +507,9 @@ def discord_front(
     answered from the store, deletions removed, backfill from the newest stored id."""
     from connectors.discord import DiscordConnector
 
-    source = QueueSource("discord", stopping)
-    limiter = limiter or RateLimiter()
+    limiter = limiter if limiter is not None else RateLimiter()  # an empty one is falsy
     titles = CommunityTitles(store)
+    source = QueueSource("discord", stopping, limiter=limiter, titles=titles)
 
     async def answer(cmd: Command) -> Reply:
         titles.note(cmd)

@@ -30,7 +30,7 @@ from bot.prefs.subscriptions import (
     parse_quiet,
     parse_subscribe,
 )
-from bot.render import models_text, quote, reading_text, scope_label
+from bot.render import listing, models_text, quote, reading_text, scope_label
 from bot.store import parse_ts
 from bot.types import MoodReading, Scope
 from bot.userinput import decimal_number
@@ -39,6 +39,9 @@ from connectors.types import Command, Reply, SlashParam
 WINDOWS = ("1h", "24h", "7d")
 CHART_SPANS = {"7d": 7, "30d": 30}
 CORR_SPANS = {"30d": 30, "90d": 90}
+#: /alerts lists this many of the asker's (and of the group's) subscriptions, then counts the
+#: rest: a member may subscribe to every cashtag the bot has seen.
+ALERTS_LISTED = 20
 
 #: The slash option most commands take.
 ASSET = SlashParam("asset", "e.g. BTC")
@@ -434,11 +437,16 @@ def cmd_alerts(cmd: Command, ctx: CommandContext) -> Reply:
         return Reply(text="No subscriptions. Try /subscribe BTC extreme")
     parts = []
     if group:
-        parts.append("This group's alerts:\n" + "\n".join(f"• {describe(s)}" for s in group))
+        lines = listing([f"• {describe(s)}" for s in group], ALERTS_LISTED)
+        parts.append("This group's alerts:\n" + "\n".join(lines))
     if subs:
+        # Titles only for the listed ones: each is a lookup, and a member may have hundreds.
         lines = [
-            f"• {describe(s, ctx.store.community_title(s.platform, s.community))}" for s in subs
+            f"• {describe(s, ctx.store.community_title(s.platform, s.community))}"
+            for s in subs[:ALERTS_LISTED]
         ]
+        if len(subs) > ALERTS_LISTED:
+            lines.append(f"… and {len(subs) - ALERTS_LISTED} more")
         parts.append("Your alerts:\n" + "\n".join(lines))
     return Reply(text="\n".join(parts))
 

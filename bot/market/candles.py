@@ -14,6 +14,7 @@ from pathlib import Path
 from bot.errors import ConfigError
 from bot.market.levels import interval_seconds
 from bot.store import Store
+from connectors.bounds import bar_problem
 from connectors.types import Candle
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def read_candles_csv(path: Path, asset: str, interval: str | None = None) -> Csv
         raise ConfigError(
             f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path.name}: not a readable CSV file ({exc})") from None
 
 
 def _read_candles(path: Path, asset: str, interval: str | None) -> CsvCandles:
@@ -87,13 +90,15 @@ def _read_candles(path: Path, asset: str, interval: str | None) -> CsvCandles:
             )
         for n, row in enumerate(reader, start=2):
             try:
-                ts = _parse_time(row[time_col])
+                ts = _parse_time(row[time_col] or "")  # None: the row is short
+                if ts > datetime.now(UTC):  # the newest stored bar sets where updates resume
+                    raise ValueError("dated in the future")
                 o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
                 v = float(row.get("volume") or 0)
-                if not (lo <= min(o, c) and max(o, c) <= h and lo > 0):
-                    raise ValueError("not a bar: low ≤ open, close ≤ high and low > 0 expected")
+                if problem := bar_problem(o, h, lo, c, v):  # NaN and infinity included
+                    raise ValueError(problem)
                 rows.append((ts, o, h, lo, c, v))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
                 skipped += 1
                 why = "a value is missing" if isinstance(exc, TypeError) else str(exc)
                 first_error = first_error or f"line {n}: {why}"

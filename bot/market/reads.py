@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_CHECKPOINT = "market:weights"
 #: A ticker older than this is not "the price now".
 FRESH = timedelta(hours=2)
+#: /levels names this many of a community's manual levels, those nearest the price.
+MANUAL_LISTED = 12
 
 
 def save_weights(store: Store, weights: MarketWeights, now: datetime) -> None:
@@ -206,5 +208,10 @@ def levels_text(
                 f" strength {v.level.strength:.2f}): {v.level.note}"
             )
     if manual:
-        lines.append("Manual levels here: " + ", ".join(money(p) for p in manual))
+        # The nearest ones, lowest first: a community's moderators may have added hundreds.
+        near = sorted(sorted(manual, key=lambda p: abs(p - last))[:MANUAL_LISTED])
+        listed = ", ".join(money(p) for p in near)
+        if len(manual) > len(near):
+            listed += f" and {len(manual) - len(near)} more"
+        lines.append("Manual levels here: " + listed)
     return "\n".join(lines)

@@ -177,6 +177,13 @@ class SpamMarker:
             logger.debug("spam %s: %s/%s", reason, message.platform, message.message_id)
         return reason
 
+    def sizes(self) -> dict[str, int]:
+        """What the marker holds now: messages kept, distinct texts, authors counted for the
+        cap (each at most ``max_kept``)."""
+        with self._lock:
+            kept, texts, authors = len(self._seen), len(self._texts), len(self._authors)
+        return {"kept": kept, "texts": texts, "authors": authors}
+
     def warm(self, messages: Iterable[tuple[Message, str]]) -> None:
         """Rebuild memory from recently stored ``(message, normalised text)`` pairs, in time order.
 

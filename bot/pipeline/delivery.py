@@ -51,6 +51,7 @@ class DeliveryStage:
             for alert, target, queued_at in self.store.pending_outbox(name, limit=1000):
                 pending.setdefault(target, []).append(alert)
                 queued[(alert.key, target)] = queued_at
+            self._forget_backoff(name, pending)
             if not pending:
                 continue  # the usual case: nothing waits, so no need to read the subscribers
             subs = {s.target: s for s in self.store.subscriptions(platform=name) if not s.is_digest}
@@ -85,6 +86,20 @@ class DeliveryStage:
                     for alert in alerts:
                         sent += await self._send(name, sink, target, [alert], now)
         return sent
+
+    def _forget_backoff(self, name: str, pending: dict[str, list[Alert]]) -> None:
+        """Drop the backoff of ``name``'s targets with no row waiting: a target whose rows
+        were all sent, abandoned or given up starts afresh next time, and the backoff state
+        stays bounded by the outbox page instead of growing with every target that ever
+        failed (subscribers come and go)."""
+        for key in [k for k in self._retry_at.keys() | self._failures.keys() if k[0] == name]:
+            if key[1] not in pending:
+                self._retry_at.pop(key, None)
+                self._failures.pop(key, None)
+
+    def backoff_held(self) -> int:
+        """Targets whose backoff is remembered now."""
+        return len(self._retry_at.keys() | self._failures.keys())
 
     def _drop_stale(
         self,

@@ -12,10 +12,10 @@ pushed (the X source's read meter, the price feed's last answer) come from senso
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from bot.pipeline.supervisor import Health
 
@@ -257,3 +257,39 @@ class Observer(Sensor):
                 s.refresh(now)
             except Exception:
                 log.exception("sensor %s failed to refresh", type(s).__name__)
+
+
+@runtime_checkable
+class ReportsSizes(Protocol):
+    """A part of the running bot that can say how much in-memory state it holds."""
+
+    name: str
+
+    def state_sizes(self) -> dict[str, int]: ...
+
+
+def state_line(sizes: Mapping[str, int]) -> str:
+    """``{"index_rows": 3, "telegram.limiter": 2}`` → ``"index_rows=3 telegram.limiter=2"``."""
+    return " ".join(f"{key}={value}" for key, value in sizes.items())
+
+
+class StateLog:
+    """A periodic job of the live bot: logs the sizes of its long-lived in-memory state
+    (``state sizes: index_rows=… spam_kept=… telegram.limiter=…``) at most once per
+    ``every``, so a slow leak shows in the log; ``scripts/soak.py`` reads these lines."""
+
+    def __init__(
+        self, sizes: Callable[[], Mapping[str, int]], every: timedelta = timedelta(minutes=1)
+    ) -> None:
+        self.sizes = sizes
+        self.every = every
+        self._next: datetime | None = None
+
+    async def __call__(self, now: datetime) -> dict[str, int] | None:
+        """Log the sizes if due; they are returned too (None when not due)."""
+        if self._next is not None and now < self._next:
+            return None
+        self._next = now + self.every
+        sizes = dict(self.sizes())
+        log.info("state sizes: %s", state_line(sizes))
+        return sizes

@@ -122,6 +122,22 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         """Whether ``stop()`` was called (the run ended early)."""
         return self._stopping.is_set()
 
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the pipeline's long-lived in-memory state (the index engine, the spam
+        marker, the scorer's cache, the queues, delivery's backoff), for the periodic
+        "state sizes" log line of a live run."""
+        sizes = {f"index_{k}": v for k, v in self.index.sizes().items()}
+        sizes |= {f"spam_{k}": v for k, v in self.spam.sizes().items()}
+        cached = getattr(self.scorer, "cached", None)  # nlp.Scorer's LRU; a stand-in has none
+        if isinstance(cached, int):
+            sizes["scorer_cache"] = cached
+        sizes["to_score"] = self.to_score.qsize()
+        sizes["to_index"] = self.to_index.qsize()
+        sizes["unchunked"] = len(self._unchunked)
+        sizes["backoff"] = self.backoff_held()
+        sizes["health"] = len(self.observer.health_snapshot())
+        return sizes
+
     async def run_until_signalled(self, sources: Sequence[Source], live: bool = False) -> Counters:
         """``run`` with SIGINT/SIGTERM turned into a graceful ``stop()``."""
         loop = asyncio.get_running_loop()

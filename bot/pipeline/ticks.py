@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from cachetools import LRUCache
+
 from bot.mood.alerts import AlertParams, AlertState, evaluate
 from bot.mood.index import (
     NORM_SPAN,
@@ -57,7 +59,13 @@ class IndexEngine:
         config: PipelineConfig,
         index_params: IndexParams | None = None,
         alert_params: AlertParams | None = None,
+        max_history: int = 4096,
+        max_baselines: int = 4096,
     ) -> None:
+        """``max_history`` bounds the (scope, window) histories held and ``max_baselines``
+        the cached volume baselines: busy cashtags and communities come and go, and each
+        one seen must not cost memory for the rest of the run. An evicted history is read
+        back from the stored readings when its scope comes round again."""
         self.store = store
         self.config = config
         self.index_params = index_params or IndexParams()
@@ -68,7 +76,7 @@ class IndexEngine:
         self._times: list[datetime] = []
         self._keys: set[str] = set()
         self._score_mark: int | None = None  # the newest score row at the last load
-        self._history: dict[tuple[str, str], deque[MoodReading]] = {}
+        self._history: LRUCache[tuple[str, str], deque[MoodReading]] = LRUCache(max_history)
         last = store.checkpoint(TICK_CHECKPOINT)
         self.last_tick: datetime | None = parse_ts(last) if last else None
         minute = store.checkpoint(MINUTE_CHECKPOINT)
@@ -80,6 +88,7 @@ class IndexEngine:
         self._due: dict[datetime, list[ScoredRow]] = {}
         self._scopes: tuple[datetime, list[Scope], set[tuple[str, str]]] | None = None
         self._baseline_cache: dict[tuple[str, datetime], tuple[Baseline, Baseline]] = {}
+        self.max_baselines = max_baselines
         self.late = 0
         self.skipped = 0  # empty ticks not run (``due_ticks``)
         #: Live runs: alerts about readings older than this (by ``clock``) are never queued;
@@ -196,6 +205,16 @@ class IndexEngine:
             for row in self._rows[:cut]:
                 self._keys.discard(row.key)
             del self._rows[:cut], self._points[:cut], self._times[:cut]
+
+    def sizes(self) -> dict[str, int]:
+        """What the engine holds now: scored rows (the ``LOOKBACK`` before the last tick,
+        and any newer), histories, cached baselines, minutes waiting to be evaluated."""
+        return {
+            "rows": len(self._rows),
+            "history": len(self._history),
+            "baselines": len(self._baseline_cache),
+            "due_minutes": len(self._due),
+        }
 
     def scopes_at(self, now: datetime, rows: Sequence[ScoredRow] = ()) -> list[Scope]:
         """``scopes`` for a minute evaluation: worked out once an hour, and again when
@@ -415,7 +434,7 @@ class IndexEngine:
         """The alert window's volume and mention baselines of ``scope`` as of ``hour``."""
         key = (scope.key(), hour)
         if key not in self._baseline_cache:
-            if len(self._baseline_cache) > 4096:
+            if len(self._baseline_cache) >= self.max_baselines:
                 self._baseline_cache.clear()
             window = self.config.alert_window
             points = self._scope_points(scope, hour - span, hour)
