@@ -31,11 +31,10 @@ from tests.fake_telegram import (
     Failure,
     FakeTelegram,
 )
+from tests.test_chat_telegram import ADMIN, GROUP
 from tests.test_pipeline_e2e import make_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
-GROUP = -1001234567890
-ADMIN = 42
 MEMBER = 1005
 TITLE = "Crypto Talk"
 NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
@@ -139,6 +138,17 @@ def serve(
     asyncio.run(main())
 
 
+async def deliver(store: Store, fake: FakeTelegram) -> int:
+    """One delivery round of the real pipeline through the real Telegram sink."""
+    tg = build_bot(TOKEN, fake.base_url)
+    await tg.initialize()
+    pipeline = make_pipeline(store, NoScorer(), {"telegram": TelegramSink(tg)})
+    try:
+        return await pipeline.deliver(NOW)
+    finally:
+        await tg.shutdown()
+
+
 def sent_texts(fake: FakeTelegram) -> list[str]:
     return [c.params["text"] for c in fake.requests("sendMessage")]
 
@@ -174,16 +184,7 @@ def test_a_group_alert_and_digest_name_the_group_by_its_title(
         [], [alert], {}, lambda a: [("telegram", str(GROUP))], ("index_tick", NOW.isoformat()), NOW
     )
 
-    async def deliver() -> int:
-        tg = build_bot(TOKEN, fake.base_url)
-        await tg.initialize()
-        pipeline = make_pipeline(store, NoScorer(), {"telegram": TelegramSink(tg)})
-        try:
-            return await pipeline.deliver(NOW)
-        finally:
-            await tg.shutdown()
-
-    assert asyncio.run(deliver()) == 1
+    assert asyncio.run(deliver(store, fake)) == 1
     [text] = sent_texts(fake)
     assert f"Overall in {TITLE} on telegram social mood entered Extreme Fear" in text
     assert str(GROUP) not in text
@@ -258,16 +259,7 @@ def test_a_dm_the_user_refuses_drops_their_subscription_and_warns_again(
     )
     fake.fail_next(Failure(403, "Forbidden: bot was blocked by the user", method="sendMessage"))
 
-    async def deliver() -> int:
-        tg = build_bot(TOKEN, fake.base_url)
-        await tg.initialize()
-        pipeline = make_pipeline(store, NoScorer(), {"telegram": TelegramSink(tg)})
-        try:
-            return await pipeline.deliver(NOW)
-        finally:
-            await tg.shutdown()
-
-    assert asyncio.run(deliver()) == 0
+    assert asyncio.run(deliver(store, fake)) == 0
     assert store.subscriptions() == []  # RecipientGone: unsubscribed, not retried forever
     assert store.query("SELECT given_up FROM outbox") == [("gone",)]
     # They blocked the bot: the next /subscribe warns again (Restart, i.e. /start, unblocks).

@@ -56,17 +56,6 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
             )
 
     @locked
-    def unsubscribe(self, platform: str, user: str, asset: str | None = None) -> int:
-        """Remove a user's subscriptions (of one asset, or all); returns how many."""
-        sql = "DELETE FROM subscriptions WHERE platform = ? AND user = ?"
-        params: list[Any] = [platform, user]
-        if asset is not None:
-            sql += " AND asset = ?"
-            params.append(asset)
-        with self.transaction() as db:
-            return db.execute(sql, params).rowcount
-
-    @locked
     def unsubscribe_target(self, platform: str, target: str) -> int:
         """Drop every subscription delivered to ``target`` (it blocked the bot or is gone).
 
