@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.app.cli import main
@@ -53,6 +53,7 @@ from connectors import discord, telegram
 from connectors.text import split_once, utf16_units
 from connectors.types import Command, Message, Reply
 from nlp.types import Score
+from tests.fuzz_checks import fuzz
 
 #: "Now" for every command: the bundled BTC closes reach 2026-07-22.
 NOW = datetime(2026, 7, 20, 12, tzinfo=UTC)
@@ -71,12 +72,7 @@ BUSY = 300
 #: Enough examples per command to find the shallow bugs in well under a minute in all.
 EXAMPLES = 50
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+FUZZ = fuzz(EXAMPLES)
 
 
 # ---------------------------------------------------------------------- the seeded store
@@ -462,7 +458,7 @@ def test_a_reply_too_long_for_a_chat_is_cut_by_the_dispatcher(
     assert "/help replied with 9000 characters: cut" in caplog.text
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@fuzz(200)
 @given(
     text=st.text(alphabet=st.sampled_from(ODD_CHARS + "ab"), max_size=6000),
     limit=st.integers(60, 5000),
@@ -480,12 +476,7 @@ def test_fit_reply_keeps_short_text_and_cuts_long_text_with_a_note(text: str, li
 # ---------------------------------------------------------------------- moodring ask
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@fuzz(25)
 @given(
     text=st.one_of(
         st.builds(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -31,16 +31,12 @@ from bot.app.wiring import market_weights, pipeline_config
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
 from bot.store import Store
+from tests.fuzz_checks import fuzz
 
 FIELDS = sorted(Settings.model_fields)
 #: Variables that would steer the run away from the files under test.
 NOT_FUZZED = {"db", "model_dir"}
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+FUZZ = fuzz(250)
 
 
 # ---------------------------------------------------------------------- TOML, written by hand
