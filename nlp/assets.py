@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Mapping
@@ -37,9 +38,9 @@ class AssetTable:
 
     @classmethod
     def load(cls) -> AssetTable:
-        """Return the table bundled with the package (``nlp/data/assets.csv``)."""
-        text = resources.files(_DATA_PACKAGE).joinpath(_DATA_PATH).read_text(encoding="utf-8")
-        return cls.from_csv(text)
+        """Return the table bundled with the package (``nlp/data/assets.csv``), read once per
+        process: it is immutable, and every command context and index engine asks for it."""
+        return _bundled()
 
     @classmethod
     def from_csv(cls, text: str) -> AssetTable:
@@ -112,3 +113,9 @@ class AssetTable:
     def name_of(self, symbol: str) -> str | None:
         """Return the display name of ``symbol`` ("BTC" → "Bitcoin"), or ``None`` if unknown."""
         return self.names.get(symbol.upper())
+
+
+@functools.cache
+def _bundled() -> AssetTable:
+    text = resources.files(_DATA_PACKAGE).joinpath(_DATA_PATH).read_text(encoding="utf-8")
+    return AssetTable.from_csv(text)
