@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     inbox_retention_days: float = Field(default=2.0, ge=0, le=CENTURY_DAYS)
     #: How often (seconds of message time) the index and alert rules run.
     tick_s: int = Field(default=3600, ge=1, le=86_400)  # 0 would never advance
+    #: Most scored messages the index holds in memory (about 0.4 KB each past the alert
+    #: window; they are held for 36 days, the 7d reading and its baseline). Beyond it the
+    #: oldest are let go and baselines count only the windows still held whole.
+    max_held_rows: int = Field(default=1_000_000, ge=1000)
     #: Assets given their own readings even before they trend.
     assets: tuple[str, ...] = ("BTC", "ETH")
     #: Readings for other assets appear once they have this many mentions in 7 days.

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -572,3 +572,107 @@ def test_state_sizes_cover_the_pipeline_and_the_chat_fronts(store: Store) -> Non
     assert {"index_rows", "index_history", "spam_kept", "to_score", "backoff", "health"} <= set(
         sizes
     )
+
+
+BULL = Score(0.1, 0.2, 0.7, "positive", "moodring-v2")
+
+
+def feed(
+    store: Store,
+    engine: IndexEngine,
+    days: int,
+    per_day: int,
+    first: int = 0,
+    authors: int = 50,
+    spread_s: int = 86_400,
+) -> list[Message]:
+    """Stored and scored chat messages, ``per_day`` spread over ``spread_s`` of each day
+    (every minute with a message is an alert evaluation), read by the engine
+    from the store (fresh string objects for every field, as SQLite returns them) and ticked
+    through that day; texts a hundred characters long."""
+    sent = []
+    for day in range(first, first + days):
+        batch = [
+            Message(
+                "telegram",
+                f"-100{i % 3}",
+                f"-100{i % 3}",
+                str(day * per_day + i),
+                f"user{i % authors}",
+                f"$BTC {word(day * per_day + i)} holding the range, bids under sixty".ljust(
+                    100, "."
+                ),
+                T0 + timedelta(days=day, seconds=spread_s * i // per_day),
+            )
+            for i in range(per_day)
+        ]
+        at = batch[-1].created_at
+        store.add_messages(
+            [StoredMessage(m, m.text.lower(), ("BTC",), None, None) for m in batch], at
+        )
+        keys = [(m.platform, m.channel, m.message_id) for m in batch]
+        store.save_scores([(k, BULL if i % 2 else SCORE) for i, k in enumerate(keys)], at)
+        until = T0 + timedelta(days=day + 1)
+        engine.load(until)
+        engine.advance(until)
+        sent += batch
+    return sent
+
+
+def test_the_index_engine_holds_text_only_for_the_alert_window(store: Store) -> None:
+    """Messages past the alert window (24h, and a tick spare) are held without their text:
+    only alert evidence quotes, and only from its window."""
+    config = PipelineConfig(tick_s=3600, assets=("BTC",))
+    engine = IndexEngine(store, config)
+    sent = feed(store, engine, 4, 240)
+    cut = T0 + timedelta(days=4) - timedelta(hours=25)
+    recent = [m for m in sent if m.created_at > cut]
+    assert engine.sizes()["rows"] == len(sent)
+    assert engine.sizes()["texts"] == len(recent) < len(sent) / 3
+    assert all(p.text for p in engine._points if p.created_at > cut)
+    assert not any(p.text for p in engine._points if p.created_at <= cut)
+    # A late message older than the cut arrives without text, inside the slim prefix.
+    late = replace(engine._points[0], message_key="late")
+    row = next(iter(store.scored_since(T0, T0 + timedelta(hours=1))))
+    engine.add([replace(row, key="late", created_at=late.created_at)])
+    assert engine.sizes()["texts"] == len(recent)
+    assert next(p for p in engine._points if p.message_key == "late").text == ""
+
+
+def test_the_index_engine_holds_at_most_max_held_rows(tmp_path: Path) -> None:
+    """Past ``max_held_rows`` the oldest messages are let go, and the 7d baseline counts
+    only windows wholly after the oldest held (never a quiet one made by the cap)."""
+    readings = {}
+    for cap in (10**6, 1000):
+        config = PipelineConfig(tick_s=86_400, assets=("BTC",), max_held_rows=cap)
+        own = Store(tmp_path / f"cap{cap}.db")
+        engine = IndexEngine(own, config)
+        feed(own, engine, 30, 100)
+        sizes = engine.sizes()
+        readings[cap] = own.readings(Scope(), "7d", T0, T0 + timedelta(days=31))[-1]
+        own.close()
+        if cap == 1000:
+            assert sizes["rows"] <= 1000 and engine.evicted == 3000 - sizes["rows"]
+            assert engine.held_from is not None and engine.covered() == engine.held_from
+    assert readings[10**6].components["baseline_windows"] == 3  # day 30: 4 weeks back, 3 whole
+    assert readings[1000].components["baseline_windows"] == 0  # 10 days held: none whole
+
+
+def test_a_held_message_costs_under_600_bytes(store: Store) -> None:
+    """Counted with tracemalloc: held for 36 days, messages are the index's largest state.
+    The chat id, platform, model id, author and assets are shared, and texts older than the
+    alert window let go (about 920 bytes a message before, 470 after, a quarter with text)."""
+    import tracemalloc
+
+    config = PipelineConfig(tick_s=86_400, assets=("BTC",))
+    engine = IndexEngine(store, config)
+    feed(store, engine, 1, 100, spread_s=600)  # warm: the tick, the histories, the caches
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(store, engine, 4, 2000, first=1, authors=500, spread_s=600)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert engine.sizes()["rows"] == 8_100
+    assert held / 8_000 < 600, f"{held / 8_000:.0f} bytes per held message"

@@ -186,10 +186,10 @@ def test_an_erasure_reaches_the_rows_the_running_index_holds(store: Store) -> No
     post(store, 3, TODAY - timedelta(hours=2))
     engine = IndexEngine(store, PipelineConfig())
     engine.load(TODAY - timedelta(hours=1))
-    assert {r.author for r in engine._rows} == {"a0", "a1", "a2"}
+    assert {p.author for p in engine._points} == {"a0", "a1", "a2"}
     store.forget_author("replay", "a1", TODAY)
     engine.advance(TODAY)
-    held = {r.key: r for r in engine._rows}
+    held = {p.message_key: p for p in engine._points}
     erased = [r for r in held.values() if r.author.startswith("erased:")]
     assert len(erased) == 1 and erased[0].text == ""
     assert {r.author for r in held.values()} - {erased[0].author} == {"a0", "a2"}

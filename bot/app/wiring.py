@@ -64,6 +64,7 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         public_sources=tuple(settings.public_sources),
         alert_assets=tuple(settings.alert_assets),
         alert_min_authors=settings.alert_min_authors,
+        max_held_rows=settings.max_held_rows,
         need_breadth=needs_breadth(settings),
         **overrides,
     )

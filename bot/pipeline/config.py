@@ -75,6 +75,8 @@ class PipelineConfig:
     #: community over half the weight): set when several untrusted communities are read.
     need_breadth: bool = False
     alert_min_authors: int = 10  # effective authors that breadth needs
+    #: Most scored messages the index engine holds (``IndexEngine._cap``).
+    max_held_rows: int = 1_000_000
 
 
 def floor_time(ts: datetime, step_s: int) -> datetime:

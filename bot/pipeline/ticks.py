@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -65,16 +66,32 @@ class IndexEngine:
         """``max_history`` bounds the (scope, window) histories held and ``max_baselines``
         the cached volume baselines: busy cashtags and communities come and go, and each
         one seen must not cost memory for the rest of the run. An evicted history is read
-        back from the stored readings when its scope comes round again."""
+        back from the stored readings when its scope comes round again.
+
+        The messages themselves are held for ``LOOKBACK`` (the 7d reading and its 4-week
+        baseline), at most ``config.max_held_rows`` of them; past the alert window they are
+        held without their text (only alerts quote, and only from their window)."""
         self.store = store
         self.config = config
         self.index_params = index_params or IndexParams()
         self.alert_params = alert_params or AlertParams(min_authors=config.alert_min_authors)
         self.market = MarketRules(store, config.assets, self.alert_params)
-        self._rows: list[ScoredRow] = []
+        # Three parallel lists in message-time order: each held message's point, its assets
+        # (a point does not name them) and its time (for bisect).
         self._points: list[Point] = []
+        self._assets: list[tuple[str, ...]] = []
         self._times: list[datetime] = []
         self._keys: set[str] = set()
+        #: Held points before this index have had their text dropped (``_slim``); messages
+        #: at or before ``_slim_cut`` are held without text when they arrive.
+        self._slimmed = 0
+        self._slim_cut: datetime | None = None
+        #: One tuple object per combination of assets, shared by the points that name it.
+        self._asset_tuples: LRUCache[tuple[str, ...], tuple[str, ...]] = LRUCache(4096)
+        #: When ``max_held_rows`` made the engine let go of messages inside ``LOOKBACK``: the
+        #: time of the oldest still held. Baseline windows before it are not counted.
+        self.held_from: datetime | None = None
+        self.evicted = 0
         self._score_mark: int | None = None  # the newest score row at the last load
         self._history: LRUCache[tuple[str, str], deque[MoodReading]] = LRUCache(max_history)
         last = store.checkpoint(TICK_CHECKPOINT)
@@ -125,12 +142,9 @@ class IndexEngine:
         for row in rows:
             if row.key in self._keys:
                 continue
-            self._keys.add(row.key)
-            pos = bisect.bisect_right(self._times, row.created_at)
-            self._times.insert(pos, row.created_at)
-            self._rows.insert(pos, row)
-            self._points.insert(pos, self._point(row))
+            self._hold(row)
             self._note_minute(row)
+        self._cap()
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
 
@@ -141,14 +155,80 @@ class IndexEngine:
         for row in rows:
             if row.key in self._keys:
                 self._drop(row.key)
-            self._keys.add(row.key)
-            pos = bisect.bisect_right(self._times, row.created_at)
-            self._times.insert(pos, row.created_at)
-            self._rows.insert(pos, row)
-            self._points.insert(pos, self._point(row))
+            self._hold(row)
             self._note_minute(row)
+        self._cap()
         if self.tracked_since is None and rows:
             self.tracked_since = min(r.created_at for r in rows)
+
+    def _hold(self, row: ScoredRow) -> None:
+        """Hold ``row``'s point in time order; repeated strings are shared, not copied (a
+        chat's id, platform and model id would otherwise be stored once per message)."""
+        slim = self._slim_cut is not None and row.created_at <= self._slim_cut
+        point = self._point(row)
+        point = replace(
+            point,
+            author=sys.intern(point.author),
+            community=sys.intern(point.community),
+            platform=sys.intern(point.platform),
+            model_id=sys.intern(point.model_id),
+            text="" if slim else point.text,
+        )
+        assets = self._asset_tuples.get(row.assets)
+        if assets is None:
+            assets = tuple(sys.intern(a) for a in row.assets)
+            self._asset_tuples[assets] = assets
+        pos = bisect.bisect_right(self._times, row.created_at)
+        self._keys.add(row.key)
+        self._times.insert(pos, row.created_at)
+        self._points.insert(pos, point)
+        self._assets.insert(pos, assets)
+        if slim or pos < self._slimmed:  # a slim one lands inside the slimmed prefix
+            self._slimmed += 1
+
+    def _slim(self, now: datetime) -> None:
+        """Drop the text of held messages older than the alert window as of ``now`` (and a
+        tick spare): the readings need only their scores, and no alert quotes them."""
+        spec = self.index_params.spec(self.config.alert_window)
+        cut = now - timedelta(seconds=spec.seconds + self.config.tick_s)
+        if self._slim_cut is not None and cut <= self._slim_cut:
+            return
+        self._slim_cut = cut
+        end = bisect.bisect_right(self._times, cut)
+        for i in range(self._slimmed, end):
+            if self._points[i].text:
+                self._points[i] = replace(self._points[i], text="")
+        self._slimmed = max(self._slimmed, end)
+
+    def _cap(self) -> None:
+        """Let go of the oldest messages beyond ``config.max_held_rows``; from then on the
+        baselines count only windows wholly after the oldest message held (``covered``)."""
+        over = len(self._points) - self.config.max_held_rows
+        if over <= 0:
+            return
+        if self.held_from is None:
+            log.warning(
+                "more than %d messages in the last %d days: the oldest are let go, and "
+                "baselines before the oldest held are not counted (max_held_rows)",
+                self.config.max_held_rows,
+                LOOKBACK.days,
+            )
+        self._cut(over)
+        self.evicted += over
+        self.held_from = self._times[0] if self._times else None
+
+    def _cut(self, n: int) -> None:
+        for point in self._points[:n]:
+            self._keys.discard(point.message_key)
+        del self._points[:n], self._assets[:n], self._times[:n]
+        self._slimmed = max(self._slimmed - n, 0)
+
+    def covered(self) -> datetime | None:
+        """Since when the held messages are complete: ``tracked_since``, or later once
+        ``max_held_rows`` let older ones go."""
+        if self.held_from is None or self.tracked_since is None:
+            return self.tracked_since
+        return max(self.tracked_since, self.held_from)
 
     def _reload_erased(self) -> None:
         """Replace held rows whose author was erased since the last look by what the store
@@ -160,10 +240,12 @@ class IndexEngine:
         if not self._times:
             return
         now = {r.key: r for r in self.store.scored_since(self._times[0], self._times[-1])}
-        for i, held in enumerate(self._rows):
-            fresh = now.get(held.key)
-            if fresh is not None and (fresh.author, fresh.text) != (held.author, held.text):
-                self._rows[i], self._points[i] = fresh, self._point(fresh)
+        for i, held in enumerate(self._points):
+            fresh = now.get(held.message_key)
+            if fresh is None or fresh.author == held.author:
+                continue
+            point = self._point(fresh)
+            self._points[i] = replace(point, text="") if i < self._slimmed else point
         for minute, rows in self._due.items():
             self._due[minute] = [now.get(r.key, r) for r in rows]
 
@@ -194,23 +276,28 @@ class IndexEngine:
         self._due.setdefault(minute, []).append(row)
 
     def _drop(self, key: str) -> None:
-        for i, held in enumerate(self._rows):
-            if held.key == key:
-                del self._rows[i], self._points[i], self._times[i]
+        for i, held in enumerate(self._points):
+            if held.message_key == key:
+                del self._points[i], self._assets[i], self._times[i]
+                self._keys.discard(key)
+                if i < self._slimmed:
+                    self._slimmed -= 1
                 return
 
     def prune(self, now: datetime) -> None:
+        """Let go of messages older than ``LOOKBACK`` and the text of those past the alert
+        window, as of ``now``."""
         cut = bisect.bisect_left(self._times, now - LOOKBACK)
         if cut:
-            for row in self._rows[:cut]:
-                self._keys.discard(row.key)
-            del self._rows[:cut], self._points[:cut], self._times[:cut]
+            self._cut(cut)
+        self._slim(now)
 
     def sizes(self) -> dict[str, int]:
         """What the engine holds now: scored rows (the ``LOOKBACK`` before the last tick,
         and any newer), histories, cached baselines, minutes waiting to be evaluated."""
         return {
-            "rows": len(self._rows),
+            "rows": len(self._points),
+            "texts": len(self._points) - self._slimmed,
             "history": len(self._history),
             "baselines": len(self._baseline_cache),
             "due_minutes": len(self._due),
@@ -224,7 +311,7 @@ class IndexEngine:
         if cached is not None and any((r.community, r.platform) not in cached[2] for r in rows):
             cached = None
         if cached is None or cached[0] != hour:
-            seen = {(r.community, r.platform) for r in self._rows[: self._end(now)]}
+            seen = {(p.community, p.platform) for p in self._points[: self._end(now)]}
             cached = (hour, self.scopes(now), seen)
             self._scopes = cached
         return cached[1]
@@ -239,10 +326,10 @@ class IndexEngine:
         end = bisect.bisect_right(self._times, now)  # rows after ``now`` may be held: no look-ahead
         mentions: dict[str, int] = {}
         communities: set[tuple[str, str]] = set()
-        for row in self._rows[week:end]:
-            for asset in row.assets:
+        for point, named in zip(self._points[week:end], self._assets[week:end], strict=True):
+            for asset in named:
                 mentions[asset] = mentions.get(asset, 0) + 1
-            communities.add((row.community, row.platform))
+            communities.add((point.community, point.platform))
         assets = list(self.config.assets) + sorted(
             a
             for a, n in mentions.items()
@@ -257,12 +344,12 @@ class IndexEngine:
         lo = bisect.bisect_left(self._times, since)
         hi = bisect.bisect_right(self._times, now)
         out = []
-        for row, point in zip(self._rows[lo:hi], self._points[lo:hi], strict=True):
-            if scope.asset != "*" and scope.asset not in row.assets:
+        for point, assets in zip(self._points[lo:hi], self._assets[lo:hi], strict=True):
+            if scope.asset != "*" and scope.asset not in assets:
                 continue
-            if scope.community != "*" and row.community != scope.community:
+            if scope.community != "*" and point.community != scope.community:
                 continue
-            if scope.platform != "*" and row.platform != scope.platform:
+            if scope.platform != "*" and point.platform != scope.platform:
                 continue
             out.append(point)
         return out
@@ -302,7 +389,7 @@ class IndexEngine:
                     now,
                     self.index_params,
                     previous,
-                    tracked_since=self.tracked_since,
+                    tracked_since=self.covered(),
                 )
                 reading = with_norm(
                     reading, *self.store.reading_norm(scope, window, now - NORM_SPAN, now)
@@ -318,7 +405,7 @@ class IndexEngine:
                         now,
                         self.alert_params,
                         index_params=self.index_params,
-                        tracked_since=self.tracked_since,
+                        tracked_since=self.covered(),
                         need_breadth=self.config.need_breadth,
                     )
                     alerts += raised
@@ -395,7 +482,7 @@ class IndexEngine:
                     minute,
                     self.index_params,
                     history[-1] if history else None,
-                    tracked_since=self.tracked_since,
+                    tracked_since=self.covered(),
                     baseline=volume,
                 )
                 key = (scope.key(), window)
@@ -410,7 +497,7 @@ class IndexEngine:
                     minute,
                     self.alert_params,
                     index_params=self.index_params,
-                    tracked_since=self.tracked_since,
+                    tracked_since=self.covered(),
                     mentions_baseline=mentions,
                     need_breadth=self.config.need_breadth,
                 )
@@ -440,8 +527,8 @@ class IndexEngine:
             points = self._scope_points(scope, hour - span, hour)
             args = (points, hour, window, self.index_params)
             self._baseline_cache[key] = (
-                volume_baseline(*args, tracked_since=self.tracked_since),
-                volume_baseline(*args, tracked_since=self.tracked_since, include_set_aside=True),
+                volume_baseline(*args, tracked_since=self.covered()),
+                volume_baseline(*args, tracked_since=self.covered(), include_set_aside=True),
             )
         return self._baseline_cache[key]
 
