@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fake_exchange import FakeBinance
+
+if TYPE_CHECKING:
+    from tests.services import PostgresService
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = ROOT / "models" / "sentiment"
@@ -101,3 +106,32 @@ def fake_binance() -> Iterator[FakeBinance]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresService]:
+    """The machine's PostgreSQL 15 when it answers, else a throwaway one (tests/services.py)."""
+    # Imported here so that the rest of the suite collects without psycopg installed.
+    from tests.services import postgres_service
+
+    with postgres_service(tmp_path_factory.mktemp("postgres")) as service:
+        yield service
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresService) -> Iterator[str]:
+    """The URL of a fresh database of one test's own, dropped after it."""
+    import psycopg
+    from psycopg import sql
+
+    # Unique: the machine's server is shared by every checkout and CI run on it.
+    name = f"moodring_test_{uuid.uuid4().hex}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield postgres.database_url(name)
+    finally:
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            # FORCE: a connection the test leaked must not keep its database alive.
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
