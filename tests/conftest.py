@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.fake_exchange import FakeBinance
+from tests.fake_telegram import FakeTelegram
 
 if TYPE_CHECKING:
     from tests.services import PostgresService
@@ -97,6 +98,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_base_dir: Path
     meta["model_id"] = "tiny-test-model"
     (out / "moodring.json").write_text(json.dumps(meta))
     return out
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegram]:
+    """The fake Telegram Bot API on 127.0.0.1 (tests/fake_telegram.py), for one test."""
+    server = FakeTelegram()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -126,3 +126,14 @@ def store_messages(store: Store, messages: list[Message]) -> None:
 def fresh_key() -> str:
     """A name no earlier example used, so examples sharing one store never collide."""
     return f"k{next(_keys)}"
+
+
+_store: Store | None = None
+
+
+def shared_store() -> Store:
+    """One in-memory store for a fuzz module's examples (each example uses fresh keys)."""
+    global _store
+    if _store is None:
+        _store = Store(":memory:", memory=True)
+    return _store

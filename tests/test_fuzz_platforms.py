@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from connectors.telegram import TelegramPoller, build_bot, inbox_rows, update_to
 from connectors.types import Command, Message
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.fuzz_checks import check_command, check_message, fresh_key, fuzz, store_messages
+from tests.fuzz_checks import shared_store as store
 
 BOT = "moodring_bot"
 NOW_S = int(datetime.now(UTC).timestamp())
@@ -162,17 +162,6 @@ def check_event(event: Message | Command | None) -> None:
         check_command(event)
 
 
-_store: Store | None = None
-
-
-def store() -> Store:
-    """One in-memory store for the module's examples (each example uses fresh keys)."""
-    global _store
-    if _store is None:
-        _store = Store(":memory:", memory=True)
-    return _store
-
-
 batch_update = st.one_of(
     tg_update(),
     st.builds(
@@ -221,11 +210,8 @@ def test_telegram_batches_go_through_the_inbox_unchanged(batch: list[Any]) -> No
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram()
-    server.start()
-    yield server
-    server.stop()
+def fake(fake_telegram: FakeTelegram) -> FakeTelegram:
+    return fake_telegram
 
 
 def test_a_lone_surrogate_from_telegram_neither_stalls_the_inbox_nor_reaches_the_store(

@@ -15,7 +15,6 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.store import Store
 from connectors.errors import MalformedInput, SourceUnavailable
 from connectors.replay import (
     ReplaySource,
@@ -26,6 +25,7 @@ from connectors.replay import (
 )
 from connectors.types import Message
 from tests.fuzz_checks import check_message, fresh_key, fuzz, store_messages
+from tests.fuzz_checks import shared_store as store
 
 # ---------------------------------------------------------------------- good rows
 
@@ -332,16 +332,6 @@ def replay(path: Path) -> tuple[list[Message], ReplaySource]:
 
 
 # ---------------------------------------------------------------------- properties
-
-_store: Store | None = None
-
-
-def store() -> Store:
-    """One in-memory store for the module's examples (each example's keys are fresh)."""
-    global _store
-    if _store is None:
-        _store = Store(":memory:", memory=True)
-    return _store
 
 
 def check_replay(spec: ReplayFile) -> None:

@@ -162,18 +162,10 @@ class IndexEngine:
             self.tracked_since = min(r.created_at for r in rows)
 
     def _hold(self, row: ScoredRow) -> None:
-        """Hold ``row``'s point in time order; repeated strings are shared, not copied (a
-        chat's id, platform and model id would otherwise be stored once per message)."""
+        """Hold ``row``'s point in time order (without its text if it is older than the
+        last slimming cut: a late message)."""
         slim = self._slim_cut is not None and row.created_at <= self._slim_cut
-        point = self._point(row)
-        point = replace(
-            point,
-            author=sys.intern(point.author),
-            community=sys.intern(point.community),
-            platform=sys.intern(point.platform),
-            model_id=sys.intern(point.model_id),
-            text="" if slim else point.text,
-        )
+        point = self._point(row, slim)
         assets = self._asset_tuples.get(row.assets)
         if assets is None:
             assets = tuple(sys.intern(a) for a in row.assets)
@@ -244,20 +236,28 @@ class IndexEngine:
             fresh = now.get(held.message_key)
             if fresh is None or fresh.author == held.author:
                 continue
-            point = self._point(fresh)
-            self._points[i] = replace(point, text="") if i < self._slimmed else point
+            self._points[i] = self._point(fresh, slim=i < self._slimmed)
         for minute, rows in self._due.items():
             self._due[minute] = [now.get(r.key, r) for r in rows]
 
-    def _point(self, row: ScoredRow) -> Point:
-        """The index's view of ``row``; quotable beyond its community only if its source is
-        trusted public (a Telegram group with a username is not, unless the operator says)."""
-        point = row.to_point()
-        if point.public and row.platform in CHAT_PLATFORMS:
+    def _point(self, row: ScoredRow, slim: bool = False) -> Point:
+        """The index's view of ``row``, as held: quotable beyond its community only if its
+        source is trusted public (a Telegram group with a username is not, unless the
+        operator says); without its text when ``slim``; repeated strings shared, not copied
+        (a chat's id, platform and model id would otherwise be stored once per message)."""
+        public = row.public
+        if public and row.platform in CHAT_PLATFORMS:
             sources = self.config.public_sources
-            if row.platform not in sources and f"{row.platform}:{row.community}" not in sources:
-                point = replace(point, public=False)
-        return point
+            public = row.platform in sources or f"{row.platform}:{row.community}" in sources
+        return replace(
+            row.to_point(),
+            author=sys.intern(row.author),
+            community=sys.intern(row.community),
+            platform=sys.intern(row.platform),
+            model_id=sys.intern(row.model_id),
+            text="" if slim else row.text,
+            public=public,
+        )
 
     def alertable(self, scope: Scope, now: datetime) -> bool:
         """Whether alerts may be raised about ``scope``: all assets, or a known one."""
