@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +40,15 @@ class Scope:
 
     def key(self) -> str:
         return f"{self.asset}|{self.community}|{self.platform}"
+
+    def covers(self, community: str, platform: str, assets: Collection[str]) -> bool:
+        """Whether a message from ``community`` on ``platform`` naming ``assets`` counts in
+        this scope's reading."""
+        return (
+            (self.asset == "*" or self.asset in assets)
+            and (self.community == "*" or community == self.community)
+            and (self.platform == "*" or platform == self.platform)
+        )
 
 
 @dataclass(frozen=True, slots=True)

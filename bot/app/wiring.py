@@ -196,7 +196,9 @@ async def serve(
             from bot.chat.inbox import ConsoleSource
 
             sources.append(
-                ConsoleSource(sys.stdin.buffer, sinks["console"], store, pipeline.stopping)
+                ConsoleSource(
+                    sys.stdin.buffer, sinks["console"], store, pipeline.stopping, pipeline.index
+                )
             )
             log.info("serving commands on the console: type /help (end of input stops it)")
         for h in observer.health_snapshot():
@@ -289,6 +291,7 @@ async def _telegram(
         pipeline.stopping,
         operators=settings.operators,
         communities=frozenset(settings.communities),
+        held=pipeline.index,
     )
 
 
@@ -381,6 +384,7 @@ def _discord(
         settings.discord_admin_roles,
         operators=settings.operators,
         communities=frozenset(settings.communities),
+        held=pipeline.index,
     )
     roles["discord"] = connector.roles_of
     sinks["discord"] = DiscordSink(connector.client)

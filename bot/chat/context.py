@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.market.candles import BUNDLED
 from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
@@ -30,6 +31,22 @@ class UnknownAssetError(LookupError):
         self.asset = asset
 
 
+class HeldPoints(Protocol):
+    """The recent scored messages a live bot holds in memory (its index engine): commands
+    read their readings from them rather than load days of rows from the store each time."""
+
+    def held(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[Point], list[tuple[str, ...]]] | None:
+        """The messages in ``[since, until]`` and the assets each names; None when they
+        cannot be vouched for (the store is read instead)."""
+        ...
+
+    def covered(self) -> datetime | None:
+        """Since when the held messages are complete (the volume baselines start there)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     """What a command needs: the store, "now", the index parameters and the coin table
@@ -42,6 +59,9 @@ class CommandContext:
     #: The operator's allow-list of chat communities ("telegram:-100123"); a command from a
     #: group not on it gets one line naming the setting. None: not checked (the console).
     communities: frozenset[str] | None = None
+    #: The live bot's held messages; None (the console's one-shot commands, digests, tests):
+    #: readings read the store.
+    held: HeldPoints | None = None
 
 
 # ---------------------------------------------------------------------- arguments
@@ -129,20 +149,51 @@ def known(ctx: CommandContext, asset: str) -> str:
 # ---------------------------------------------------------------------- readings on demand
 
 
-def rows_since(ctx: CommandContext, since: datetime) -> list[ScoredRow]:
-    """The scored messages from ``since`` to ``ctx.now``."""
-    return ctx.store.scored_since(since, ctx.now)
+def span_of(ctx: CommandContext, window: str) -> timedelta:
+    """How far back a reading of ``window`` reads: the window and its baseline windows."""
+    spec = ctx.params.spec(window)
+    return timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
+
+
+def by_asset(
+    ctx: CommandContext, since: datetime
+) -> tuple[dict[str, list[Point]], datetime | None]:
+    """Each asset's scored messages from ``since`` to ``ctx.now``, read in one pass, and since
+    when they are complete (``HeldPoints.covered``, or the store's oldest message)."""
+    out: dict[str, list[Point]] = {}
+    got = ctx.held.held(since, ctx.now) if ctx.held is not None else None
+    if got is not None and ctx.held is not None:
+        for point, assets in zip(*got, strict=True):
+            for asset in assets:
+                out.setdefault(asset, []).append(point)
+        return out, ctx.held.covered()
+    for row in ctx.store.scored_since(since, ctx.now):
+        if row.assets:
+            point = row.to_point()
+            for asset in row.assets:
+                out.setdefault(asset, []).append(point)
+    return out, ctx.store.oldest_message_time()
 
 
 def points_in(rows: list[ScoredRow], scope: Scope) -> list[Point]:
     """The index points of the rows inside ``scope``."""
-    return [
-        r.to_point()
-        for r in rows
-        if (scope.asset == "*" or scope.asset in r.assets)
-        and (scope.community == "*" or r.community == scope.community)
-        and (scope.platform == "*" or r.platform == scope.platform)
-    ]
+    return [r.to_point() for r in rows if scope.covers(r.community, r.platform, r.assets)]
+
+
+def scope_points(
+    ctx: CommandContext, scope: Scope, since: datetime, at: datetime
+) -> tuple[list[Point], datetime | None]:
+    """``scope``'s scored messages from ``since`` to ``at``, from the held ones when the live
+    bot has them, else from the store; and since when they are complete."""
+    got = ctx.held.held(since, at) if ctx.held is not None else None
+    if got is not None and ctx.held is not None:
+        points = [
+            p
+            for p, assets in zip(*got, strict=True)
+            if scope.covers(p.community, p.platform, assets)
+        ]
+        return points, ctx.held.covered()
+    return points_in(ctx.store.scored_since(since, at), scope), ctx.store.oldest_message_time()
 
 
 def reading_at(
@@ -150,15 +201,24 @@ def reading_at(
 ) -> tuple[MoodReading, list[Point]]:
     """The reading of ``scope`` over ``window`` as of ``at`` (default ``ctx.now``)."""
     at = at or ctx.now
-    spec = ctx.params.spec(window)
-    since = at - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
-    rows = ctx.store.scored_since(since, at)
-    points = points_in(rows, scope)
-    tracked = ctx.store.oldest_message_time()
+    points, tracked = scope_points(ctx, scope, at - span_of(ctx, window), at)
+    return reading_of(ctx, points, scope, window, at, tracked), points
+
+
+def reading_of(
+    ctx: CommandContext,
+    points: list[Point],
+    scope: Scope,
+    window: str,
+    at: datetime,
+    tracked: datetime | None,
+) -> MoodReading:
+    """The reading of ``scope`` over ``window`` as of ``at`` from its ``points`` (the span
+    ``span_of`` gives, complete since ``tracked``), with its norm."""
     reading = compute_reading(points, scope, window, at, ctx.params, tracked_since=tracked)
     # The norm comes from the stored readings before ``at`` (the index ticks them hourly).
     norm = ctx.store.reading_norm(scope, window, at - NORM_SPAN, at)
-    return with_norm(reading, *norm), points
+    return with_norm(reading, *norm)
 
 
 def change_since(ctx: CommandContext, scope: Scope, window: str, now_value: float | None) -> str:

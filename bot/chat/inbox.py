@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from cachetools import LRUCache, TTLCache
 
 from bot.chat.commands import COMMANDS, CommandContext, handle, is_read
+from bot.chat.context import HeldPoints
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import (
@@ -104,12 +105,13 @@ async def answer_command(
     store: Store,
     limiter: RateLimiter,
     communities: frozenset[str] | None = None,
+    held: HeldPoints | None = None,
 ) -> Reply | None:
     """The reply to a command, or None when the user is over their rate limit."""
     now = datetime.now(UTC)
     if not within_limit(limiter, cmd, now):
         return None
-    return await run_command(cmd, store, now, communities)
+    return await run_command(cmd, store, now, communities, held)
 
 
 def within_limit(limiter: RateLimiter, cmd: Command, now: datetime) -> bool:
@@ -167,12 +169,17 @@ class CommunityTitles:
 
 
 async def run_command(
-    cmd: Command, store: Store, now: datetime, communities: frozenset[str] | None = None
+    cmd: Command,
+    store: Store,
+    now: datetime,
+    communities: frozenset[str] | None = None,
+    held: HeldPoints | None = None,
 ) -> Reply:
     """The reply to a command that passed the rate limit (a failure becomes an apology).
 
-    ``communities`` is the operator's allow-list (None: not checked, as on the console)."""
-    ctx = CommandContext(store=store, now=now, communities=communities)
+    ``communities`` is the operator's allow-list (None: not checked, as on the console);
+    ``held`` the live bot's recent messages, which readings read instead of the store."""
+    ctx = CommandContext(store=store, now=now, communities=communities, held=held)
     try:
         return await asyncio.to_thread(handle, cmd, ctx)
     except Exception:  # a bug must not take the chat down; the user still gets an answer
@@ -261,9 +268,11 @@ class ChatSource:
         reply_wait_cap_s: float = 10.0,
         operators: Collection[str] = (),
         communities: frozenset[str] | None = None,
+        held: HeldPoints | None = None,
     ) -> None:
         self.name = platform
         self.communities = communities  # the operator's allow-list (None: not checked)
+        self.held = held  # the index engine's messages, for readings (None: the store's)
         self.platform = platform
         self.feed = feed
         self.sink = sink
@@ -361,7 +370,7 @@ class ChatSource:
         ):
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
         cmd = with_operator(cmd, self.operators)
-        reply = await run_command(cmd, self.store, now, self.communities)
+        reply = await run_command(cmd, self.store, now, self.communities, self.held)
         return await self._send_reply(cmd, dataclasses.replace(reply, target=cmd.channel))
 
     async def _send_reply(self, cmd: Command, reply: Reply) -> bool:
@@ -422,12 +431,20 @@ class ConsoleSource:
     when no platform is configured, and ends at the end of input.
     """
 
-    def __init__(self, stream: BinaryIO, sink: Sink, store: Store, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        sink: Sink,
+        store: Store,
+        stopping: asyncio.Event,
+        held: HeldPoints | None = None,
+    ) -> None:
         self.name = "console"
         self.stream = stream
         self.sink = sink
         self.store = store
         self.stopping = stopping
+        self.held = held
         # The operator is not rate-limited by the per-user chat limits.
         self.limiter = RateLimiter(per_user=1_000, per_chat=1_000)
 
@@ -468,7 +485,7 @@ class ConsoleSource:
                 if cmd is not None:
                     # Whoever holds the terminal runs the bot: the operator.
                     cmd = dataclasses.replace(cmd, roles=cmd.roles | {OPERATOR})
-                    reply = await answer_command(cmd, self.store, self.limiter)
+                    reply = await answer_command(cmd, self.store, self.limiter, held=self.held)
                     if reply is not None:
                         await self._say(reply)
         finally:
@@ -502,6 +519,7 @@ def discord_front(
     limiter: RateLimiter | None = None,
     operators: Collection[str] = (),
     communities: frozenset[str] | None = None,
+    held: HeldPoints | None = None,
 ) -> tuple[DiscordConnector, QueueSource]:
     """Discord's connector wired to the bot: messages into a queue source, slash commands
     answered from the store, deletions removed, backfill from the newest stored id."""
@@ -513,7 +531,9 @@ def discord_front(
 
     async def answer(cmd: Command) -> Reply:
         titles.note(cmd)
-        reply = await answer_command(with_operator(cmd, operators), store, limiter, communities)
+        reply = await answer_command(
+            with_operator(cmd, operators), store, limiter, communities, held
+        )
         return reply or Reply(text="Slow down a little: try again in a minute.")
 
     async def on_message(message: Message) -> None:

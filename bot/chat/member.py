@@ -12,13 +12,14 @@ from bot.chat.context import (
     UsageError,
     alias,
     asset_arg,
+    by_asset,
     change_since,
     dm_target,
     known,
     mood_line,
-    points_in,
     reading_at,
-    rows_since,
+    reading_of,
+    span_of,
     split_args,
 )
 from bot.chat.registry import COMMANDS
@@ -150,13 +151,11 @@ def _model_note(point: Point, reading: MoodReading) -> str:
 def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
     if cmd.args:
         raise UsageError("no arguments")
-    spec = ctx.params.spec("24h")
-    rows = rows_since(ctx, ctx.now - timedelta(seconds=spec.seconds * (spec.baseline_windows + 1)))
-    assets = sorted({a for r in rows for a in r.assets})
+    # One read of the span for every asset: each ranked asset's reading comes from it too.
+    mentions, tracked = by_asset(ctx, ctx.now - span_of(ctx, "24h"))
     ranked = []
-    for asset in assets:
-        points = points_in(rows, Scope(asset=asset))
-        count, ratio = mentions_ratio(points, ctx.now, "24h", ctx.params)
+    for asset in sorted(mentions):
+        count, ratio = mentions_ratio(mentions[asset], ctx.now, "24h", ctx.params)
         if count >= 10:
             ranked.append((ratio, count, asset))
     ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
@@ -164,7 +163,8 @@ def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
         return Reply(text="Nothing is trending yet: too few mentions in the last 24h.")
     lines = ["Trending (mentions in 24h vs their usual):"]
     for ratio, count, asset in ranked[:5]:
-        reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
+        scope = Scope(asset=asset)
+        reading = reading_of(ctx, mentions[asset], scope, "24h", ctx.now, tracked)
         lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
     return Reply(text="\n".join(lines))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import logging
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -28,7 +29,7 @@ from bot.pipeline.market_rules import MarketRules
 from bot.prefs.subscriptions import Subscription
 from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
 from bot.store.privacy import ERASURES_CHECKPOINT
-from bot.types import CHAT_PLATFORMS, Alert, MoodReading, Scope
+from bot.types import Alert, MoodReading, Scope
 from nlp.assets import AssetTable
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,7 @@ def ceil_minute(ts: datetime) -> datetime:
 
 def touches(scope: Scope, row: ScoredRow) -> bool:
     """Whether ``row`` counts in ``scope``'s reading."""
-    return (
-        (scope.asset == "*" or scope.asset in row.assets)
-        and (scope.community == "*" or row.community == scope.community)
-        and (scope.platform == "*" or row.platform == scope.platform)
-    )
+    return scope.covers(row.community, row.platform, row.assets)
 
 
 class IndexEngine:
@@ -82,6 +79,12 @@ class IndexEngine:
         self._assets: list[tuple[str, ...]] = []
         self._times: list[datetime] = []
         self._keys: set[str] = set()
+        #: Held messages are complete from this time on (what ``load`` read, less what
+        #: ``prune`` let go); None before the first load. ``held`` answers only from it.
+        self._complete_from: datetime | None = None
+        #: Commands read the held messages from their own threads (``held``) while the
+        #: indexing thread changes them: changes and those reads take this lock.
+        self._lock = threading.Lock()
         #: Held points before this index have had their text dropped (``_slim``); messages
         #: at or before ``_slim_cut`` are held without text when they arrive.
         self._slimmed = 0
@@ -139,12 +142,16 @@ class IndexEngine:
         if self._times and self._score_mark is not None:
             rows += self.store.scored_since(until - LOOKBACK, since, scored_after=self._score_mark)
         self._score_mark = mark
-        for row in rows:
-            if row.key in self._keys:
-                continue
-            self._hold(row)
-            self._note_minute(row)
-        self._cap()
+        with self._lock:
+            for row in rows:
+                if row.key in self._keys:
+                    continue
+                self._hold(row)
+                self._note_minute(row)
+            self._cap()
+            start = until - LOOKBACK
+            if self._complete_from is None or start < self._complete_from:
+                self._complete_from = start
         if self.tracked_since is None:
             self.tracked_since = self.store.oldest_message_time()
 
@@ -152,12 +159,13 @@ class IndexEngine:
         """Take newly scored messages from the scoring stage (no read of the store).
 
         A key already held is replaced: an edited message was scored again."""
-        for row in rows:
-            if row.key in self._keys:
-                self._drop(row.key)
-            self._hold(row)
-            self._note_minute(row)
-        self._cap()
+        with self._lock:
+            for row in rows:
+                if row.key in self._keys:
+                    self._drop(row.key)
+                self._hold(row)
+                self._note_minute(row)
+            self._cap()
         if self.tracked_since is None and rows:
             self.tracked_since = min(r.created_at for r in rows)
 
@@ -180,9 +188,10 @@ class IndexEngine:
 
     def _slim(self, now: datetime) -> None:
         """Drop the text of held messages older than the alert window as of ``now`` (and a
-        tick spare): the readings need only their scores, and no alert quotes them."""
-        spec = self.index_params.spec(self.config.alert_window)
-        cut = now - timedelta(seconds=spec.seconds + self.config.tick_s)
+        tick spare), or than a day if that is longer: the readings need only their scores,
+        and only alerts and /why (over 24h, reading ``held``) quote."""
+        quoted = max(self.index_params.spec(self.config.alert_window).seconds, 86400)
+        cut = now - timedelta(seconds=quoted + self.config.tick_s)
         if self._slim_cut is not None and cut <= self._slim_cut:
             return
         self._slim_cut = cut
@@ -232,31 +241,26 @@ class IndexEngine:
         if not self._times:
             return
         now = {r.key: r for r in self.store.scored_since(self._times[0], self._times[-1])}
-        for i, held in enumerate(self._points):
-            fresh = now.get(held.message_key)
-            if fresh is None or fresh.author == held.author:
-                continue
-            self._points[i] = self._point(fresh, slim=i < self._slimmed)
+        with self._lock:
+            for i, held in enumerate(self._points):
+                fresh = now.get(held.message_key)
+                if fresh is None or fresh.author == held.author:
+                    continue
+                self._points[i] = self._point(fresh, slim=i < self._slimmed)
         for minute, rows in self._due.items():
             self._due[minute] = [now.get(r.key, r) for r in rows]
 
     def _point(self, row: ScoredRow, slim: bool = False) -> Point:
-        """The index's view of ``row``, as held: quotable beyond its community only if its
-        source is trusted public (a Telegram group with a username is not, unless the
-        operator says); without its text when ``slim``; repeated strings shared, not copied
+        """The index's view of ``row``, as held (``ScoredRow.to_point`` with the operator's
+        public sources); without its text when ``slim``; repeated strings shared, not copied
         (a chat's id, platform and model id would otherwise be stored once per message)."""
-        public = row.public
-        if public and row.platform in CHAT_PLATFORMS:
-            sources = self.config.public_sources
-            public = row.platform in sources or f"{row.platform}:{row.community}" in sources
         return replace(
-            row.to_point(),
+            row.to_point(self.config.public_sources),
             author=sys.intern(row.author),
             community=sys.intern(row.community),
             platform=sys.intern(row.platform),
             model_id=sys.intern(row.model_id),
             text="" if slim else row.text,
-            public=public,
         )
 
     def alertable(self, scope: Scope, now: datetime) -> bool:
@@ -287,10 +291,33 @@ class IndexEngine:
     def prune(self, now: datetime) -> None:
         """Let go of messages older than ``LOOKBACK`` and the text of those past the alert
         window, as of ``now``."""
-        cut = bisect.bisect_left(self._times, now - LOOKBACK)
-        if cut:
-            self._cut(cut)
-        self._slim(now)
+        with self._lock:
+            cut = bisect.bisect_left(self._times, now - LOOKBACK)
+            if cut:
+                self._cut(cut)
+            if self._complete_from is not None:
+                self._complete_from = max(self._complete_from, now - LOOKBACK)
+            self._slim(now)
+
+    def held(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[Point], list[tuple[str, ...]]] | None:
+        """The held messages in ``[since, until]`` and the assets each names, for commands
+        (``bot.chat.context.HeldPoints``): a copy taken under the lock, so the indexing
+        thread may go on. None when the engine cannot vouch for them: nothing loaded yet,
+        ``since`` before what it holds, or an erasure it has not read yet (its held authors
+        and texts may be stale); the caller then reads the store.
+
+        Messages scored in the last moment may not be held yet: the scoring stage hands
+        them over in batches, a few seconds behind."""
+        if self.store.checkpoint(ERASURES_CHECKPOINT) != self._erasures:
+            return None
+        with self._lock:
+            if self._complete_from is None or since < self._complete_from:
+                return None
+            lo = bisect.bisect_left(self._times, since)
+            hi = bisect.bisect_right(self._times, until)
+            return self._points[lo:hi], self._assets[lo:hi]
 
     def sizes(self) -> dict[str, int]:
         """What the engine holds now: scored rows (the ``LOOKBACK`` before the last tick,
@@ -343,16 +370,11 @@ class IndexEngine:
     def _scope_points(self, scope: Scope, since: datetime, now: datetime) -> list[Point]:
         lo = bisect.bisect_left(self._times, since)
         hi = bisect.bisect_right(self._times, now)
-        out = []
-        for point, assets in zip(self._points[lo:hi], self._assets[lo:hi], strict=True):
-            if scope.asset != "*" and scope.asset not in assets:
-                continue
-            if scope.community != "*" and point.community != scope.community:
-                continue
-            if scope.platform != "*" and point.platform != scope.platform:
-                continue
-            out.append(point)
-        return out
+        return [
+            point
+            for point, assets in zip(self._points[lo:hi], self._assets[lo:hi], strict=True)
+            if scope.covers(point.community, point.platform, assets)
+        ]
 
     def _history_of(self, scope: Scope, window: str, now: datetime) -> deque[MoodReading]:
         key = (scope.key(), window)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.mood.index import Point
-from bot.types import Alert, Scope
+from bot.types import CHAT_PLATFORMS, Alert, Scope
 from connectors.types import Message
 
 MESSAGE_KEY = ("platform", "channel", "message_id")
@@ -63,8 +63,17 @@ class ScoredRow:
     reputation: float = 1.0
     model_id: str = ""
 
-    def to_point(self) -> Point:
-        """The index's view of this message."""
+    def to_point(self, public_sources: Collection[str] = ()) -> Point:
+        """The index's view of this message: quotable beyond its community only if its
+        source is public and, for a chat group, the operator lists it or its platform in
+        ``public_sources`` (a Telegram group with a username is public to Telegram, not to
+        moodring: its members did not post for other groups)."""
+        public = self.public
+        if public and self.platform in CHAT_PLATFORMS:
+            public = (
+                self.platform in public_sources
+                or f"{self.platform}:{self.community}" in public_sources
+            )
         return Point(
             created_at=self.created_at,
             author=self.author,
@@ -74,7 +83,7 @@ class ScoredRow:
             set_aside=self.set_aside,
             message_key=self.key,
             text=self.text,
-            public=self.public,
+            public=public,
             community=self.community,
             platform=self.platform,
             reputation=self.reputation,
