@@ -165,3 +165,20 @@ def test_why_quotes_another_group_only_when_the_operator_calls_it_public(
     quoted = [line.split("post ")[1].split()[0] for line in reply.splitlines() if "“post" in line]
     assert quoted, reply
     assert {posts[n] for n in quoted} == {"-1002"}
+
+
+def test_an_engine_started_on_an_empty_store_answers_from_what_it_was_given(
+    tmp_path: Path,
+) -> None:
+    """A new bot (an empty database) never loads: the scoring stage hands every message to
+    the engine (``add``), so what it holds is complete and commands read it, not SQLite."""
+    empty = Store(tmp_path / "new.db")
+    engine = IndexEngine(empty, PipelineConfig(tick_s=3600))
+    full = chatter(tmp_path / "full.db", 300)
+    rows = full.scored_since(T0, NOW)
+    full.close()
+    engine.add(rows)
+    got = engine.held(NOW - timedelta(days=8), NOW)
+    assert got is not None
+    assert len(got[0]) == len([r for r in rows if r.created_at >= NOW - timedelta(days=8)])
+    empty.close()

@@ -80,7 +80,8 @@ class IndexEngine:
         self._times: list[datetime] = []
         self._keys: set[str] = set()
         #: Held messages are complete from this time on (what ``load`` read, less what
-        #: ``prune`` let go); None before the first load. ``held`` answers only from it.
+        #: ``prune`` let go); None before the first load into an engine over a non-empty
+        #: store. ``held`` answers only from it.
         self._complete_from: datetime | None = None
         #: Commands read the held messages from their own threads (``held``) while the
         #: indexing thread changes them: changes and those reads take this lock.
@@ -126,6 +127,10 @@ class IndexEngine:
         #: erased text or names an erased author from memory.
         self._erasures = store.checkpoint(ERASURES_CHECKPOINT)
         self.tracked_since = store.oldest_message_time()
+        if self.tracked_since is None:
+            # An empty store: every message from now on reaches the engine (``add`` from the
+            # scoring stage, ``load`` after a restart), so what it holds is complete.
+            self._complete_from = datetime.min.replace(tzinfo=UTC)
 
     def load(self, until: datetime) -> None:
         """Bring newly scored messages up to ``until`` into memory.
