@@ -23,8 +23,9 @@ class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin, Priv
     Every write is keyed, so a replay or a restart never duplicates: messages on
     ``(platform, channel, message_id)``, scores on the same key, readings on
     ``(scope, window, at)``, alerts on their dedupe key, outbox rows on
-    ``(alert_key, sink, target)``. The SQL is plain (no SQLite-only syntax beyond
-    ``INSERT OR IGNORE``) so a PostgreSQL backend can follow. Each section is a mixin in its
+    ``(alert_key, sink, target)``. Writes are spelled as PostgreSQL runs them too
+    (``ON CONFLICT`` upserts from ``bot/store/sql.py``, reserved words quoted), so a
+    PostgreSQL backend can follow (issue #15). Each section is a mixin in its
     own module; the SQL of the whole bot lives in this package (tests/test_store_owns_sql.py).
     """
 

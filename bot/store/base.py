@@ -16,8 +16,11 @@ import sqlite_utils
 from bot.errors import StoreError
 from bot.store.rows import TICK_CHECKPOINT, iso, parse_ts
 from bot.store.schema import migrations
+from bot.store.sql import upsert
 
 F = TypeVar("F")
+
+_CHECKPOINT = upsert("checkpoints", ("name", "value", "updated_at"), ("name",))
 
 
 def locked(method: F) -> F:
@@ -93,7 +96,7 @@ class StoreBase:
 
     @staticmethod
     def _set_checkpoint(db: sqlite_utils.Database, name: str, value: str, now: datetime) -> None:
-        db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", [name, value, iso(now)])
+        db.execute(_CHECKPOINT, [name, value, iso(now)])
 
     @locked
     def set_checkpoint(self, name: str, value: str, now: datetime) -> None:

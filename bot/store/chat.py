@@ -13,6 +13,7 @@ from bot.prefs.subscriptions import Subscription
 from bot.store.base import locked
 from bot.store.privacy import WITHHELD, PrivacyMixin
 from bot.store.rows import TOO_OLD, iso, parse_ts
+from bot.store.sql import insert_new, upsert
 
 
 class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
@@ -165,7 +166,11 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO community_settings VALUES (?, ?, ?, ?)",
+                upsert(
+                    "community_settings",
+                    ("platform", "community", "settings", "updated_at"),
+                    ("platform", "community"),
+                ),
                 [platform, community, json.dumps(dataclasses.asdict(settings)), iso(now)],
             )
 
@@ -176,7 +181,11 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
         """Keep ``title`` as the community's latest name (a group's title, a server's name)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO community_titles VALUES (?, ?, ?, ?)",
+                upsert(
+                    "community_titles",
+                    ("platform", "community", "title", "updated_at"),
+                    ("platform", "community"),
+                ),
                 [platform, community, title, iso(now)],
             )
 
@@ -194,7 +203,8 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
         """Record that ``user`` wrote to the bot privately (so the bot may write to them)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO private_chats VALUES (?, ?, ?)", [platform, user, iso(now)]
+                insert_new("private_chats", ("platform", "user", "first_at")),
+                [platform, user, iso(now)],
             )
 
     @locked
@@ -222,8 +232,10 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
             for update_id, payload in updates:
                 skip = update_id in withheld
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO chat_inbox (platform, update_id, payload, received_at,"
-                    " done_at, error) VALUES (?, ?, ?, ?, ?, ?)",
+                    insert_new(
+                        "chat_inbox",
+                        ("platform", "update_id", "payload", "received_at", "done_at", "error"),
+                    ),
                     [
                         platform,
                         update_id,
@@ -275,7 +287,10 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
         """A moderator's level for ``asset`` in their community; False if it was there."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO manual_levels VALUES (?, ?, ?, ?, ?, ?)",
+                insert_new(
+                    "manual_levels",
+                    ("platform", "community", "asset", "price", "added_by", "added_at"),
+                ),
                 [platform, community, asset, price, by, iso(now)],
             )
         return bool(cur.rowcount)

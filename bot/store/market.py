@@ -8,7 +8,17 @@ from typing import Any
 
 from bot.store.base import StoreBase, locked
 from bot.store.rows import iso, parse_ts
+from bot.store.sql import upsert
 from connectors.types import Candle, Ticker
+
+_PRICE = upsert(
+    "prices", "asset interval ts open high low close volume source", "asset interval ts"
+)
+_TICKER = upsert(
+    "tickers",
+    "asset at last change_24h_pct volume_24h funding_rate open_interest source",
+    "asset at",
+)
 
 
 class MarketMixin(StoreBase):
@@ -20,8 +30,7 @@ class MarketMixin(StoreBase):
         with self.transaction() as db:
             for c in candles:
                 db.execute(
-                    "INSERT OR REPLACE INTO prices (asset, interval, ts, open, high, low, close,"
-                    " volume, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _PRICE,
                     [
                         c.asset,
                         c.interval,
@@ -73,7 +82,7 @@ class MarketMixin(StoreBase):
         """Keep an exchange's ticker (price, 24h change, funding, open interest)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO tickers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _TICKER,
                 [
                     t.asset,
                     iso(t.at),

@@ -9,8 +9,20 @@ from typing import Any
 
 from bot.store.base import StoreBase, locked
 from bot.store.rows import ScoredRow, StoredMessage, iso, parse_ts
+from bot.store.sql import insert_new
 from connectors.types import Message
 from nlp.types import Score
+
+_NEW_MESSAGE = insert_new(
+    "messages",
+    "platform channel message_id community author text norm_text created_at likes replies"
+    " reposts language public tag assets spam_reason set_aside status ingested_at"
+    " author_followers author_created_at author_verified author_weight",
+)
+_ASSET = insert_new("message_assets", "platform channel message_id asset created_at")
+_SCORE = insert_new(
+    "scores", "platform channel message_id p_neg p_neu p_pos label model_id scored_at"
+)
 
 
 class MessagesMixin(StoreBase):
@@ -24,12 +36,7 @@ class MessagesMixin(StoreBase):
             for item in items:
                 m = item.message
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO messages (platform, channel, message_id, community,"
-                    " author, text, norm_text, created_at, likes, replies, reposts, language,"
-                    " public, tag, assets, spam_reason, set_aside, status, ingested_at,"
-                    " author_followers, author_created_at, author_verified, author_weight)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?,"
-                    " ?)",
+                    _NEW_MESSAGE,
                     [
                         m.platform,
                         m.channel,
@@ -48,6 +55,7 @@ class MessagesMixin(StoreBase):
                         json.dumps(list(item.assets)),
                         item.spam_reason,
                         item.set_aside,
+                        "new",
                         iso(now),
                         m.author_followers,
                         None if m.author_created_at is None else iso(m.author_created_at),
@@ -59,7 +67,7 @@ class MessagesMixin(StoreBase):
                     added += 1
                     for asset in item.assets:
                         db.execute(
-                            "INSERT OR IGNORE INTO message_assets VALUES (?, ?, ?, ?, ?)",
+                            _ASSET,
                             [m.platform, m.channel, m.message_id, asset, iso(m.created_at)],
                         )
         return added
@@ -126,7 +134,7 @@ class MessagesMixin(StoreBase):
                 )
                 for asset in item.assets:
                     db.execute(
-                        "INSERT OR IGNORE INTO message_assets VALUES (?, ?, ?, ?, ?)",
+                        _ASSET,
                         [*key, asset, iso(m.created_at)],
                     )
         return len(items)
@@ -184,8 +192,14 @@ class MessagesMixin(StoreBase):
         """Store scores and mark their messages scored, in one transaction."""
         with self.transaction() as db:
             for (platform, channel, message_id), s in items:
+                # Deleted and inserted, not updated in place: a score written again (an
+                # edited message) must come after the engine's mark (``scores_mark``).
                 db.execute(
-                    "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "DELETE FROM scores WHERE platform = ? AND channel = ? AND message_id = ?",
+                    [platform, channel, message_id],
+                )
+                db.execute(
+                    _SCORE,
                     [
                         platform,
                         channel,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bot.store.base import StoreBase, locked
 from bot.store.rows import iso, parse_ts
+from bot.store.sql import upsert
 
 
 class OpsMixin(StoreBase):
@@ -20,7 +21,7 @@ class OpsMixin(StoreBase):
             db.execute("DELETE FROM connector_health")
             for name, doc in rows:
                 db.execute(
-                    "INSERT OR REPLACE INTO connector_health VALUES (?, ?, ?)",
+                    upsert("connector_health", ("name", "health", "updated_at"), ("name",)),
                     [name, doc, iso(now)],
                 )
 

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from bot.store.base import StoreBase, locked
 from bot.store.rows import iso
+from bot.store.sql import insert_new
 from connectors.types import Message
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class PrivacyMixin(StoreBase):
                         [platform, author],
                     )
             db.execute(
-                "INSERT OR IGNORE INTO do_not_store VALUES (?, ?, ?, ?)",
+                insert_new("do_not_store", ("platform", "digest", "community", "added_at")),
                 [
                     platform,
                     author_digest(self._salt(), platform, author),

@@ -16,7 +16,25 @@ from bot.store.rows import (
     iso,
     parse_ts,
 )
+from bot.store.sql import insert_new, set_excluded, upsert
 from bot.types import Alert, MoodReading, Scope
+
+_READING = upsert(
+    "readings",
+    "scope window at asset community platform value band components sample_size confidence"
+    " spam_count set_aside models",
+    "scope window at",
+)
+_ALERT_FIELDS = "kind scope at title detail value previous evidence created_at"
+_ALERT = insert_new("alerts", f"key {_ALERT_FIELDS}")
+_OUTBOX = insert_new("outbox", "alert_key sink target created_at attempts")
+_ALERT_STATE = upsert("alert_state", "scope window state", "scope window")
+# An alert a rebuild replaces is kept with when; replaced again, the newer copy stands.
+_SUPERSEDE = (
+    f"INSERT INTO alerts_superseded SELECT key, {_ALERT_FIELDS.replace(' ', ', ')}, ?"
+    " FROM alerts WHERE at >= ?"
+    f" ON CONFLICT (key) DO UPDATE SET {set_excluded(_ALERT_FIELDS + ' superseded_at')}"
+)
 
 
 class ReadingsMixin(StoreBase):
@@ -38,9 +56,7 @@ class ReadingsMixin(StoreBase):
         with self.transaction() as db:
             for r in readings:
                 db.execute(
-                    "INSERT OR REPLACE INTO readings (scope, window, at, asset, community,"
-                    " platform, value, band, components, sample_size, confidence, spam_count,"
-                    " set_aside, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _READING,
                     [
                         r.scope.key(),
                         r.window,
@@ -60,7 +76,7 @@ class ReadingsMixin(StoreBase):
                 )
             for a in alerts:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _ALERT,
                     [
                         a.key,
                         a.kind,
@@ -78,14 +94,11 @@ class ReadingsMixin(StoreBase):
                     new.append(a)
                     for sink, target in outbox_targets(a):
                         db.execute(
-                            "INSERT OR IGNORE INTO outbox (alert_key, sink, target, created_at,"
-                            " attempts) VALUES (?, ?, ?, ?, 0)",
-                            [a.key, sink, target, iso(now)],
+                            _OUTBOX,
+                            [a.key, sink, target, iso(now), 0],
                         )
             for (scope, window), state in states.items():
-                db.execute(
-                    "INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?)", [scope, window, state]
-                )
+                db.execute(_ALERT_STATE, [scope, window, state])
             self._set_checkpoint(db, *checkpoint, now)
         return new
 
@@ -259,8 +272,7 @@ class ReadingsMixin(StoreBase):
         now = iso(datetime.now(UTC))
         with self.transaction() as db:
             moved = db.execute(
-                "INSERT OR REPLACE INTO alerts_superseded SELECT key, kind, scope, at, title,"
-                " detail, value, previous, evidence, created_at, ? FROM alerts WHERE at >= ?",
+                _SUPERSEDE,
                 [now, iso(start)],
             ).rowcount
             db.execute(
