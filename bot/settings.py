@@ -56,7 +56,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MOODRING_", extra="ignore")
 
-    db: Path = Path("moodring.db")
+    #: A SQLite file (the default), or a PostgreSQL URL (``postgresql://user@host/db``).
+    db: Path | str = Path("moodring.db")
     model_dir: Path = Field(default_factory=default_model_dir)
     device: str = "cpu"
     #: Small batches pad less after length sorting (measured in nlp/bench).
@@ -146,6 +147,22 @@ class Settings(BaseSettings):
 
     #: The TOML file ``load_settings`` was given (a subclass sets it; no process-wide state).
     toml_file: ClassVar[Path | None] = None
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _database(cls, value: Any) -> Path | str:
+        """A path stays a path; a URL must be PostgreSQL's (anything else is a usage
+        error, not a file oddly named "mysql:/host/db")."""
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return text
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+            scheme = text.split("://", 1)[0]
+            raise ValueError(
+                f"{scheme}:// is not a database moodring runs on: give a SQLite file path or "
+                "a postgresql:// URL"
+            )
+        return Path(text)
 
     @field_validator("operators")
     @classmethod

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bot.store import Store
 from tests.fake_exchange import FakeBinance
 from tests.fake_telegram import FakeTelegram
 
@@ -126,6 +127,18 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServi
 
     with postgres_service(tmp_path_factory.mktemp("postgres")) as service:
         yield service
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A new store on each backend in turn: a SQLite file, then a fresh PostgreSQL database
+    (``pg_url``). Store tests take this, so each runs on both (issue #15)."""
+    if request.param == "sqlite":
+        store = Store(tmp_path / "moodring.db")
+    else:
+        store = Store(request.getfixturevalue("pg_url"))
+    yield store
+    store.close()
 
 
 @pytest.fixture

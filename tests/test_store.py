@@ -85,8 +85,8 @@ def test_rows_the_old_attempt_cap_dropped_are_marked_given_up(tmp_path: Path) ->
         store.close()
 
 
-def test_messages_are_keyed_and_never_duplicated() -> None:
-    store = Store(":memory:", memory=True)
+def test_messages_are_keyed_and_never_duplicated(backend_store: Store) -> None:
+    store = backend_store
     assert store.add_messages([stored(1), stored(2)], T0) == 2
     assert store.add_messages([stored(1), stored(2), stored(3)], T0) == 1
     assert store.query("SELECT COUNT(*) FROM messages") == [(3,)]
@@ -103,15 +103,15 @@ def test_messages_are_keyed_and_never_duplicated() -> None:
     ]
 
 
-def test_odd_text_is_stored_verbatim_through_parameters() -> None:
-    store = Store(":memory:", memory=True)
+def test_odd_text_is_stored_verbatim_through_parameters(backend_store: Store) -> None:
+    store = backend_store
     nasty = "'); DROP TABLE messages; -- 🚀\u200d\u202e" + "x" * 10_000
     store.add_messages([stored(1, nasty)], T0)
     assert store.query("SELECT text FROM messages") == [(nasty,)]
 
 
-def test_a_tick_is_atomic_and_alerts_enter_the_outbox_once() -> None:
-    store = Store(":memory:", memory=True)
+def test_a_tick_is_atomic_and_alerts_enter_the_outbox_once(backend_store: Store) -> None:
+    store = backend_store
     scope = Scope(asset="BTC")
     reading = MoodReading(scope, "24h", T0, 20.0, "Extreme Fear", {"sentiment": 10.0}, 100, 0.8)
     alert = Alert("extreme-fear:BTC|*|*:24h:1", "extreme", scope, T0, "BTC entered Extreme Fear")
@@ -136,16 +136,16 @@ def test_a_tick_is_atomic_and_alerts_enter_the_outbox_once() -> None:
     assert back.value == 20.0 and back.components == {"sentiment": 10.0}
 
 
-def test_a_failed_transaction_leaves_nothing_behind() -> None:
-    store = Store(":memory:", memory=True)
+def test_a_failed_transaction_leaves_nothing_behind(backend_store: Store) -> None:
+    store = backend_store
     with pytest.raises(RuntimeError), store.transaction() as db:
         db.execute("INSERT INTO checkpoints VALUES ('x', '1', 'now')")
         raise RuntimeError("crash mid-transaction")
     assert store.checkpoint("x") is None
 
 
-def test_retention_purges_old_texts_but_keeps_scores() -> None:
-    store = Store(":memory:", memory=True)
+def test_retention_purges_old_texts_but_keeps_scores(backend_store: Store) -> None:
+    store = backend_store
     store.add_messages([stored(1), stored(2, at=T0 + timedelta(days=40))], T0)
     for i in ("1", "2"):
         store.save_scores([(("telegram", "ch1", i), Score(0.2, 0.3, 0.5, "positive", "m"))], T0)

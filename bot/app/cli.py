@@ -374,19 +374,26 @@ def _daily_social(db: Path) -> list[tuple[date, float]]:
     ]
 
 
+def _need_database(settings: Settings, hint: str) -> None:
+    """Refuse a command that reads a database when the SQLite file is not there (a
+    PostgreSQL database is checked by connecting to it)."""
+    if isinstance(settings.db, Path) and not settings.db.is_file():
+        raise ConfigError(f"no database at {settings.db}: {hint}")
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from bot.pipeline.status import status_report
     from bot.store import Store
+    from bot.store.postgres import redact
 
-    if not settings.db.is_file():
-        raise ConfigError(f"no database at {settings.db}: give --db, or start `moodring run`")
+    _need_database(settings, "give --db, or start `moodring run`")
     store = Store(settings.db)
     try:
         plan = (settings.x_monthly_read_cap, settings.x_price_per_read_usd)
         text = status_report(store, datetime.now(UTC), plan=plan)
     finally:
         store.close()
-    sys.stdout.write(f"moodring on {settings.db}\n{text}\n")
+    sys.stdout.write(f"moodring on {redact(str(settings.db))}\n{text}\n")
     return 0
 
 
@@ -395,8 +402,7 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     running bot, whose intake reads the do-not-store list from the database."""
     from bot.store import Store
 
-    if not settings.db.is_file():
-        raise ConfigError(f"no database at {settings.db}: give --db")
+    _need_database(settings, "give --db")
     store = Store(settings.db)
     try:
         e = store.forget_author(
@@ -417,6 +423,48 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Copy the SQLite database (``--db``) into PostgreSQL (``--to``); exit 1 when a table's
+    count does not match."""
+    from tqdm import tqdm
+
+    from bot.store.moving import copy_to_postgres
+    from bot.store.postgres import is_postgres, redact
+
+    if not is_postgres(args.to):
+        raise ConfigError("--to: give a postgresql:// URL (e.g. postgresql://moodring@db/moodring)")
+    if not isinstance(settings.db, Path):
+        raise ConfigError("--db: the source is a SQLite file (it is PostgreSQL already)")
+    _need_database(settings, "give --db, the SQLite file to move")
+    bars: dict[str, tqdm] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        bar = bars.get(table)
+        if bar is None:
+            bar = bars[table] = tqdm(
+                total=total, desc=table, unit="row", disable=args.no_progress, file=sys.stderr
+            )
+        bar.update(done - bar.n)
+
+    with runlock.hold(settings.db, "migrate"), runlock.hold(args.to, "migrate"):
+        copies = copy_to_postgres(settings.db, args.to, progress)
+    for bar in bars.values():
+        bar.close()
+    out = sys.stdout
+    out.write(f"moodring migrate: {settings.db} → {redact(args.to)}\n")
+    out.write(f"{'table':<22} {'source':>10} {'copied':>10}\n")
+    for c in copies:
+        out.write(
+            f"{c.table:<22} {c.source:>10,} {c.copied:>10,}  {'ok' if c.ok else 'MISMATCH'}\n"
+        )
+    bad = [c.table for c in copies if not c.ok]
+    if bad:
+        out.write(f"counts differ in {', '.join(bad)}: run it again to resume\n")
+        return 1
+    out.write(f"every table verified ({sum(c.copied for c in copies):,} rows)\n")
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     """Answer a chat command from the local database: exit 0 on an answer, 2 when the command,
     its arguments or its asset were not understood (the reply then goes to stderr)."""
@@ -424,8 +472,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.store import Store
     from connectors.types import Command
 
-    if not settings.db.is_file():
-        raise ConfigError(f"no database at {settings.db}: run `moodring demo` first, or give --db")
+    _need_database(settings, "run `moodring demo` first, or give --db")
     try:
         name, cmd_args = parse_command_text(args.text)
     except UsageError as exc:
@@ -629,7 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moodring", description="Crypto community mood index: sentiment bot and tools."
     )
     p.add_argument("--config", type=Path, help="TOML settings file (default ./moodring.toml)")
-    p.add_argument("--db", type=Path, help="SQLite database (default ./moodring.db)")
+    p.add_argument(
+        "--db", help="SQLite file (default ./moodring.db) or postgresql://user@host/database"
+    )
     p.add_argument("--model-dir", type=Path, help="model directory (default: the shipped one)")
     p.add_argument(
         "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="INFO"
@@ -692,6 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--author", required=True, help="their id on that platform (numeric)")
     fg.add_argument("--community", help="only in this community (default: everywhere)")
     fg.set_defaults(func=cmd_forget)
+
+    m = sub.add_parser(
+        "migrate", help="copy the SQLite database (--db) into PostgreSQL: resumable, verified"
+    )
+    m.add_argument("--to", required=True, help="postgresql://user@host/database")
+    m.add_argument("--no-progress", action="store_true", help="no progress bars")
+    m.set_defaults(func=cmd_migrate)
 
     a = sub.add_parser("ask", help='run a chat command on the local database, e.g. "/mood BTC"')
     a.add_argument("text", help='the command, quoted: "/mood BTC 24h"')

@@ -1,4 +1,5 @@
-"""The store's core: one SQLite connection, its lock, write transactions, checkpoints."""
+"""The store's core: its database (a SQLite file, or PostgreSQL), its lock, write
+transactions, checkpoints."""
 
 from __future__ import annotations
 
@@ -9,16 +10,39 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
 from bot.errors import StoreError
+from bot.store.postgres import PostgresDatabase, is_postgres
 from bot.store.rows import TICK_CHECKPOINT, iso, parse_ts
 from bot.store.schema import migrations
 from bot.store.sql import upsert
 
 F = TypeVar("F")
+
+
+class Cursor(Protocol):
+    """What the store reads of a finished statement (``sqlite3.Cursor`` and
+    ``bot.store.postgres.Rows`` both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """What the store's sections call on ``self.db``: sqlite-utils' ``Database`` and
+    ``PostgresDatabase`` both fit. SQL uses qmark placeholders and SQL both engines run."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
 
 _CHECKPOINT = upsert("checkpoints", ("name", "value", "updated_at"), ("name",))
 
@@ -43,47 +67,90 @@ class StoreBase:
     """
 
     def __init__(self, path: Path | str, *, memory: bool = False) -> None:
+        """``path`` is a SQLite file, or a ``postgresql://`` URL (``MOODRING_DB``).
+
+        Raises:
+            StoreError: the database cannot be opened (PostgreSQL not answering, a file
+                that is not a SQLite database); the message names it, never a password.
+        """
         self._lock = threading.RLock()
+        self.db: Database
+        self._pg: PostgresDatabase | None = None
+        if is_postgres(path):
+            self._pg = PostgresDatabase(str(path))
+            self.db = self._pg
+            self._pg.migrate(migrations)
+            self.path = path
+            return
         try:
             if memory:
                 conn = sqlite3.connect(":memory:", check_same_thread=False)
-                self.db = sqlite_utils.Database(conn)
+                lite = sqlite_utils.Database(conn)
             else:
                 conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-                self.db = sqlite_utils.Database(conn)
-                self.db.enable_wal()
+                lite = sqlite_utils.Database(conn)
+                lite.enable_wal()
                 # NORMAL under WAL survives a process crash (kill -9); only power loss can
                 # roll back the last commits (shared/PLATFORM_NOTES.md).
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.execute("PRAGMA busy_timeout=30000")
-            migrations.apply(self.db)
+                lite.execute("PRAGMA synchronous=NORMAL")
+                lite.execute("PRAGMA busy_timeout=30000")
+            migrations.apply(lite)
+            self._lite: sqlite_utils.Database = lite
+            self.db = lite
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         self.path = path
 
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self._pg is None else "postgresql"
+
     @locked
     def close(self) -> None:
-        self.db.close()
+        if self._pg is not None:
+            self._pg.close()
+        else:
+            self._lite.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction (``BEGIN IMMEDIATE``, so it never upgrades mid-way)."""
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``, so it never upgrades
+        mid-way); nested, a savepoint."""
         with self._lock:
+            if self._pg is not None:
+                with self._pg.transaction():
+                    yield self.db
+                return
             yield from self._transaction()
 
-    def _transaction(self) -> Iterator[sqlite_utils.Database]:
-        if self.db.conn.in_transaction:
-            with self.db.atomic():
-                yield self.db
+    def _transaction(self) -> Iterator[Database]:
+        lite = self._lite
+        if lite.conn.in_transaction:
+            with lite.atomic():
+                yield lite
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        lite.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield lite
         except BaseException:
-            self.db.conn.rollback()
+            lite.conn.rollback()
             raise
         else:
-            self.db.conn.commit()
+            lite.conn.commit()
+
+    @locked
+    def write_many(
+        self, sql: str, rows: Sequence[Sequence[Any]], checkpoint: tuple[str, str, datetime]
+    ) -> None:
+        """Run ``sql`` once per row and set ``checkpoint`` (name, value, now), in one
+        transaction (``moodring migrate``'s batches)."""
+        with self.transaction() as db:
+            if self._pg is not None:
+                self._pg.executemany(sql, rows)
+            else:
+                self._lite.conn.executemany(sql, rows)
+            self._set_checkpoint(db, *checkpoint)
 
     # ------------------------------------------------------------------ raw reads
 
@@ -95,7 +162,7 @@ class StoreBase:
     # ------------------------------------------------------------------ checkpoints
 
     @staticmethod
-    def _set_checkpoint(db: sqlite_utils.Database, name: str, value: str, now: datetime) -> None:
+    def _set_checkpoint(db: Database, name: str, value: str, now: datetime) -> None:
         db.execute(_CHECKPOINT, [name, value, iso(now)])
 
     @locked

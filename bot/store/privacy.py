@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
-
-from bot.store.base import StoreBase, locked
+from bot.store.base import Database, StoreBase, locked
 from bot.store.rows import iso
 from bot.store.sql import insert_new
 from connectors.types import Message
@@ -196,11 +194,10 @@ class PrivacyMixin(StoreBase):
                     "UPDATE manual_levels SET added_by = ? WHERE platform = ? AND added_by = ?",
                     [pseudonym, platform, author],
                 )
-                if "private_chats" in db.table_names():  # migration m011 (Telegram DMs)
-                    db.execute(
-                        "DELETE FROM private_chats WHERE platform = ? AND user = ?",
-                        [platform, author],
-                    )
+                db.execute(
+                    "DELETE FROM private_chats WHERE platform = ? AND user = ?",
+                    [platform, author],
+                )
             db.execute(
                 insert_new("do_not_store", ("platform", "digest", "community", "added_at")),
                 [
@@ -230,7 +227,7 @@ class PrivacyMixin(StoreBase):
         return erasure
 
     @staticmethod
-    def _erase_quotes(db: sqlite_utils.Database, texts: Sequence[str], since: str | None) -> int:
+    def _erase_quotes(db: Database, texts: Sequence[str], since: str | None) -> int:
         """Drop alert quotes of ``texts`` (messages created from ``since``); how many."""
         if since is None or not texts:
             return 0
@@ -252,7 +249,7 @@ class PrivacyMixin(StoreBase):
 
     @staticmethod
     def _erase_updates(
-        db: sqlite_utils.Database, platform: str, author: str, community: str | None, now: datetime
+        db: Database, platform: str, author: str, community: str | None, now: datetime
     ) -> int:
         """Clear the raw chat updates that carry the person (sent by them, or quoting them);
         how many. Their own pending ones are marked done (not to be read); someone else's

@@ -1,7 +1,9 @@
 """One writer per database: `moodring run` and `demo` hold a lock that `rescore` must get.
 
-An advisory ``flock`` on a file beside the database. The kernel drops it when the holder
-exits, however it exits, so a crashed bot never leaves a stale lock behind.
+An advisory ``flock`` on a file beside a SQLite database; on PostgreSQL a session advisory
+lock on a connection held for the block. The kernel (or the server, when the connection
+drops) lets go when the holder exits, however it exits, so a crashed bot never leaves a stale
+lock behind.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
+from bot.store.postgres import is_postgres, redact
 
 
 class DatabaseBusyError(ConfigError):
@@ -35,6 +38,10 @@ def hold(db: Path | str, what: str) -> Iterator[None]:
         db: the database path.
         what: the command taking the lock, for the other side's error message.
     """
+    if is_postgres(db):
+        with _hold_postgres(str(db), what):
+            yield
+        return
     path = lock_path(db)
     if path is None:
         yield
@@ -53,3 +60,21 @@ def hold(db: Path | str, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _hold_postgres(url: str, what: str) -> Iterator[None]:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot open database {redact(url)}: {exc}") from None
+    with conn:
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext('moodring-writer'))").fetchone()
+        if not got or not got[0]:
+            raise DatabaseBusyError(
+                f"{redact(url)} is in use by another moodring process; stop it first"
+            )
+        conn.execute("SELECT set_config('application_name', %s, false)", [f"moodring {what}"])
+        yield

@@ -244,7 +244,14 @@ def m006_asset_aliases(db: sqlite_utils.Database) -> None:
             [legacy, symbol],
         )
         db.execute("UPDATE subscriptions SET asset = ? WHERE asset = ?", [symbol, legacy])
-        db.execute("UPDATE OR IGNORE manual_levels SET asset = ? WHERE asset = ?", [symbol, legacy])
+        # A level already set under the symbol stays; the alias's copy is deleted below.
+        db.execute(
+            "UPDATE manual_levels SET asset = ? WHERE asset = ? AND NOT EXISTS (SELECT 1"
+            " FROM manual_levels m WHERE m.platform = manual_levels.platform"
+            " AND m.community = manual_levels.community AND m.asset = ?"
+            " AND m.price = manual_levels.price)",
+            [symbol, legacy, symbol],
+        )
         db.execute("DELETE FROM manual_levels WHERE asset = ?", [legacy])  # already there
 
 
