@@ -4,9 +4,11 @@ lock, and the faults an operator meets (server down, wrong scheme)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,3 +151,89 @@ def test_nul_in_a_message_is_stored_on_postgres(backend_store: Store) -> None:
     [(text,)] = backend_store.query("SELECT text FROM messages")
     assert text.startswith("gm") and text.endswith("$BTC")
     assert backend_store.newest_message_time() == at
+
+
+class Cuttable:
+    """A TCP relay on 127.0.0.1 in front of PostgreSQL that a test can cut (every live
+    connection dropped, new ones refused) and restore: the server going away mid-run."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._live: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._serve()
+
+    def _serve(self) -> None:
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self._lock:
+                self._live += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() blocked on it (close does not)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            live, self._live = self._live, []
+        for s in live:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def restore(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._serve()
+
+
+def test_the_store_rides_out_a_database_outage_mid_run(pg_url: str) -> None:
+    """The server goes away between two writes and comes back 6 s later (past the pool's
+    own 5 s wait for a connection): the second write waits, retries and lands once; the
+    outage is reported (the live bot's "database" health), and then its end. Past
+    ``retry_s`` a call fails with one clear error."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_url)
+    relay = Cuttable(parts.hostname or "127.0.0.1", parts.port or 5432)
+    netloc = parts.netloc.rsplit("@", 1)
+    via = urlunsplit(parts._replace(netloc=f"{netloc[0]}@127.0.0.1:{relay.port}"))
+    store = Store(via, retry_s=30)
+    reports: list[str | None] = []
+    store.on_outage = reports.append
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store.set_checkpoint("before", "1", at)
+    relay.cut()
+    threading.Timer(6.0, relay.restore).start()
+    store.set_checkpoint("during", "2", at)  # waits for the server, then lands
+    assert store.checkpoint("during") == "2"
+    assert reports and reports[-1] is None and all(r for r in reports[:-1])
+    assert store.query("SELECT COUNT(*) FROM checkpoints") == [(2,)]
+
+    store.retry_s = 1.5
+    relay.cut()
+    with pytest.raises(StoreError, match=r"^database unreachable for \d+ s: "):
+        store.checkpoint("before")
+    relay.restore()
+    store.close()

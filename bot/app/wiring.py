@@ -164,6 +164,11 @@ async def serve(
     from bot.chat.inbox import console_roles
 
     observer = pipeline.observer
+    if store.backend == "postgresql":
+        # Shown in `moodring status` as the "database" connector: outages the store rode
+        # out (it retries while the server is away), with the last reason.
+        observer.on_source_start("database", datetime.now(UTC))
+        store.on_outage = lambda reason: database_state(observer, reason)
     tasks: list[asyncio.Task[None]] = []
     # Each chat platform's live role lookup: the digests re-check their moderators with it.
     roles: dict[str, RoleLookup] = {"console": console_roles}
@@ -232,6 +237,15 @@ async def serve(
                 # Failures were logged and counted by the supervisor as they happened.
                 await asyncio.gather(*tasks, return_exceptions=True)
             await pipeline.save_health()
+
+
+def database_state(observer: Observer, reason: str | None) -> None:
+    """Record a database outage (``reason``) or its end (None) as the "database" health."""
+    if reason is None:
+        observer.on_source_state("database", "running")
+    else:
+        observer.on_source_error("database", reason)
+        observer.on_source_state("database", "backoff")
 
 
 def state_sizes(pipeline: Pipeline, sources: Sequence[Source]) -> dict[str, int]:

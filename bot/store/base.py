@@ -4,9 +4,11 @@ transactions, checkpoints."""
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,8 @@ from bot.store.schema import migrations
 from bot.store.sql import upsert
 
 F = TypeVar("F")
+
+log = logging.getLogger(__name__)
 
 
 class Cursor(Protocol):
@@ -49,14 +53,25 @@ _CHECKPOINT = upsert("checkpoints", ("name", "value", "updated_at"), ("name",))
 
 def locked(method: F) -> F:
     """Serialise a Store method: the stages call the store from worker threads, and one
-    SQLite connection must not interleave two threads' transactions."""
+    SQLite connection must not interleave two threads' transactions. On PostgreSQL the
+    outermost call is retried while the server is unreachable (``StoreBase._retrying``)."""
 
     @functools.wraps(method)  # type: ignore[arg-type]
     def wrapper(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return method(self, *args, **kwargs)  # type: ignore[operator]
+            if self._pg is None or self._calling.active:
+                return method(self, *args, **kwargs)  # type: ignore[operator]
+            self._calling.active = True
+            try:
+                return self._retrying(lambda: method(self, *args, **kwargs))  # type: ignore[operator]
+            finally:
+                self._calling.active = False
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Calling(threading.local):
+    active = False  # this thread is inside a store method (nested calls are not retried)
 
 
 class StoreBase:
@@ -66,7 +81,7 @@ class StoreBase:
     inside their own transaction (the index tick, the chat offset, a rebuild).
     """
 
-    def __init__(self, path: Path | str, *, memory: bool = False) -> None:
+    def __init__(self, path: Path | str, *, memory: bool = False, retry_s: float = 120.0) -> None:
         """``path`` is a SQLite file, or a ``postgresql://`` URL (``MOODRING_DB``).
 
         Raises:
@@ -74,8 +89,14 @@ class StoreBase:
                 that is not a SQLite database); the message names it, never a password.
         """
         self._lock = threading.RLock()
+        self._calling = _Calling()
         self.db: Database
         self._pg: PostgresDatabase | None = None
+        #: How long a PostgreSQL store waits for the server to come back before a call fails.
+        self.retry_s = retry_s
+        #: Told of an outage as it happens: the reason, then None once the server answers
+        #: again (the live bot shows it as the "database" connector in ``moodring status``).
+        self.on_outage: Callable[[str | None], None] | None = None
         if is_postgres(path):
             self._pg = PostgresDatabase(str(path))
             self.db = self._pg
@@ -100,6 +121,42 @@ class StoreBase:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         self.path = path
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        """``call()``, run again while the server is unreachable (a restart, a failover, a
+        dropped link): waits 0.5 s doubling to 10 s, for ``retry_s`` in all, then raises
+        ``StoreError``. A call is one store method, one transaction: it committed or it did
+        not, and the store's writes are keyed, so running it again adds nothing twice."""
+        assert self._pg is not None
+        started = time.monotonic()
+        delay, failed = 0.5, False
+        while True:
+            try:
+                result = call()
+            except Exception as exc:
+                if not self._pg.transient(exc):
+                    raise
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                waited = time.monotonic() - started
+                self._outage(reason)
+                if waited + delay > self.retry_s:
+                    raise StoreError(f"database unreachable for {waited:.0f} s: {reason}") from None
+                log.warning("database unreachable (%s); trying again in %.1f s", reason, delay)
+                failed = True
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if failed:
+                log.warning("database reachable again")
+                self._outage(None)
+            return result
+
+    def _outage(self, reason: str | None) -> None:
+        if self.on_outage is not None:
+            try:
+                self.on_outage(reason)
+            except Exception:  # the report must not turn a retry into a failure
+                log.exception("outage report failed")
 
     @property
     def backend(self) -> str:

@@ -103,6 +103,7 @@ class PostgresDatabase:
                 max_size=max_size,
                 kwargs={"autocommit": True},
                 check=ConnectionPool.check_connection,  # a server restart: reconnect
+                timeout=5,  # no connection in 5 s: the store's retry loop takes over
                 open=False,
             )
             self.pool.open(wait=True, timeout=10)
@@ -115,6 +116,15 @@ class PostgresDatabase:
             return self._run(conn, sql, params)
         with self.pool.connection() as conn:
             return self._run(conn, sql, params)
+
+    @staticmethod
+    def transient(exc: BaseException) -> bool:
+        """Whether ``exc`` says the server is unreachable for now (a restart, a dropped
+        connection, no connection free in time, a serialization failure or deadlock): the
+        same call may succeed when tried again."""
+        import psycopg
+
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each of ``rows`` (pipelined: one round trip per batch)."""
