@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     #: A SQLite file (the default), or a PostgreSQL URL (``postgresql://user@host/db``).
     db: Path | str = Path("moodring.db")
+    #: PostgreSQL: how long the live bot's store waits for an unreachable server (a restart,
+    #: a failover) before the run stops with an error for the service manager to restart.
+    db_retry_s: float = Field(default=120.0, gt=0, le=86_400)
     model_dir: Path = Field(default_factory=default_model_dir)
     device: str = "cpu"
     #: Small batches pad less after length sorting (measured in nlp/bench).

@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
     from bot.store import Store
     from connectors.console import ConsoleSink
 
-    store = Store(settings.db)
+    store = Store(settings.db, retry_s=settings.db_retry_s)
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
