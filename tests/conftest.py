@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import uuid
@@ -127,6 +128,59 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServi
 
     with postgres_service(tmp_path_factory.mktemp("postgres")) as service:
         yield service
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``MOODRING_TEST_BACKEND=postgresql``, tests of the SQLite file itself (its
+    migration table, its upgrade in place, a CLI given its path) have nothing to run on."""
+    if os.environ.get("MOODRING_TEST_BACKEND", "sqlite") != "postgresql":
+        return
+    skip = pytest.mark.skip(reason="a test of the SQLite file itself")
+    for item in items:
+        if "sqlite_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _store_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``MOODRING_TEST_BACKEND=postgresql pytest``: every ``Store`` a test opens on a SQLite
+    path opens a PostgreSQL database instead (one per path, so reopening finds the data;
+    dropped after the test). The whole suite then runs on PostgreSQL, except what runs in a
+    subprocess or reads the SQLite file itself (docs/SCALING.md lists those)."""
+    if os.environ.get("MOODRING_TEST_BACKEND", "sqlite") != "postgresql":
+        yield
+        return
+    import psycopg
+    from psycopg import sql
+
+    from bot.store import base
+    from bot.store.postgres import is_postgres
+
+    service = request.getfixturevalue("postgres")
+    made: dict[str, str] = {}
+    original = base.StoreBase.__init__
+
+    def opened_on_postgres(
+        self: base.StoreBase, path: Path | str, *, memory: bool = False, retry_s: float = 120.0
+    ) -> None:
+        if is_postgres(path):
+            return original(self, path, memory=memory, retry_s=retry_s)
+        key = f"memory-{uuid.uuid4().hex}" if memory else str(path)
+        if key not in made:
+            made[key] = f"moodring_test_{uuid.uuid4().hex}"
+            with psycopg.connect(service.url, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(made[key])))
+        return original(self, service.database_url(made[key]), retry_s=retry_s)
+
+    base.StoreBase.__init__ = opened_on_postgres  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        base.StoreBase.__init__ = original  # type: ignore[method-assign]
+        with psycopg.connect(service.url, autocommit=True) as conn:
+            for name in made.values():
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

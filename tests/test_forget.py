@@ -406,6 +406,7 @@ def test_forget_by_mention_on_discord(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.sqlite_only
 def test_moodring_forget_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "cli.db"
     store = Store(db)

@@ -29,6 +29,7 @@ def stored(i: int, text: str = "hello $BTC", at: datetime = T0) -> StoredMessage
     return StoredMessage(msg, text, ("BTC",), None, None)
 
 
+@pytest.mark.sqlite_only
 def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     store = Store(db)
@@ -54,6 +55,7 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_rows_the_old_attempt_cap_dropped_are_marked_given_up(tmp_path: Path) -> None:
     """Migration 8: outbox rows that reached the old cap of 8 attempts stay unsent, now
     marked (an on-purpose reason kept, plain failures abandoned as too old); live rows stay
@@ -157,6 +159,7 @@ def test_retention_purges_old_texts_but_keeps_scores(backend_store: Store) -> No
     assert store.query("SELECT COUNT(*) FROM scores") == [(2,)]
 
 
+@pytest.mark.sqlite_only
 def test_an_unreadable_database_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "not.db"
     bad.write_bytes(b"this is not a sqlite file" * 100)

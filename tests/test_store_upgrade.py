@@ -19,6 +19,8 @@ from tests.fixtures.store_databases import FIXTURES, HERE, T0
 #: Columns a later migration rewrites on purpose (none yet): table → columns.
 REWRITTEN: dict[str, set[str]] = {}
 
+pytestmark = pytest.mark.sqlite_only  # the SQLite fixture files, upgraded in place
+
 
 def snapshot(path: Path) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
     """Every user table's columns and rows, sorted."""

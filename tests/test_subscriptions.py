@@ -94,6 +94,7 @@ def test_subscribe_commands_round_trip() -> None:
     assert "Usage: /subscribe" in handle(command("subscribe", "BTC", "ETH"), ctx).text
 
 
+@pytest.mark.sqlite_only
 def test_aliases_subscribe_the_symbol_and_old_alias_rows_move_to_it(tmp_path: Path) -> None:
     store = Store(tmp_path / "subs.db")
     ctx = CommandContext(store=store, now=NOW)

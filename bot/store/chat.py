@@ -140,7 +140,8 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
             return 0, 0
         marks = ", ".join("?" for _ in targets)
         [row] = self.db.execute(
-            "SELECT SUM(given_up IS NULL), SUM(given_up = ?) FROM outbox"
+            "SELECT COUNT(CASE WHEN given_up IS NULL THEN 1 END),"
+            " COUNT(CASE WHEN given_up = ? THEN 1 END) FROM outbox"
             f" WHERE sink = ? AND sent_at IS NULL AND target IN ({marks})",
             [TOO_OLD, sink, *targets],
         ).fetchall()

@@ -243,9 +243,10 @@ class MessagesMixin(StoreBase):
             " s.p_pos - s.p_neg, m.likes + m.replies + m.reposts, m.spam_reason, m.set_aside,"
             " m.public, m.norm_text, m.assets, m.author_weight, s.model_id"
             # Late lookups start from the few score rows added recently (a rowid range;
-            # CROSS JOIN keeps SQLite from scanning the messages instead).
+            # SQLite's CROSS JOIN keeps it from scanning the messages instead; PostgreSQL
+            # plans that by itself and has no CROSS JOIN … ON).
             + (
-                " FROM scores s CROSS JOIN messages m"
+                f" FROM scores s {'CROSS JOIN' if self.backend == 'sqlite' else 'JOIN'} messages m"
                 if scored_after is not None
                 else " FROM messages m JOIN scores s"
             )
@@ -391,7 +392,7 @@ class MessagesMixin(StoreBase):
     def count_messages(self, since: datetime, until: datetime) -> tuple[int, int]:
         """Messages created in ``[since, until)``, and how many of them were marked spam."""
         [row] = self.db.execute(
-            "SELECT COUNT(*), SUM(spam_reason IS NOT NULL) FROM messages"
+            "SELECT COUNT(*), COUNT(spam_reason) FROM messages"
             " WHERE created_at >= ? AND created_at < ?",
             [iso(since), iso(until)],
         ).fetchall()
@@ -442,10 +443,11 @@ class MessagesMixin(StoreBase):
     def rescore_counts(self, model_id: str, since: datetime | None) -> tuple[int, int]:
         """Scored messages (from ``since``) on another model: (with text, text purged)."""
         [row] = self.db.execute(
-            "SELECT SUM(m.norm_text IS NOT NULL), SUM(m.norm_text IS NULL) FROM messages m"
+            "SELECT COUNT(m.norm_text), COUNT(*) - COUNT(m.norm_text) FROM messages m"
             " JOIN scores s ON s.platform = m.platform AND s.channel = m.channel"
             " AND s.message_id = m.message_id"
-            " WHERE m.status = 'scored' AND s.model_id IS NOT ? AND m.created_at >= ?",
+            " WHERE m.status = 'scored' AND (s.model_id IS NULL OR s.model_id <> ?)"
+            " AND m.created_at >= ?",
             [model_id, iso(since) if since else ""],
         ).fetchall()
         return int(row[0] or 0), int(row[1] or 0)
@@ -465,7 +467,7 @@ class MessagesMixin(StoreBase):
             " FROM messages m JOIN scores s ON s.platform = m.platform"
             " AND s.channel = m.channel AND s.message_id = m.message_id"
             " WHERE m.status = 'scored' AND m.norm_text IS NOT NULL"
-            " AND s.model_id IS NOT ? AND m.created_at >= ?"
+            " AND (s.model_id IS NULL OR s.model_id <> ?) AND m.created_at >= ?"
         )
         params: list[Any] = [model_id, iso(since) if since else ""]
         if after is not None:
