@@ -141,12 +141,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _store_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
     """``MOODRING_TEST_BACKEND=postgresql pytest``: every ``Store`` a test opens on a SQLite
-    path opens a PostgreSQL database instead (one per path, so reopening finds the data;
-    dropped after the test). The whole suite then runs on PostgreSQL, except what runs in a
-    subprocess or reads the SQLite file itself (docs/SCALING.md lists those)."""
+    path opens a PostgreSQL database instead (one per path, so reopening finds the data, also
+    from a module's shared fixture; all dropped at the end of the session). The whole suite
+    then runs on PostgreSQL, except what runs in a subprocess or reads the SQLite file itself
+    (the ``sqlite_only`` tests)."""
     if os.environ.get("MOODRING_TEST_BACKEND", "sqlite") != "postgresql":
         yield
         return

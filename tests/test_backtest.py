@@ -82,6 +82,7 @@ def scored_db(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     return db
 
 
+@pytest.mark.sqlite_only
 def test_backtest_cli_report_csv_chart_and_json(
     scored_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

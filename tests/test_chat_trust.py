@@ -371,6 +371,7 @@ def test_the_front_end_checks_the_role_when_the_command_comes(
     assert reply.text == "Unsubscribed this group (1 removed)." and store.subscriptions() == []
 
 
+@pytest.mark.sqlite_only
 def test_moodring_ask_is_the_operator(tmp_path: Path, capsys) -> None:
     # Last in this file: main() points logging at the captured stderr, closed after the test.
     db = tmp_path / "ask.db"

@@ -185,6 +185,7 @@ def _small_db(path: Path) -> Path:
         ),
     ],
 )
+@pytest.mark.sqlite_only
 def test_ask_exits_2_when_the_command_is_not_understood(
     tmp_path: Path, capsys, text: str, code: int, expected: str
 ) -> None:

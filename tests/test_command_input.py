@@ -78,6 +78,7 @@ def test_bad_input_gets_the_usage_line_without_raising(db: Path, text: str) -> N
     ["/quiet 22-7 Europe", "/digest ²", "/digest " + "9" * 5000, "/settings extreme ² 80"],
     ids=lambda t: t[:40],
 )
+@pytest.mark.sqlite_only
 def test_ask_cli_answers_bad_input_with_the_usage_line_and_no_traceback(
     db: Path, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:

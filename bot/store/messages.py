@@ -101,7 +101,7 @@ class MessagesMixin(StoreBase):
     def last_message_id(self, platform: str, channel: str) -> int | None:
         """The newest numeric message id stored for a channel (Discord ids grow with time)."""
         row = self.db.execute(
-            "SELECT MAX(CAST(message_id AS INTEGER)) FROM messages"
+            "SELECT MAX(CAST(message_id AS BIGINT)) FROM messages"
             " WHERE platform = ? AND channel = ?",
             [platform, channel],
         ).fetchone()

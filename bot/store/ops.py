@@ -41,7 +41,7 @@ class OpsMixin(StoreBase):
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO api_usage VALUES (?, ?, ?)"
-                " ON CONFLICT (name, month) DO UPDATE SET reads = reads + excluded.reads",
+                " ON CONFLICT (name, month) DO UPDATE SET reads = api_usage.reads + excluded.reads",
                 [name, month, reads],
             )
             row = db.execute(
