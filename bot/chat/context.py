@@ -11,7 +11,7 @@ from typing import Protocol
 from bot.market.candles import BUNDLED
 from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
 from bot.render import reading_text, scope_label
-from bot.store import ScoredRow, Store
+from bot.store import Store
 from bot.types import MoodReading, Scope
 from connectors.types import Command
 from nlp.assets import AssetTable
@@ -155,45 +155,58 @@ def span_of(ctx: CommandContext, window: str) -> timedelta:
     return timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
 
 
+class StoreHeld:
+    """``HeldPoints`` read from the store: where no index engine runs (`moodring ask`, the
+    digests) or where the live one cannot vouch for its copy."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def held(self, since: datetime, until: datetime) -> tuple[list[Point], list[tuple[str, ...]]]:
+        rows = self.store.scored_since(since, until)
+        return [r.to_point() for r in rows], [r.assets for r in rows]
+
+    def covered(self) -> datetime | None:
+        return self.store.oldest_message_time()
+
+
+def recent(
+    ctx: CommandContext, since: datetime, until: datetime
+) -> tuple[list[Point], list[tuple[str, ...]], datetime | None]:
+    """The scored messages in ``[since, until]``, the assets each names, and since when they
+    are complete: from the live bot's held messages when it has them, else the store."""
+    if ctx.held is not None and (got := ctx.held.held(since, until)) is not None:
+        return got[0], got[1], ctx.held.covered()
+    stored = StoreHeld(ctx.store)  # no engine, or it stepped aside
+    points, assets = stored.held(since, until)
+    return points, assets, stored.covered()
+
+
 def by_asset(
     ctx: CommandContext, since: datetime
 ) -> tuple[dict[str, list[Point]], datetime | None]:
     """Each asset's scored messages from ``since`` to ``ctx.now``, read in one pass, and since
-    when they are complete (``HeldPoints.covered``, or the store's oldest message)."""
+    when they are complete."""
+    points, assets, covered = recent(ctx, since, ctx.now)
     out: dict[str, list[Point]] = {}
-    got = ctx.held.held(since, ctx.now) if ctx.held is not None else None
-    if got is not None and ctx.held is not None:
-        for point, assets in zip(*got, strict=True):
-            for asset in assets:
-                out.setdefault(asset, []).append(point)
-        return out, ctx.held.covered()
-    for row in ctx.store.scored_since(since, ctx.now):
-        if row.assets:
-            point = row.to_point()
-            for asset in row.assets:
-                out.setdefault(asset, []).append(point)
-    return out, ctx.store.oldest_message_time()
-
-
-def points_in(rows: list[ScoredRow], scope: Scope) -> list[Point]:
-    """The index points of the rows inside ``scope``."""
-    return [r.to_point() for r in rows if scope.covers(r.community, r.platform, r.assets)]
+    for point, named in zip(points, assets, strict=True):
+        for asset in named:
+            out.setdefault(asset, []).append(point)
+    return out, covered
 
 
 def scope_points(
     ctx: CommandContext, scope: Scope, since: datetime, at: datetime
 ) -> tuple[list[Point], datetime | None]:
-    """``scope``'s scored messages from ``since`` to ``at``, from the held ones when the live
-    bot has them, else from the store; and since when they are complete."""
-    got = ctx.held.held(since, at) if ctx.held is not None else None
-    if got is not None and ctx.held is not None:
-        points = [
-            p
-            for p, assets in zip(*got, strict=True)
-            if scope.covers(p.community, p.platform, assets)
-        ]
-        return points, ctx.held.covered()
-    return points_in(ctx.store.scored_since(since, at), scope), ctx.store.oldest_message_time()
+    """``scope``'s scored messages from ``since`` to ``at``, and since when they are
+    complete."""
+    points, assets, covered = recent(ctx, since, at)
+    inside = [
+        p
+        for p, named in zip(points, assets, strict=True)
+        if scope.covers(p.community, p.platform, named)
+    ]
+    return inside, covered
 
 
 def reading_at(

@@ -107,7 +107,7 @@ class PostgresDatabase:
                 open=False,
             )
             self.pool.open(wait=True, timeout=10)
-        except (psycopg.Error, Exception) as exc:  # pool timeouts are not psycopg errors
+        except Exception as exc:  # the pool's own errors, besides psycopg's
             raise StoreError(f"cannot open database {redact(url)}: {exc}") from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
