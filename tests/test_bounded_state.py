@@ -319,7 +319,7 @@ def test_the_index_engine_holds_bounded_histories_baselines_and_rows(store: Stor
     # Daily ticks, so 200 days cost 200 ticks; every cashtag is busy (one mention).
     config = PipelineConfig(tick_s=86_400, assets=(), min_asset_mentions=1)
     engine = IndexEngine(store, config, max_history=16, max_baselines=16)
-    held = {"rows": 0, "history": 0, "baselines": 0}
+    held = {"rows": 0, "history": 0, "baselines": 0, "evaluated": 0}
     days = 200
     for day in range(days):
         post_day(store, day)
@@ -330,7 +330,7 @@ def test_the_index_engine_holds_bounded_histories_baselines_and_rows(store: Stor
         held = {k: max(v, sizes[k]) for k, v in held.items()}
         assert sizes["due_minutes"] == 0  # every minute up to ``until`` was evaluated
     # 200 cashtags × 3 windows of history, and 200 hours of baselines, went through.
-    assert held["history"] <= 16 and held["baselines"] <= 16
+    assert held["history"] <= 16 and held["baselines"] <= 16 and held["evaluated"] <= 16
     # Rows are held for the LOOKBACK before the last tick (and the last day's).
     assert held["rows"] <= 3 * (LOOKBACK.days + 2)
     # The day before's cashtag was read by the last tick (the last day's, by none yet).

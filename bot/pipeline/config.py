@@ -77,6 +77,13 @@ class PipelineConfig:
     alert_min_authors: int = 10  # effective authors that breadth needs
     #: Most scored messages the index engine holds (``IndexEngine._cap``).
     max_held_rows: int = 1_000_000
+    #: The minute alert rules re-read a scope's whole alert window, so a scope with at least
+    #: this many messages in it (a firehose: ~14 msgs/min over 24h) is re-evaluated only
+    #: once its new messages reach ``dense_share`` of the window, or ``dense_wait_s`` passed
+    #: (``IndexEngine.evaluate_minutes``); smaller scopes, every minute with news.
+    dense_messages: int = 20_000
+    dense_share: float = 0.05
+    dense_wait_s: int = 900
 
 
 def floor_time(ts: datetime, step_s: int) -> datetime:

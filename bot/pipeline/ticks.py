@@ -98,6 +98,11 @@ class IndexEngine:
         self.evicted = 0
         self._score_mark: int | None = None  # the newest score row at the last load
         self._history: LRUCache[tuple[str, str], deque[MoodReading]] = LRUCache(max_history)
+        #: Per scope key, for the minute rules: the minute it was last evaluated, the
+        #: messages its alert window held then, and the new ones since (``_due_scope``).
+        self._evaluated: LRUCache[str, tuple[datetime, int, int]] = LRUCache(max_history)
+        self.evaluations = 0  # scope evaluations the minute rules ran
+        self.deferred = 0  # and those put off on a dense scope (``_due_scope``)
         last = store.checkpoint(TICK_CHECKPOINT)
         self.last_tick: datetime | None = parse_ts(last) if last else None
         minute = store.checkpoint(MINUTE_CHECKPOINT)
@@ -333,6 +338,7 @@ class IndexEngine:
             "history": len(self._history),
             "baselines": len(self._baseline_cache),
             "due_minutes": len(self._due),
+            "evaluated": len(self._evaluated),
         }
 
     def scopes_at(self, now: datetime, rows: Sequence[ScoredRow] = ()) -> list[Scope]:
@@ -495,7 +501,10 @@ class IndexEngine:
             rows = self._due.pop(minute, [])
             hour = floor_time(minute, 3600)
             for scope in self.scopes_at(minute, rows):
-                if not any(touches(scope, r) for r in rows) or not self.alertable(scope, minute):
+                news = sum(1 for r in rows if touches(scope, r))
+                if not news or not self.alertable(scope, minute):
+                    continue
+                if not self._due_scope(scope.key(), minute, news):
                     continue
                 # The volume baselines (the days before the window) move little within an
                 # hour: computed once per scope and hour, so a minute reads only its window.
@@ -530,6 +539,8 @@ class IndexEngine:
                 )
                 alerts += raised
                 states[key] = state.to_json()
+                self._evaluated[scope.key()] = (minute, len(points), 0)
+                self.evaluations += 1
         last = minutes[-1]
         new = self.store.save_tick(
             [],
@@ -541,6 +552,32 @@ class IndexEngine:
         )
         self.last_minute = last if self.last_minute is None else max(self.last_minute, last)
         return new
+
+    def _due_scope(self, key: str, minute: datetime, news: int) -> bool:
+        """Whether the minute rules evaluate scope ``key`` at ``minute``, which brought it
+        ``news`` new messages.
+
+        An evaluation reads the scope's whole alert window, so on a dense scope (at least
+        ``dense_messages`` in the window at its last evaluation) every minute would cost in
+        proportion to the window, and a firehose would fall ever further behind. There it
+        waits until its new messages since reach ``dense_share`` of the window (they can
+        move the weighted mean only that much) or ``dense_wait_s`` passed (decay and expiry
+        move it too). The count is of messages, not time, so a replay decides alike."""
+        seen = self._evaluated.get(key)
+        if seen is None:
+            return True
+        last, held, pending = seen
+        pending += news
+        config = self.config
+        if (
+            held >= config.dense_messages
+            and pending < held * config.dense_share
+            and (minute - last).total_seconds() < config.dense_wait_s
+        ):
+            self._evaluated[key] = (last, held, pending)
+            self.deferred += 1
+            return False
+        return True
 
     def _baselines(
         self, scope: Scope, hour: datetime, span: timedelta
