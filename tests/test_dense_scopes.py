@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.pipeline.config import PipelineConfig
 from bot.pipeline.ticks import IndexEngine
-from bot.store import ScoredRow, Store
+from bot.store import MINUTE_CHECKPOINT, ScoredRow, Store, iso
 
 H = datetime(2026, 3, 1, 12, tzinfo=UTC)
 SCOPES = 2  # all sources, and BTC (the one asset configured)
@@ -79,3 +79,25 @@ def test_a_scope_under_the_density_is_evaluated_every_minute_with_news(tmp_path:
     for m in range(90):
         assert step(eng, 2 * m, 2, H + timedelta(minutes=m)) == (SCOPES, 0)
     assert eng.deferred == 0
+
+
+def test_a_stop_ends_the_minute_backlog_after_the_minute_in_hand(tmp_path: Path) -> None:
+    eng = engine(tmp_path, dense=10_000)
+    for m in range(10):
+        eng.add(posts(2 * m, 2, H + timedelta(minutes=m)))
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2  # two minutes, then the run stops
+
+    eng.stop = stop
+    eng.advance(H + timedelta(minutes=9))
+    assert eng.evaluations == SCOPES * 3  # the minute in hand when the stop came, too
+    assert eng.last_minute == H + timedelta(minutes=2)
+    assert eng.sizes()["due_minutes"] == 7  # left due, as the checkpoint says
+    assert eng.store.checkpoint(MINUTE_CHECKPOINT) == iso(H + timedelta(minutes=2))
+    eng.stop = lambda: False
+    eng.advance(H + timedelta(minutes=9))
+    assert eng.evaluations == SCOPES * 10 and eng.sizes()["due_minutes"] == 0

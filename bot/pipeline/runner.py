@@ -270,6 +270,8 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
             # A live run (no replay) goes by the wall clock: an alert about a reading this old
             # (catch-up after a gap) is history. Replays deliver by message time.
             self.index.max_age = timedelta(seconds=self.config.alert_max_age_s)
+        # A stop ends the index's catch-up after its current tick or minute, not its backlog.
+        self.index.stop = self._stopping.is_set
         workers = [asyncio.create_task(self.scoring()), asyncio.create_task(self.indexing())]
         await self._requeue_unscored()
         delivery = asyncio.create_task(self.delivery_loop()) if live else None

@@ -121,6 +121,9 @@ class IndexEngine:
         #: None (replays) delivers by message time.
         self.max_age: timedelta | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        #: Whether the run is stopping: ``advance`` then ends after the tick or minute it is
+        #: in (each is committed with its checkpoint; the next start goes on from there).
+        self.stop: Callable[[], bool] = lambda: False
         self.stale = 0  # alerts stored but not queued as too old (live runs)
         #: Assets alerts may be about: the coin table, the configured ones, the operator's
         #: list; priced assets join at each tick (``alertable``). A cashtag that is merely
@@ -497,7 +500,11 @@ class IndexEngine:
         span = timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
         alerts: list[Alert] = []
         states: dict[tuple[str, str], str] = {}
-        for minute in minutes:
+        done = list(minutes)
+        for i, minute in enumerate(minutes):
+            if i and self.stop():
+                done = done[:i]  # the rest stay due
+                break
             rows = self._due.pop(minute, [])
             hour = floor_time(minute, 3600)
             for scope in self.scopes_at(minute, rows):
@@ -541,7 +548,7 @@ class IndexEngine:
                 states[key] = state.to_json()
                 self._evaluated[scope.key()] = (minute, len(points), 0)
                 self.evaluations += 1
-        last = minutes[-1]
+        last = done[-1]
         new = self.store.save_tick(
             [],
             alerts,
@@ -602,6 +609,8 @@ class IndexEngine:
         Returns how many ticks ran and the alerts that were new. A minute that is also a
         tick is evaluated by the tick, which runs the rules for every scope. Ticks are made
         one at a time (``due_ticks`` is lazy), so a far ``until`` costs no memory up front.
+        Once ``stop()`` says so it returns after the tick or minute in hand (a catch-up of
+        hours must not hold a shutdown); what is left stays due.
         """
         self._reload_erased()
         end = until.replace(second=0, microsecond=0)
@@ -609,9 +618,13 @@ class IndexEngine:
         new: list[Alert] = []
         ran = 0
         for t in self.due_ticks(until):
+            if self.stop():
+                return ran, new
             cut = bisect.bisect_left(minutes, t)
             before, minutes = minutes[:cut], minutes[cut:]
             new += self.evaluate_minutes(before, outbox)
+            if self.stop():  # some of ``before`` may be due still: no tick past them
+                return ran, new
             if minutes and minutes[0] == t:
                 self._due.pop(minutes.pop(0), None)
             new += self.tick(t, outbox)
