@@ -58,9 +58,8 @@ def run(
     engine = IndexEngine(store, config)
     hours = max(held / (rate * 3600), 1 / 60)
     start = NOW - timedelta(hours=hours)
+    engine.last_minute = NOW  # what is held counts as evaluated already (late, not due)
     engine.add(chatter(rng, 0, held, start, (NOW - start).total_seconds()))
-    engine.last_minute = NOW  # what is held is evaluated already
-    engine._due.clear()
     per_minute: list[float] = []
     n = held
     for m in range(minutes):

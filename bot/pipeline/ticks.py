@@ -500,18 +500,19 @@ class IndexEngine:
         span = timedelta(seconds=spec.seconds * (spec.baseline_windows + 1))
         alerts: list[Alert] = []
         states: dict[tuple[str, str], str] = {}
-        done = list(minutes)
+        last = minutes[0]
         for i, minute in enumerate(minutes):
             if i and self.stop():
-                done = done[:i]  # the rest stay due
-                break
+                break  # the rest stay due
+            last = minute
             rows = self._due.pop(minute, [])
             hour = floor_time(minute, 3600)
             for scope in self.scopes_at(minute, rows):
                 news = sum(1 for r in rows if touches(scope, r))
                 if not news or not self.alertable(scope, minute):
                     continue
-                if not self._due_scope(scope.key(), minute, news):
+                key = (scope.key(), window)
+                if not self._due_scope(key[0], minute, news):
                     continue
                 # The volume baselines (the days before the window) move little within an
                 # hour: computed once per scope and hour, so a minute reads only its window.
@@ -528,7 +529,6 @@ class IndexEngine:
                     tracked_since=self.covered(),
                     baseline=volume,
                 )
-                key = (scope.key(), window)
                 state = AlertState.from_json(
                     states[key] if key in states else self.store.alert_state(*key)
                 )
@@ -546,9 +546,8 @@ class IndexEngine:
                 )
                 alerts += raised
                 states[key] = state.to_json()
-                self._evaluated[scope.key()] = (minute, len(points), 0)
+                self._evaluated[key[0]] = (minute, len(points), 0)
                 self.evaluations += 1
-        last = done[-1]
         new = self.store.save_tick(
             [],
             alerts,
