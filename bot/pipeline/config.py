@@ -50,6 +50,9 @@ class PipelineConfig:
     #: streaming old posts cannot hold alerts back; its posts older than that are late.
     lateness_s: float = 120.0
     delivery_s: float = 30.0  # live mode: how often unsent alerts are retried
+    #: How long a deliverer's claim on unsent outbox rows lasts without renewal: the
+    #: rows of a deliverer that crashed are sent by another after this long.
+    outbox_lease_s: float = 300.0
     #: Live chats (no replay): tick on the wall clock too, so quiet hours tick; and alerts
     #: about readings older than ``alert_max_age_s`` by that clock are stored, never sent.
     tick_to_clock: bool = False

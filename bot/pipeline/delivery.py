@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryStage:
-    """Sends what the index stage queued in the outbox; ``sent_at`` right after each send."""
+    """Sends what the index stage queued in the outbox; ``sent_at`` right after each send.
+
+    Rows are claimed first (``Store.claim_outbox``, a lease of ``outbox_lease_s``) and each
+    claim renewed right before its send, so deliverers sharing a database never send one row
+    twice, and the rows of one that died go to the others when its lease ends."""
 
     store: Store
     sinks: dict[str, Sink]
@@ -31,6 +35,9 @@ class DeliveryStage:
     _retry_at: dict[tuple[str, str], datetime]
     _failures: dict[tuple[str, str], int]
     _delivering: asyncio.Lock
+    #: This process's name on the outbox rows it claims ("host:pid:random"): several
+    #: deliverers on one PostgreSQL database each send only what they claimed.
+    worker: str
 
     async def deliver(self, now: datetime | None = None) -> int:
         """Send every unsent outbox row through its sink; ``sent_at`` right after each send.
@@ -48,7 +55,10 @@ class DeliveryStage:
         for name, sink in self.sinks.items():
             pending: dict[str, list[Alert]] = {}
             queued: dict[tuple[str, str], datetime] = {}
-            for alert, target, queued_at in self.store.pending_outbox(name, limit=1000):
+            claimed = self.store.claim_outbox(
+                name, self.worker, now, self.config.outbox_lease_s, limit=1000
+            )
+            for alert, target, queued_at in claimed:
                 pending.setdefault(target, []).append(alert)
                 queued[(alert.key, target)] = queued_at
             self._forget_backoff(name, pending)
@@ -177,6 +187,14 @@ class DeliveryStage:
             if len(alerts) == 1
             else render_digest(alerts, target, titles)
         )
+        lease = self.config.outbox_lease_s
+        if not all(
+            self.store.hold_claim(a.key, name, target, self.worker, now, lease) for a in alerts
+        ):
+            # The lease ran out while earlier sends were slow and another worker took these
+            # rows (or they were sent meanwhile): theirs to send now, not ours.
+            log.warning("alerts to %s on %s are claimed by another worker: skipped", target, name)
+            return 0
         try:
             await sink.send(reply)
         except RecipientGone as exc:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from bot.errors import StoreError
 from bot.mood.spam import SpamMarker
 from bot.pipeline.config import PipelineConfig, ScorerLike
 from bot.pipeline.delivery import DeliveryStage
@@ -92,6 +96,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._delivering = asyncio.Lock()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: The index engine has one owner at a time: the indexing stage and the live clock
         #: tick both drive it only under this lock (it is not thread-safe, and two runs of the
         #: same ticks from two threads stored each hour twice).
@@ -296,4 +301,13 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
                 self.stop()
                 await delivery
                 await self.save_health()
+            await self._release_claims()
         return self.observer.counters
+
+    async def _release_claims(self) -> None:
+        """Hand back the outbox rows this run claimed and did not send, so another deliverer
+        takes them now rather than when their lease ends (if this fails, the lease ends)."""
+        try:
+            await asyncio.to_thread(self.store.release_claims, self.worker)
+        except StoreError as exc:
+            log.warning("outbox claims not released (%s); they lapse with their lease", exc)

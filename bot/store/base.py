@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import sqlite3
 import threading
 import time
@@ -25,6 +26,10 @@ from bot.store.sql import upsert
 F = TypeVar("F")
 
 log = logging.getLogger(__name__)
+
+#: Times one store call runs again after losing a race with another writer before the
+#: error is raised (each try is one whole transaction).
+MAX_CONFLICTS = 10
 
 
 class Cursor(Protocol):
@@ -68,6 +73,10 @@ def locked(method: F) -> F:
                 self._calling.active = False
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 class _Calling(threading.local):
@@ -125,18 +134,29 @@ class StoreBase:
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """``call()``, run again while the server is unreachable (a restart, a failover, a
         dropped link): waits 0.5 s doubling to 10 s, for ``retry_s`` in all, then raises
-        ``StoreError``. A call is one store method, one transaction: it committed or it did
-        not, and the store's writes are keyed, so running it again adds nothing twice."""
+        ``StoreError``. A transaction that lost a race with another writer (a serialization
+        failure or deadlock) runs again at once, up to ``MAX_CONFLICTS`` times; that is no
+        outage, so it is not reported as one. A call is one store method, one transaction:
+        it committed or it did not, and the store's writes are keyed, so running it again
+        adds nothing twice."""
         assert self._pg is not None
         started = time.monotonic()
-        delay, failed = 0.5, False
+        delay, failed, conflicts = 0.5, False, 0
         while True:
             try:
                 result = call()
             except Exception as exc:
+                if self._pg.conflict(exc) and conflicts < MAX_CONFLICTS:
+                    # Another writer won a race (serialization failure, deadlock): the
+                    # transaction was rolled back whole, so run it again at once, after a
+                    # short random pause that keeps the two from colliding again in step.
+                    conflicts += 1
+                    log.info("transaction conflict (%s); running it again", _first_line(exc))
+                    time.sleep(random.uniform(0, 0.05 * conflicts))
+                    continue
                 if not self._pg.transient(exc):
                     raise
-                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                reason = _first_line(exc)
                 waited = time.monotonic() - started
                 self._outage(reason)
                 if waited + delay > self.retry_s:

@@ -120,11 +120,23 @@ class PostgresDatabase:
     @staticmethod
     def transient(exc: BaseException) -> bool:
         """Whether ``exc`` says the server is unreachable for now (a restart, a dropped
-        connection, no connection free in time, a serialization failure or deadlock): the
-        same call may succeed when tried again."""
+        connection, no connection free in time): the same call may succeed when tried
+        again. (A serialization failure or deadlock is an ``OperationalError`` too; the
+        store tells it apart with :meth:`conflict`.)"""
         import psycopg
 
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+    @staticmethod
+    def conflict(exc: BaseException) -> bool:
+        """Whether ``exc`` is a transaction that lost a race with another writer (a
+        serialization failure under SERIALIZABLE or REPEATABLE READ, or a deadlock): it
+        was rolled back whole and may simply run again."""
+        import psycopg
+
+        # SQLSTATE class 40, "transaction rollback": 40001 serialization failure, 40P01
+        # deadlock detected (psycopg's classes for them do not share a base to test).
+        return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each of ``rows`` (pipelined: one round trip per batch)."""

@@ -196,6 +196,70 @@ class ReadingsMixin(StoreBase):
         return [(alert_from_row(r), r[9], parse_ts(r[10])) for r in rows]
 
     @locked
+    def claim_outbox(
+        self, sink: str, worker: str, now: datetime, lease_s: float, limit: int = 100
+    ) -> list[tuple[Alert, str, datetime]]:
+        """Claim up to ``limit`` of ``sink``'s unsent rows for ``worker`` until ``now`` +
+        ``lease_s``, and return them as :meth:`pending_outbox` does, oldest alert first.
+
+        A row is claimable when nobody holds it, its lease ran out (its worker crashed or
+        stalled), or ``worker`` holds it already. On PostgreSQL the rows are picked ``FOR
+        UPDATE SKIP LOCKED``: workers claiming at once each get other rows without waiting
+        for one another, and no row goes to two. SQLite's writes are serialised anyway.
+        """
+        until = iso(now + timedelta(seconds=lease_s))
+        skip_locked = " FOR UPDATE OF o SKIP LOCKED" if self.backend == "postgresql" else ""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET claimed_by = ?, claimed_until = ?"
+                " WHERE (alert_key, sink, target) IN ("
+                "  SELECT o.alert_key, o.sink, o.target FROM outbox o"
+                "  JOIN alerts a ON a.key = o.alert_key"
+                "  WHERE o.sink = ? AND o.sent_at IS NULL AND o.given_up IS NULL"
+                "  AND (o.claimed_until IS NULL OR o.claimed_until < ? OR o.claimed_by = ?)"
+                f"  ORDER BY a.at, o.alert_key LIMIT ?{skip_locked})",
+                [worker, until, sink, iso(now), worker, limit],
+            )
+            rows = db.execute(
+                f"SELECT {ALERT_COLUMNS}, o.target, o.created_at FROM outbox o"
+                " JOIN alerts a ON a.key = o.alert_key"
+                " WHERE o.sink = ? AND o.claimed_by = ? AND o.claimed_until = ?"
+                " AND o.sent_at IS NULL AND o.given_up IS NULL"
+                " ORDER BY a.at, o.alert_key",
+                [sink, worker, until],
+            ).fetchall()
+        return [(alert_from_row(r), r[9], parse_ts(r[10])) for r in rows]
+
+    @locked
+    def hold_claim(
+        self, alert_key: str, sink: str, target: str, worker: str, now: datetime, lease_s: float
+    ) -> bool:
+        """Renew ``worker``'s claim on one unsent row right before sending it; False when
+        the row is no longer its to send (the lease ran out and another worker took it, or
+        it was sent or given up meanwhile), so a slow worker never sends a row twice."""
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE outbox SET claimed_until = ?"
+                " WHERE alert_key = ? AND sink = ? AND target = ? AND claimed_by = ?"
+                " AND sent_at IS NULL AND given_up IS NULL",
+                [iso(now + timedelta(seconds=lease_s)), alert_key, sink, target, worker],
+            ).rowcount
+        return bool(changed)
+
+    @locked
+    def release_claims(self, worker: str) -> int:
+        """Let go of every unsent row ``worker`` holds (a clean stop), so another worker can
+        take them at once rather than after their lease."""
+        with self.transaction() as db:
+            return int(
+                db.execute(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL"
+                    " WHERE claimed_by = ? AND sent_at IS NULL",
+                    [worker],
+                ).rowcount
+            )
+
+    @locked
     def mark_sent(self, alert_key: str, sink: str, target: str, now: datetime) -> None:
         """Record a delivery. Called right after each send, so a crash repeats at most one."""
         with self.transaction() as db:

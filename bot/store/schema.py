@@ -336,3 +336,13 @@ def m010_community_status_index(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(
         ["platform", "community", "status", "created_at"], if_not_exists=True
     )
+
+
+@migrations()
+def m012_outbox_claims(db: sqlite_utils.Database) -> None:
+    """Several delivery workers on one database (PostgreSQL): an unsent outbox row is claimed
+    by one worker until ``claimed_until`` (a lease, so a crashed worker's rows go to another),
+    and only the claimant sends it. NULL: nobody holds it."""
+    outbox = db.table("outbox")
+    outbox.add_column("claimed_by", str)
+    outbox.add_column("claimed_until", str)
