@@ -113,6 +113,26 @@ def test_odd_text_is_stored_verbatim_through_parameters(backend_store: Store) ->
     assert store.query("SELECT text FROM messages") == [(nasty,)]
 
 
+def test_the_newest_numeric_message_id_passes_over_ids_that_are_not_numbers(
+    backend_store: Store,
+) -> None:
+    """Discord's catch-up asks for the newest id; a replay or another platform may have
+    stored ids that are not numbers in the same channel name, which must not fail it."""
+    from dataclasses import replace
+
+    store = backend_store
+    assert store.last_message_id("telegram", "ch1") is None
+    ids = ["99", "1234", "abc", "12x", "", "١٢٣", "99999999999999999999", "1300000000000000000"]
+    store.add_messages(
+        [
+            replace(stored(i), message=replace(stored(i).message, message_id=m))
+            for i, m in enumerate(ids)
+        ],
+        T0,
+    )
+    assert store.last_message_id("telegram", "ch1") == 1300000000000000000
+
+
 def test_a_tick_is_atomic_and_alerts_enter_the_outbox_once(backend_store: Store) -> None:
     store = backend_store
     scope = Scope(asset="BTC")

@@ -99,10 +99,17 @@ class MessagesMixin(StoreBase):
 
     @locked
     def last_message_id(self, platform: str, channel: str) -> int | None:
-        """The newest numeric message id stored for a channel (Discord ids grow with time)."""
+        """The newest numeric message id stored for a channel (Discord ids grow with time).
+        Ids that are not all digits are passed over: SQLite would cast them to 0, PostgreSQL
+        would fail the whole query."""
+        digits = (
+            "message_id ~ '^[0-9]{1,19}$'"
+            if self.backend == "postgresql"
+            else "message_id <> '' AND message_id NOT GLOB '*[^0-9]*' AND LENGTH(message_id) <= 19"
+        )
         row = self.db.execute(
             "SELECT MAX(CAST(message_id AS BIGINT)) FROM messages"
-            " WHERE platform = ? AND channel = ?",
+            f" WHERE platform = ? AND channel = ? AND {digits}",
             [platform, channel],
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
