@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     #: window; they are held for 36 days, the 7d reading and its baseline). Beyond it the
     #: oldest are let go and baselines count only the windows still held whole.
     max_held_rows: int = Field(default=1_000_000, ge=1000)
+    #: Chat commands reuse a reading computed for the same question within this many seconds
+    #: (a busy group asking every second must not starve the pipeline); 0 computes each ask.
+    command_memo_s: float = Field(default=15.0, ge=0, le=300)
     #: Assets given their own readings even before they trend.
     assets: tuple[str, ...] = ("BTC", "ETH")
     #: Readings for other assets appear once they have this many mentions in 7 days.

@@ -182,3 +182,81 @@ def test_an_engine_started_on_an_empty_store_answers_from_what_it_was_given(
     assert got is not None
     assert len(got[0]) == len([r for r in rows if r.created_at >= NOW - timedelta(days=8)])
     empty.close()
+
+
+def engine_with_memo(store: Store, now: datetime, memo_s: float) -> IndexEngine:
+    engine = IndexEngine(
+        store, PipelineConfig(tick_s=3600, assets=("BTC", "ETH"), command_memo_s=memo_s)
+    )
+    engine.load(now)
+    engine.advance(now)
+    return engine
+
+
+def more_btc_posts(store: Store, engine: IndexEngine, n: int, at: datetime) -> None:
+    """``n`` new scored posts about BTC at ``at``, stored and handed to the engine as the
+    scoring stage hands them over."""
+    items = [
+        StoredMessage(
+            Message("telegram", "-1001", "-1001", f"new{i}", f"late{i}", "btc up", at),
+            "btc up",
+            ("BTC",),
+            None,
+            None,
+        )
+        for i in range(n)
+    ]
+    store.add_messages(items, at)
+    score = Score(0.05, 0.15, 0.8, "positive", "moodring-v2")
+    store.save_scores([(("telegram", "-1001", f"new{i}"), score) for i in range(n)], at)
+    engine.add([r for r in store.scored_since(at, at) if ":new" in r.key])
+
+
+def test_a_live_bot_reuses_a_reading_within_its_memo_slot(store: Store) -> None:
+    """``command_memo_s``: the same question within the same slot of wall clock gets the
+    answer computed first (at most that old), the next slot computes afresh."""
+    engine = engine_with_memo(store, NOW, 15)
+    btc = Scope(asset="BTC")
+    first, _ = reading_at(CommandContext(store=store, now=NOW, held=engine), btc, "24h")
+    more_btc_posts(store, engine, 40, NOW - timedelta(minutes=5))
+    again, _ = reading_at(CommandContext(store=store, now=NOW + timedelta(seconds=14)), btc, "24h")
+    assert again.sample_size == first.sample_size + 40  # the store path sees the new posts
+    memo, _ = reading_at(
+        CommandContext(store=store, now=NOW + timedelta(seconds=14), held=engine), btc, "24h"
+    )
+    assert memo is first and engine.memo_hits == 1
+    fresh, _ = reading_at(
+        CommandContext(store=store, now=NOW + timedelta(seconds=15), held=engine), btc, "24h"
+    )
+    assert fresh.sample_size == first.sample_size + 40 and engine.memo_hits == 1
+    assert engine.sizes()["memo"] == 2
+
+
+def test_an_erasure_is_never_answered_from_the_memo(store: Store) -> None:
+    """After /forget, a memoised /why could quote the erased post: the erasure count is part
+    of the memo's key, so the next ask computes again (from the store, until the engine has
+    read the erasure)."""
+    engine = engine_with_memo(store, NOW, 300)
+    before = handle(ask("/why"), CommandContext(store=store, now=NOW, held=engine)).text
+    quoted = next(line for line in before.splitlines() if "“post" in line)
+    number = quoted.split("post ")[1].split()[0]
+    author = next(r.author for r in store.scored_since(T0, NOW) if r.key.endswith(f":{number}"))
+    store.forget_author("telegram", author, NOW)
+    after = handle(
+        ask("/why"), CommandContext(store=store, now=NOW + timedelta(seconds=1), held=engine)
+    ).text
+    assert engine.memo_hits == 0
+    assert f"post {number} " not in after
+
+
+@pytest.mark.parametrize("text", COMMANDS)
+def test_the_memo_changes_no_answer(world: tuple[Store, IndexEngine], text: str) -> None:
+    """Asked with the memo on, first and again, a command answers word for word as without."""
+    store, plain = world
+    memo = IndexEngine(store, PipelineConfig(tick_s=3600, assets=("BTC", "ETH"), command_memo_s=15))
+    memo.load(NOW)
+    memo.last_tick = plain.last_tick  # the world's readings are stored already
+    without = handle(ask(text), CommandContext(store=store, now=NOW, held=plain)).text
+    first = handle(ask(text), CommandContext(store=store, now=NOW, held=memo)).text
+    again = handle(ask(text), CommandContext(store=store, now=NOW, held=memo)).text
+    assert first == again == without

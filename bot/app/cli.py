@@ -205,7 +205,11 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
     try:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         # Replays carry their own (past) clock; a live chat's index also ticks on the hour.
-        config = pipeline_config(settings, tick_to_clock=not sources)
+        # Only the live bot memoises command readings: its commands come on the wall
+        # clock, a burst of them at a time (the demo and tools answer once, exactly).
+        config = pipeline_config(
+            settings, tick_to_clock=not sources, command_memo_s=settings.command_memo_s
+        )
         pipeline = build_pipeline(settings, store, sinks, config)
         asyncio.run(serve(settings, store, pipeline, sources, sinks, console=args.console))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.observer.snapshot())

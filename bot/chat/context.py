@@ -4,9 +4,10 @@ assets moodring knows and readings computed on demand."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bot.market.candles import BUNDLED
 from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
@@ -15,6 +16,8 @@ from bot.store import Store
 from bot.types import MoodReading, Scope
 from connectors.types import Command
 from nlp.assets import AssetTable
+
+T = TypeVar("T")
 
 _ASSET_RE = re.compile(r"^\$?[A-Za-z][A-Za-z0-9]{1,9}(?:\.X)?$")
 
@@ -44,6 +47,11 @@ class HeldPoints(Protocol):
 
     def covered(self) -> datetime | None:
         """Since when the held messages are complete (the volume baselines start there)."""
+        ...
+
+    def memo(self, key: Hashable, at: datetime, compute: Callable[[], T]) -> T:
+        """``compute()``, or the value it gave for ``key`` a moment before ``at`` (the live
+        bot's short memo of command readings)."""
         ...
 
 
@@ -212,10 +220,17 @@ def scope_points(
 def reading_at(
     ctx: CommandContext, scope: Scope, window: str, at: datetime | None = None
 ) -> tuple[MoodReading, list[Point]]:
-    """The reading of ``scope`` over ``window`` as of ``at`` (default ``ctx.now``)."""
-    at = at or ctx.now
-    points, tracked = scope_points(ctx, scope, at - span_of(ctx, window), at)
-    return reading_of(ctx, points, scope, window, at, tracked), points
+    """The reading of ``scope`` over ``window`` as of ``at`` (default ``ctx.now``); in a live
+    bot, the same question's answer from a moment ago (``HeldPoints.memo``)."""
+    when = at or ctx.now
+
+    def compute() -> tuple[MoodReading, list[Point]]:
+        points, tracked = scope_points(ctx, scope, when - span_of(ctx, window), when)
+        return reading_of(ctx, points, scope, window, when, tracked), points
+
+    if ctx.held is None:
+        return compute()
+    return ctx.held.memo(("reading", scope, window), when, compute)
 
 
 def reading_of(

@@ -151,6 +151,16 @@ def _model_note(point: Point, reading: MoodReading) -> str:
 def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
     if cmd.args:
         raise UsageError("no arguments")
+    lines = (
+        trending_lines(ctx)
+        if ctx.held is None
+        else ctx.held.memo(("trending",), ctx.now, lambda: trending_lines(ctx))
+    )
+    return Reply(text="\n".join(lines))
+
+
+def trending_lines(ctx: CommandContext) -> list[str]:
+    """/trending's answer: the five assets mentioned most above their usual, with moods."""
     # One read of the span for every asset: each ranked asset's reading comes from it too.
     mentions, tracked = by_asset(ctx, ctx.now - span_of(ctx, "24h"))
     ranked = []
@@ -160,13 +170,13 @@ def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
             ranked.append((ratio, count, asset))
     ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
     if not ranked:
-        return Reply(text="Nothing is trending yet: too few mentions in the last 24h.")
+        return ["Nothing is trending yet: too few mentions in the last 24h."]
     lines = ["Trending (mentions in 24h vs their usual):"]
     for ratio, count, asset in ranked[:5]:
         scope = Scope(asset=asset)
         reading = reading_of(ctx, mentions[asset], scope, "24h", ctx.now, tracked)
         lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
-    return Reply(text="\n".join(lines))
+    return lines
 
 
 def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:

@@ -87,6 +87,11 @@ class PipelineConfig:
     dense_messages: int = 20_000
     dense_share: float = 0.05
     dense_wait_s: int = 900
+    #: Live chats: a reading a command computed (``/mood``, ``/why``, ``/trending``, …) is
+    #: reused by the same question within the same ``command_memo_s`` of wall clock, so a busy
+    #: group asking every second costs one pass over the window per scope, not one per ask
+    #: (``IndexEngine.memo``). 0: every ask computes (replays, tests, tools).
+    command_memo_s: float = 0.0
 
 
 def floor_time(ts: datetime, step_s: int) -> datetime:

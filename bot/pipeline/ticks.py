@@ -8,9 +8,10 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
@@ -31,6 +32,8 @@ from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso,
 from bot.store.privacy import ERASURES_CHECKPOINT
 from bot.types import Alert, MoodReading, Scope
 from nlp.assets import AssetTable
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,10 @@ class IndexEngine:
         #: forget` from another process), held rows are read again, so no alert quotes an
         #: erased text or names an erased author from memory.
         self._erasures = store.checkpoint(ERASURES_CHECKPOINT)
+        #: What commands computed lately (``memo``): (key, time slot, erasures) → the value.
+        self._memo: LRUCache[tuple[Hashable, int, str | None], Any] = LRUCache(256)
+        self._memo_lock = threading.Lock()
+        self.memo_hits = 0
         self.tracked_since = store.oldest_message_time()
         if self.tracked_since is None:
             # An empty store: every message from now on reaches the engine (``add`` from the
@@ -332,6 +339,29 @@ class IndexEngine:
             hi = bisect.bisect_right(self._times, until)
             return self._points[lo:hi], self._assets[lo:hi]
 
+    def memo(self, key: Hashable, at: datetime, compute: Callable[[], T]) -> T:
+        """``compute()``, or its value for ``key`` computed earlier in the same
+        ``command_memo_s`` slot of ``at`` (``bot.chat.context.HeldPoints``).
+
+        Commands re-read a scope's whole window for each ask, a cost that grows with the
+        messages held; in a busy group at one ask a second it starved the pipeline (the
+        soak's replay lag grew). A reused answer is at most ``command_memo_s`` old. The
+        store's erasure count is part of the key: after a /forget nothing computed before it
+        is reused, so no answer quotes an erased text from the memo.
+        """
+        step = self.config.command_memo_s
+        if step <= 0:
+            return compute()
+        slot = (key, int(at.timestamp() // step), self.store.checkpoint(ERASURES_CHECKPOINT))
+        with self._memo_lock:
+            if slot in self._memo:
+                self.memo_hits += 1
+                return self._memo[slot]
+        value = compute()  # outside the lock: two threads may both compute, once each
+        with self._memo_lock:
+            self._memo[slot] = value
+        return value
+
     def sizes(self) -> dict[str, int]:
         """What the engine holds now: scored rows (the ``LOOKBACK`` before the last tick,
         and any newer), histories, cached baselines, minutes waiting to be evaluated."""
@@ -342,6 +372,7 @@ class IndexEngine:
             "baselines": len(self._baseline_cache),
             "due_minutes": len(self._due),
             "evaluated": len(self._evaluated),
+            "memo": len(self._memo),
         }
 
     def scopes_at(self, now: datetime, rows: Sequence[ScoredRow] = ()) -> list[Scope]:
