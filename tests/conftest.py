@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import uuid
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bot.store import Store
+from tests.backend_mode import REDIRECT, Redirect, on_postgres
 from tests.fake_exchange import FakeBinance
 from tests.fake_telegram import FakeTelegram
 
@@ -133,7 +133,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServi
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``MOODRING_TEST_BACKEND=postgresql``, tests of the SQLite file itself (its
     migration table, its upgrade in place, a CLI given its path) have nothing to run on."""
-    if os.environ.get("MOODRING_TEST_BACKEND", "sqlite") != "postgresql":
+    if not on_postgres():
         return
     skip = pytest.mark.skip(reason="a test of the SQLite file itself")
     for item in items:
@@ -145,20 +145,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _store_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
     """``MOODRING_TEST_BACKEND=postgresql pytest``: every ``Store`` a test opens on a SQLite
     path opens a PostgreSQL database instead (one per path, so reopening finds the data, also
-    from a module's shared fixture; all dropped at the end of the session). The whole suite
-    then runs on PostgreSQL, except what runs in a subprocess or reads the SQLite file itself
-    (the ``sqlite_only`` tests)."""
-    if os.environ.get("MOODRING_TEST_BACKEND", "sqlite") != "postgresql":
+    from a module's shared fixture; all dropped at the end of the session; tests/backend_mode.py).
+    The whole suite then runs on PostgreSQL, except what runs in a subprocess or reads the
+    SQLite file itself (the ``sqlite_only`` tests)."""
+    if not on_postgres():
         yield
         return
-    import psycopg
-    from psycopg import sql
-
     from bot.store import base
     from bot.store.postgres import is_postgres
 
-    service = request.getfixturevalue("postgres")
-    made: dict[str, str] = {}
+    redirect = Redirect(request.getfixturevalue("postgres"))
+    REDIRECT.append(redirect)
     original = base.StoreBase.__init__
 
     def opened_on_postgres(
@@ -166,22 +163,15 @@ def _store_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
     ) -> None:
         if is_postgres(path):
             return original(self, path, memory=memory, retry_s=retry_s)
-        key = f"memory-{uuid.uuid4().hex}" if memory else str(path)
-        if key not in made:
-            made[key] = f"moodring_test_{uuid.uuid4().hex}"
-            with psycopg.connect(service.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(made[key])))
-        return original(self, service.database_url(made[key]), retry_s=retry_s)
+        return original(self, redirect.url_for(path, memory), retry_s=retry_s)
 
     base.StoreBase.__init__ = opened_on_postgres  # type: ignore[method-assign]
     try:
         yield
     finally:
         base.StoreBase.__init__ = original  # type: ignore[method-assign]
-        with psycopg.connect(service.url, autocommit=True) as conn:
-            for name in made.values():
-                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                conn.execute(drop.format(sql.Identifier(name)))
+        REDIRECT.clear()
+        redirect.drop_all()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

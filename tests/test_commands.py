@@ -14,6 +14,7 @@ from bot.render import unknown_asset_text
 from bot.store import Store, StoredMessage
 from connectors.types import Candle, Command, Message
 from nlp.types import Score
+from tests.backend_mode import copy_database
 from tests.doubles import RecordingSink
 from tests.test_pipeline_e2e import START, run_once, write_stream
 
@@ -138,12 +139,11 @@ def test_summary_is_for_moderators_only(db: Path) -> None:
 
 def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
     import asyncio
-    import shutil
 
     from bot.chat.digest import send_due_digests
 
     copy = tmp_path / "digest.db"
-    shutil.copy(db, copy)
+    copy_database(db, copy)
     store = Store(copy)
     now = store.newest_message_time()
     assert now is not None
@@ -178,10 +178,9 @@ def test_daily_digest_for_moderators(db: Path, tmp_path: Path) -> None:
 
 
 def test_summary_breaks_spam_down_by_reason(db: Path, tmp_path: Path) -> None:
-    import shutil
 
     copy = tmp_path / "spam.db"
-    shutil.copy(db, copy)
+    copy_database(db, copy)
     store = Store(copy)
     try:
         now = store.newest_message_time()
@@ -259,10 +258,9 @@ def test_aliases_name_the_same_asset(db: Path) -> None:
 
 
 def test_a_known_asset_with_few_messages_is_collecting(db: Path, tmp_path: Path) -> None:
-    import shutil
 
     copy = tmp_path / "few.db"
-    shutil.copy(db, copy)
+    copy_database(db, copy)
     store = Store(copy)
     try:
         now = store.newest_message_time()

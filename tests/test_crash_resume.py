@@ -335,6 +335,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], T
     return path, write_replay(path), telegram_input()
 
 
+@pytest.mark.sqlite_only  # the real CLI in a subprocess, on the SQLite file
 def test_killed_at_random_moments_nothing_is_lost_or_doubled(
     tmp_path: Path, inputs: tuple[Path, list[str], TelegramInput], tiny_model_dir: Path
 ) -> None:
@@ -403,6 +404,7 @@ def test_killed_at_random_moments_nothing_is_lost_or_doubled(
         assert len(COMMANDS) <= replies <= len(COMMANDS) + allowed
 
 
+@pytest.mark.sqlite_only  # the real CLI in a subprocess, on the SQLite file
 def test_a_restart_with_everything_scored_still_brings_the_index_up_to_date(
     tmp_path: Path, inputs: tuple[Path, list[str], TelegramInput], tiny_model_dir: Path
 ) -> None:

@@ -29,7 +29,6 @@ import dataclasses
 import io
 import random
 import re
-import shutil
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -53,6 +52,7 @@ from connectors import discord, telegram
 from connectors.text import split_once, utf16_units
 from connectors.types import Command, Message, Reply
 from nlp.types import Score
+from tests.backend_mode import copy_database
 from tests.fuzz_checks import fuzz
 
 #: "Now" for every command: the bundled BTC closes reach 2026-07-22.
@@ -183,7 +183,7 @@ def fresh(seeded: Path) -> Iterator[Store]:
     """A copy of the seeded store for one example (a few milliseconds), so every example
     meets the same state and a failure shrinks and replays."""
     copy = seeded.with_name("example.db")
-    shutil.copy(seeded, copy)
+    copy_database(seeded, copy)
     store = Store(copy)
     try:
         yield store
@@ -496,7 +496,7 @@ def test_moodring_ask_exits_0_or_2_without_a_traceback(
 ) -> None:
     db = tmp_path_factory.getbasetemp() / "fuzz-ask.db"
     if not db.exists():
-        shutil.copy(seeded, db)
+        copy_database(seeded, db)
     out, err = io.StringIO(), io.StringIO()
     platform, community = where
     argv = ["--db", str(db), "ask", "--platform", platform, "--community", community]

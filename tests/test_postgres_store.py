@@ -83,6 +83,7 @@ def test_migrate_copies_every_row_and_resumes_after_a_failure(tmp_path: Path, pg
         pg.close()
 
 
+@pytest.mark.sqlite_only  # moves a SQLite file into PostgreSQL
 def test_mood_answers_the_same_from_both_backends_after_migrate(
     tmp_path: Path, pg_url: str
 ) -> None:
