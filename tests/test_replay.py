@@ -354,6 +354,46 @@ def test_speed_sleeps_the_scaled_gap(tmp_path: Path) -> None:
     assert 0.09 <= elapsed < 5.0
 
 
+def test_a_paced_replay_keeps_its_schedule_however_long_the_consumer_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts 10 s apart at real time, a consumer that spends 3 s on each: the replay waits 7 s
+    (the post is due 10 s after the previous one was), not 10, so the wall clock and the
+    posts' times never drift apart. A consumer slower than the posts gets them without a wait.
+    On a fake clock, so nothing is timed."""
+    body = "id,created_at,author,community,likes,text\n" + "".join(
+        f"{i},2024-01-01T00:00:{10 * i:02d}Z,a,,0,post {i}\n" for i in range(5)
+    )
+    path = write(tmp_path, "paced.csv", body)
+    clock = [1000.0]
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+        clock[0] += delay
+
+    monkeypatch.setattr("connectors.replay.asyncio.sleep", fake_sleep)
+
+    async def consume(spend: float) -> list[float]:
+        source = ReplaySource(path, speed=1.0, max_gap=60.0)
+        source.clock = lambda: clock[0]
+        arrived = []
+        async for _ in source.messages():
+            arrived.append(clock[0])
+            clock[0] += spend  # the consumer's work on the post
+        return arrived
+
+    arrived = asyncio.run(consume(3.0))
+    assert slept == [7.0, 7.0, 7.0, 7.0]
+    assert [t - arrived[0] for t in arrived] == [0.0, 10.0, 20.0, 30.0, 40.0]  # no drift
+
+    slept.clear()
+    clock[0] = 2000.0
+    arrived = asyncio.run(consume(15.0))  # slower than the posts come: no waiting at all
+    assert slept == []
+    assert [t - arrived[0] for t in arrived] == [0.0, 15.0, 30.0, 45.0, 60.0]
+
+
 def test_speed_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="speed"):
         ReplaySource(tmp_path / "a.csv", speed=0)
