@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from bot.mood.alerts import AlertParams, AlertState, evaluate
 from bot.mood.index import (
@@ -138,7 +138,12 @@ class IndexEngine:
         #: erased text or names an erased author from memory.
         self._erasures = store.checkpoint(ERASURES_CHECKPOINT)
         #: What commands computed lately (``memo``): (key, time slot, erasures) → the value.
-        self._memo: LRUCache[tuple[Hashable, int, str | None], Any] = LRUCache(256)
+        #: Kept only for two slots of wall clock: a reading holds its scope's points (a list
+        #: as long as the window), so an entry must not outlive its use (the hour's soak
+        #: grew 256 of them, ~1 MB each, with a plain LRU).
+        self._memo: TTLCache[tuple[Hashable, int, str | None], Any] = TTLCache(
+            64, ttl=max(2 * config.command_memo_s, 1.0)
+        )
         self._memo_lock = threading.Lock()
         self.memo_hits = 0
         self.tracked_since = store.oldest_message_time()
