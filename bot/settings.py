@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     min_asset_mentions: int = 50
     #: Queue bound between stages: intake waits when scoring falls this far behind.
     queue_size: int = Field(default=2048, ge=1)
+    #: Messages per scoring chunk (one scorer call): cut by stream position at intake.
+    score_chunk: int = Field(default=1024, ge=1, le=65_536)
+    #: Stage workers (`moodring worker ROLE`): the Redis Streams between the stages,
+    #: ``redis://host:port/db`` (or ``rediss://``, ``unix://``). None: `moodring run` keeps
+    #: its in-process queues (the default).
+    queue: str | None = None
+    #: The prefix of every Redis key moodring makes (two bots may share one Redis).
+    queue_prefix: str = Field(default="moodring:", min_length=1, max_length=100)
+    #: Seconds an item may stay unacked on a worker before another takes it over as a dead
+    #: worker's: above the longest a stage takes over one item (a chunk's scoring).
+    queue_claim_idle_s: float = Field(default=120.0, ge=1, le=86_400)
+    #: How often unsent alerts are retried (a deliverer's round; the live bot's loop).
+    delivery_s: float = Field(default=30.0, ge=MIN_POLL_S, le=86_400)
     #: Seconds a post may be dated ahead of this machine's clock; a replayed row dated later
     #: (or before 2009) is skipped as malformed.
     max_clock_skew_s: float = Field(default=600.0, ge=0, le=CENTURY_S)
@@ -169,6 +182,19 @@ class Settings(BaseSettings):
                 "a postgresql:// URL"
             )
         return Path(text)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        """A Redis URL; anything else is a usage error (named by its scheme only: the rest
+        may hold a password)."""
+        if value is None or value.startswith(("redis://", "rediss://", "unix://")):
+            return value
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        raise ValueError(
+            f"{shown(scheme) + ':// is not' if scheme else 'not'} a Redis URL: give"
+            " redis://host:6379/0"
+        )
 
     @field_validator("operators")
     @classmethod

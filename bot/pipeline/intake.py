@@ -27,6 +27,9 @@ from nlp.normalize import normalize
 
 log = logging.getLogger(__name__)
 
+#: Stage workers: the checkpoint holding the next ``ScoreChunk.seq`` intake will give.
+SEQ_CHECKPOINT = "intake_next_seq"
+
 
 class Watermark:
     """How far message time has got: the oldest of the live sources' newest messages.
@@ -113,6 +116,12 @@ class IntakeStage:
     #: runs in a worker thread, and spam marks depend on the order messages reach the marker,
     #: so two flushes must not interleave. Each source's intake task flushes, and they overlap.
     _storing: asyncio.Lock | None = None
+    #: Stage workers: the next chunk's sequence number (``ScoreChunk.seq``), persisted in
+    #: the ``SEQ_CHECKPOINT`` before each put; None in one process (chunks unnumbered).
+    _next_seq: int | None = None
+    #: Numbering, saving and putting a chunk happen one chunk at a time (several sources'
+    #: intake tasks cut chunks): a saved number must never go backwards.
+    _numbering: asyncio.Lock | None = None
 
     def prepare(self, message: Message, edit: bool = False) -> StoredMessage:
         """Per-message work done at intake: normalise, assets, language, spam.
@@ -232,7 +241,27 @@ class IntakeStage:
             mark = self.watermark.value()
             mark = newest if mark is None else min(mark, newest)
             self._waiting_since = time.monotonic() if self._unchunked else None
-            await self.to_score.put(ScoreChunk(tuple(chunk), mark))
+            if self._next_seq is None:
+                await self.to_score.put(ScoreChunk(tuple(chunk), mark))
+            else:
+                await self._put_numbered(tuple(chunk), mark)
+
+    async def _put_numbered(self, chunk: tuple[StoredMessage, ...], mark: datetime) -> None:
+        """Put ``chunk`` with the next sequence number (stage workers).
+
+        The number after it is saved *before* the put: a crash between the two leaves a
+        number unused (a gap, which the index worker skips once no queue can still hold it),
+        never one number on two different chunks."""
+        if self._numbering is None:
+            self._numbering = asyncio.Lock()
+        async with self._numbering:
+            assert self._next_seq is not None
+            seq = self._next_seq
+            self._next_seq += 1
+            await asyncio.to_thread(
+                self.store.set_checkpoint, SEQ_CHECKPOINT, str(self._next_seq), datetime.now(UTC)
+            )
+            await self.to_score.put(ScoreChunk(chunk, mark, seq))
 
     async def intake(self, source: Source) -> None:
         """Store messages from ``source`` in batches: when a batch is full, or when the

@@ -27,6 +27,10 @@ How the parts fit:
   the trim removes is lost, and the put script counts it (``stats().lost``). Redis 7 also
   drops trimmed entries from the pending list; on 6.2 ``XAUTOCLAIM`` answers them with nil,
   and ``get`` then acks those dangling ids so they stop counting as pending.
+* **Held entries.** A consumer that keeps entries unacked on purpose (the index worker's
+  reorder buffer, bot/pipeline/workers.py) says how many (``hold``), and producers leave them
+  out of the backlog they wait on; it resets their idle time (``touch``: ``XCLAIM … JUSTID``,
+  which counts no delivery), so they are neither taken over nor set aside while held.
 * **The end.** ``close`` adds an end marker entry and records its id under
   ``<stream>:closed``, atomically. The consumer that reads the marker acks it and raises
   ``Closed``; every other consumer raises ``Closed`` once nothing up to the marker is left to
@@ -219,6 +223,7 @@ class RedisStreamQueue(Generic[T]):
         self.dead_stream = f"{self.stream}:dead"
         self._stats_key = f"{self.stream}:stats"
         self._closed_key = f"{self.stream}:closed"
+        self._held_key = f"{self.stream}:held"
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._setup = asyncio.Lock()
@@ -358,8 +363,18 @@ class RedisStreamQueue(Generic[T]):
         async with client.pipeline(transaction=False) as pipe:
             pipe.xlen(self.stream)
             pipe.exists(self._closed_key)
-            length, closed = await pipe.execute()
-        return int(length), bool(closed)
+            pipe.get(self._held_key)
+            length, closed, held = await pipe.execute()
+        # Entries a consumer holds on purpose (``hold``) do not count against the bound.
+        return max(0, int(length) - int(held or 0)), bool(closed)
+
+    async def hold(self, n: int) -> None:
+        """Say that this stream's consumer holds ``n`` delivered entries unacked on purpose
+        (the index worker's reorder buffer, waiting for an earlier chunk): producers then
+        do not count them against ``max_backlog``. Without this, a buffer as large as the
+        bound would block every scorer in ``put``, and none would ever take over the
+        missing chunk from a dead scorer. One holder per stream (the index lease's)."""
+        await self._call("hold", lambda c: c.set(self._held_key, max(0, n)))
 
     async def close(self) -> None:
         """Put the end marker: consumers raise ``Closed`` once they reach it."""
@@ -571,6 +586,34 @@ class RedisStreamQueue(Generic[T]):
             pipe.xdel(self.stream, entry_id)
             acked, _ = await pipe.execute()
         return int(acked)
+
+    async def touch(self, tags: Sequence[str]) -> None:
+        """Reset the idle time of entries this consumer holds unacked on purpose (the index
+        worker's reorder buffer), so no ``get`` takes them over as a dead consumer's, and
+        without adding a delivery (``JUSTID``): held long, they are not set aside as poison."""
+        if not tags:
+            return
+        await self._call(
+            "touch",
+            lambda c: c.xclaim(
+                self.stream, self.config.group, self.consumer, 0, list(tags), justid=True
+            ),
+        )
+
+    async def pending_split(self) -> tuple[int, int]:
+        """Entries delivered and not acked: (on this consumer, on the others)."""
+
+        async def read(client: aioredis.Redis) -> tuple[int, int]:
+            summary: Any = await client.xpending(self.stream, self.config.group)
+            mine = others = 0
+            for c in summary.get("consumers") or []:
+                if _text(c["name"]) == self.consumer:
+                    mine += int(c["pending"])
+                else:
+                    others += int(c["pending"])
+            return mine, others
+
+        return await self._call("stats", read)
 
     # --- what it holds ----------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class ScoringStage:
             log.warning("batch of %d failed (%s); scoring one by one", len(texts), exc)
             pairs = self._score_one_by_one(items)
         rows: tuple[ScoredRow, ...] = tuple(scored_row(s, sc) for s, sc in pairs)
-        return ScoredChunk(rows, chunk.watermark)
+        return ScoredChunk(rows, chunk.watermark, chunk.seq)
 
     def _score_one_by_one(self, items: list[StoredMessage]) -> list[tuple[StoredMessage, Score]]:
         done = []

@@ -25,6 +25,10 @@ class ScoreChunk:
     #: Every message the sources delivered up to this time is in this chunk or an earlier
     #: one (``None``: no source has delivered anything newer than what is already scored).
     watermark: datetime | None
+    #: Stage workers: the chunk's place in intake's order (0, 1, 2, … across restarts), so
+    #: the index applies chunks in that order however the scorers finish them. ``None`` in
+    #: one process, where the queues keep the order themselves.
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,8 @@ class ScoredChunk:
 
     rows: tuple[ScoredRow, ...]
     watermark: datetime | None
+    #: The ``ScoreChunk.seq`` it was scored from.
+    seq: int | None = None
 
 
 def message_key(item: StoredMessage) -> tuple[str, str, str]:
