@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test install dev lint bench eval clean
+.PHONY: demo test test-postgresql install dev lint bench eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: dev
 	$(BIN)/python -m ruff format --check bot nlp connectors tests
 	$(BIN)/python -m mypy nlp connectors bot
 	$(BIN)/python -m pytest
+
+# The whole suite again with every store on PostgreSQL (tests/backend_mode.py): the machine's
+# PostgreSQL at 127.0.0.1:5432, or a throwaway one where none answers.
+test-postgresql: dev
+	MOODRING_TEST_BACKEND=postgresql $(BIN)/python -m pytest
 
 lint: dev
 	$(BIN)/python -m ruff check bot nlp connectors tests
