@@ -281,17 +281,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         await self._requeue_unscored()
         delivery = asyncio.create_task(self.delivery_loop()) if live else None
         try:
-            if live:
-                await asyncio.gather(
-                    *(
-                        self.intake(s)
-                        if getattr(s, "internal", False)
-                        else self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
-                        for s in sources
-                    )
-                )
-            else:
-                await asyncio.gather(*(self.intake(s) for s in sources))
+            await self.intake_all(sources, live)
         finally:
             if not self._stopping.is_set():
                 await self.cut_chunks(partial=True)
@@ -303,6 +293,21 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
                 await self.save_health()
             await self._release_claims()
         return self.observer.counters
+
+    async def intake_all(self, sources: Sequence[Source], live: bool) -> None:
+        """Every source's intake at once; in a live run each (but the internal ones) under
+        the supervisor, which restarts a source that fails while the others go on."""
+        if live:
+            await asyncio.gather(
+                *(
+                    self.intake(s)
+                    if getattr(s, "internal", False)
+                    else self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
+                    for s in sources
+                )
+            )
+        else:
+            await asyncio.gather(*(self.intake(s) for s in sources))
 
     async def _release_claims(self) -> None:
         """Hand back the outbox rows this run claimed and did not send, so another deliverer

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Generic, Literal, Protocol, TypeVar
 
 from bot.mood.index import Point
@@ -212,17 +211,7 @@ class StageWorker(Pipeline):
         await self._requeue_unscored()
         periodic = asyncio.create_task(self.delivery_loop()) if live else None
         try:
-            if live:
-                await asyncio.gather(
-                    *(
-                        self.intake(s)
-                        if getattr(s, "internal", False)
-                        else self.supervisor.supervise(s.name, partial(self._fresh_intake, s))
-                        for s in sources
-                    )
-                )
-            else:
-                await asyncio.gather(*(self.intake(s) for s in sources))
+            await self.intake_all(sources, live)
         finally:
             if not self._stopping.is_set():
                 await self.cut_chunks(partial=True)
