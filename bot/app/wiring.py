@@ -237,7 +237,8 @@ async def deliverer_sinks(settings: Settings, worker: StageWorker, sinks: dict[s
 async def queue_report(settings: Settings) -> str:
     """``moodring status``'s lines on the queues between the stage workers."""
     from bot.pipeline.codec import SCORE_CHUNKS, SCORED_CHUNKS, Codec
-    from bot.pipeline.redis_queue import QueueUnavailable, RedisStreamQueue, redact
+    from bot.pipeline.redis_queue import QueueUnavailable, RedisStreamQueue
+    from bot.store.postgres import redact
 
     assert settings.queue is not None
     lines = [f"queues on {redact(settings.queue)}:"]

@@ -52,14 +52,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -72,6 +70,7 @@ from bot.errors import BotError, ConfigError
 from bot.pipeline.codec import SCORE_CHUNKS, SCORED_CHUNKS, Codec, CodecError
 from bot.pipeline.queue import Closed, Received
 from bot.pipeline.runner import Queues
+from bot.store.postgres import redact
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +171,6 @@ class QueueStats:
     dead_lettered: int
     #: Unacked entries removed by the ``MAXLEN`` safety net, ever.
     lost: int
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` query), for logs."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-        url = url.replace(parts.netloc, netloc, 1)  # the first occurrence is the netloc
-    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def _text(value: bytes | str) -> str:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.errors import StoreError
 
@@ -34,8 +35,15 @@ def is_postgres(target: object) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, fit for a log line or an error message."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """``url`` without its password (in the user part, also with no user name as Redis URLs
+    have it, or in a ``password=`` query, as libpq and redis-py take it), fit for a log line
+    or an error message."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+        url = url.replace(parts.netloc, netloc, 1)  # the first occurrence is the netloc
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def to_psycopg(sql: str) -> str:
