@@ -51,9 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -69,7 +66,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bot.errors import BotError, ConfigError
 from bot.pipeline.codec import SCORE_CHUNKS, SCORED_CHUNKS, Codec, CodecError
 from bot.pipeline.queue import Closed, Received
-from bot.pipeline.runner import Queues
+from bot.pipeline.runner import Queues, process_name
 from bot.store.postgres import redact
 
 log = logging.getLogger(__name__)
@@ -186,11 +183,6 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def default_consumer() -> str:
-    """A consumer name unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
 class RedisStreamQueue(Generic[T]):
     """A ``Queue`` over one Redis stream and consumer group (see the module's docstring)."""
 
@@ -207,7 +199,7 @@ class RedisStreamQueue(Generic[T]):
         self.url = url
         self.config = config or RedisQueueConfig()
         self.codec = codec
-        self.consumer = consumer or default_consumer()
+        self.consumer = consumer or process_name()
         self.stream = f"{prefix}{name}"
         self.dead_stream = f"{self.stream}:dead"
         self._stats_key = f"{self.stream}:stats"

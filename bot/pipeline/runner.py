@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 RECOVERY_LIMIT = 1_000_000
 
 
+def process_name() -> str:
+    """A name unique to this process, ``host:pid:random``: what it claims outbox rows and
+    reads Redis streams under (the random part tells a restarted pid from the old one)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Queues:
     """The two queues between the stages; the composition root chooses their backend."""
@@ -96,7 +102,7 @@ class Pipeline(IntakeStage, ScoringStage, DeliveryStage):
         self._retry_at: dict[tuple[str, str], datetime] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._delivering = asyncio.Lock()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.worker = process_name()
         #: The index engine has one owner at a time: the indexing stage and the live clock
         #: tick both drive it only under this lock (it is not thread-safe, and two runs of the
         #: same ticks from two threads stored each hour twice).
