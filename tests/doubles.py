@@ -54,8 +54,9 @@ class ListSource:
 
     ``yielded`` counts the messages taken so far. After the first message and every
     ``pause_every``-th one after it, it gives the event loop a turn, as a real source awaiting
-    its network now and then does. With ``until`` it stays open once the list is spent, like
-    a live chat gone quiet, and ends when that event is set.
+    its network now and then does (for ``gap_s`` seconds: a slow stream). With ``until`` it
+    stays open once the list is spent, like a live chat gone quiet, and ends when that event
+    is set.
     """
 
     def __init__(
@@ -65,10 +66,12 @@ class ListSource:
         *,
         pause_every: int = 1,
         until: asyncio.Event | None = None,
+        gap_s: float = 0.0,
     ) -> None:
         self.name = name
         self.items = list(messages)
         self.pause_every = pause_every
+        self.gap_s = gap_s
         self.until = until
         self.yielded = 0
 
@@ -77,6 +80,6 @@ class ListSource:
             yield message
             self.yielded += 1
             if i % self.pause_every == 0:
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.gap_s)
         if self.until is not None:
             await self.until.wait()

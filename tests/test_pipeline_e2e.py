@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bot.pipeline.observer import Counters
 from bot.pipeline.runner import Pipeline, Queues
 from bot.store import Store, parse_ts
 from connectors.replay import ReplaySource
+from connectors.types import Message
 from nlp.assets import AssetTable
 from nlp.language import LanguageDetector
 from nlp.scorer import Scorer
@@ -245,6 +247,35 @@ def test_a_quiet_live_chat_still_ticks_on_the_clock(tmp_path: Path, tiny_model_d
     assert after > now - timedelta(hours=1)
     # A live run holds message time no further back than the wall clock less the lateness.
     assert pipeline.watermark.lateness_s == pipeline.config.lateness_s
+    store.close()
+
+
+def test_a_burst_ending_on_a_timed_flush_is_still_scored(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A slow live stream's last message can close a batch because the batch is ``flush_s``
+    old; that batch is stored with only full chunks cut. The quiet that follows must cut the
+    partial chunk (it once waited for the next message: a CI run caught it on Discord)."""
+    store = Store(tmp_path / "burst.db")
+    pipeline = make_pipeline(store, Scorer(tiny_model_dir, cache_size=0), {}, flush_s=0.1)
+    now = datetime.now(UTC).replace(microsecond=0)
+    posts = [
+        Message("chat", "c", "g", str(i), f"u{i}", f"$BTC post {i}", now, public=False)
+        for i in range(3)
+    ]
+    # The third message comes 0.12 s after the first: it closes the batch by age.
+    source = ListSource(posts, name="slow", until=pipeline.stopping, gap_s=0.06)
+
+    async def main() -> None:
+        run = asyncio.create_task(pipeline.run([source], live=True))
+        deadline = time.monotonic() + 30  # a bound on waiting, not a timing assertion
+        while store.query("SELECT COUNT(*) FROM scores") != [(3,)]:
+            assert time.monotonic() < deadline, store.query("SELECT COUNT(*) FROM scores")
+            await asyncio.sleep(0.05)
+        pipeline.stop()
+        await run
+
+    asyncio.run(main())
     store.close()
 
 

@@ -280,6 +280,10 @@ class IntakeStage:
                     if batch:
                         await self._flush(batch, source)
                         batch = []
+                    elif self._unchunked:
+                        # The last batch closed by age, cutting only full chunks: the source
+                        # is quiet now, so the rest goes too (else it waits for a next post).
+                        await self.cut_chunks(partial=True)
                     continue
                 try:
                     message = pending.result()
