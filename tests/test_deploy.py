@@ -1,5 +1,6 @@
 """The deployment files say what the README says: compose runs moodring, PostgreSQL 15 and
-Redis 7 with healthchecks and volumes, secrets from the environment; the systemd unit runs
+Redis 7 with healthchecks and volumes, secrets from the environment, and each stage worker as a
+service of its own (profile "workers") whose command the real CLI accepts; the systemd unit runs
 `moodring run` and restarts it. (`docker compose config` checks more where docker has the
 compose plugin; this machine's docker has not.)"""
 
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_compose_runs_the_bot_beside_postgres_and_redis_with_healthchecks() -> None:
     doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = doc["services"]
-    assert set(services) == {"moodring", "postgres", "redis"}
+    workers = {"intake", "score", "index", "deliver"}
+    assert set(services) == {"moodring", "postgres", "redis"} | workers
     assert services["postgres"]["image"] == "postgres:15"
     assert services["redis"]["image"] == "redis:7"
     for name, service in services.items():
@@ -31,6 +33,24 @@ def test_compose_runs_the_bot_beside_postgres_and_redis_with_healthchecks() -> N
     text = (ROOT / "compose.yaml").read_text()
     assert "${POSTGRES_PASSWORD" in text and "${MOODRING_TELEGRAM_TOKEN" in text
     assert "torch==2.13.0" in (ROOT / "Dockerfile").read_text()
+
+
+def test_compose_runs_each_stage_as_a_service_the_cli_accepts() -> None:
+    from bot.app.cli import build_parser
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    bot = services["moodring"]
+    parser = build_parser()
+    for role in ("intake", "score", "index", "deliver"):
+        service = services[role]
+        assert service["profiles"] == ["workers"], role  # never beside `run` by default
+        assert service["image"] == bot["image"], role  # the image `moodring` builds
+        assert service["environment"]["MOODRING_QUEUE"].startswith("redis://"), role
+        assert service["environment"]["MOODRING_DB"] == bot["environment"]["MOODRING_DB"]
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy", role
+        args = parser.parse_args(service["command"])
+        assert (args.command, args.role) == ("worker", role)
+    assert services["index"]["deploy"]["replicas"] >= 2  # a standby takes the lease over
 
 
 def test_the_systemd_unit_runs_moodring_and_restarts_it() -> None:
