@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     queue_claim_idle_s: float = Field(default=120.0, ge=1, le=86_400)
     #: How often unsent alerts are retried (a deliverer's round; the live bot's loop).
     delivery_s: float = Field(default=30.0, ge=MIN_POLL_S, le=86_400)
+    #: Seconds a deliverer's claim on an outbox row lasts (renewed before each send): a dead
+    #: deliverer's rows go to another this long after it claimed them. Above a send's worst
+    #: retries, or a slow send is taken over and may be sent twice.
+    outbox_lease_s: float = Field(default=300.0, ge=1, le=86_400)
     #: Seconds a post may be dated ahead of this machine's clock; a replayed row dated later
     #: (or before 2009) is skipped as malformed.
     max_clock_skew_s: float = Field(default=600.0, ge=0, le=CENTURY_S)

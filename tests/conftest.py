@@ -6,7 +6,7 @@ import json
 import random
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,22 +187,36 @@ def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
 
 @pytest.fixture
-def pg_url(postgres: PostgresService) -> Iterator[str]:
-    """The URL of a fresh database of one test's own, dropped after it."""
+def pg_databases(postgres: PostgresService) -> Iterator[Callable[[], str]]:
+    """Makes fresh databases of one test's own (each call the URL of a new one); all are
+    dropped after the test."""
     import psycopg
     from psycopg import sql
 
-    # Unique: the machine's server is shared by every checkout and CI run on it.
-    name = f"moodring_test_{uuid.uuid4().hex}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    made: list[str] = []
+
+    def make() -> str:
+        # Unique: the machine's server is shared by every checkout and CI run on it.
+        name = f"moodring_test_{uuid.uuid4().hex}"
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return postgres.database_url(name)
+
     try:
-        yield postgres.database_url(name)
+        yield make
     finally:
         with psycopg.connect(postgres.url, autocommit=True) as conn:
-            # FORCE: a connection the test leaked must not keep its database alive.
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
+            for name in made:
+                # FORCE: a connection the test leaked must not keep its database alive.
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url(pg_databases: Callable[[], str]) -> str:
+    """The URL of a fresh database of one test's own, dropped after it."""
+    return pg_databases()
 
 
 @pytest.fixture(scope="session")

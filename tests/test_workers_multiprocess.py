@@ -1,11 +1,13 @@
 """Stage workers as separate OS processes on loopback, real PostgreSQL and Redis: one intake
-fed by a replay, scoring, index and delivery workers, each the real CLI; one scorer and the
-index ticker are SIGKILLed mid-stream. Every message ends with one score, the alerts equal the
-one-process `moodring run` on the same input, and no alert is sent twice (no deliverer died).
+fed by a replay and the fake Telegram API, three scoring workers, two index workers and two
+deliverers, each the real CLI; one scorer, the index ticker and one deliverer are SIGKILLed
+mid-stream. Every message ends with one score, the alerts equal the one-process `moodring run`
+on the same input (the same replay and Telegram updates), each alert reaches the Telegram
+subscriber with a repeat only where a kill interrupted a send, and the leases move.
 
-Chunks are as long as intake's batches (``MOODRING_SCORE_CHUNK=256``), so every flush cuts
-exactly one full chunk and the cut never depends on timing: the int8 model's scores move
-slightly with batch-mates, so equal alerts need equal chunks.
+Chunks are as long as intake's batches (``MOODRING_SCORE_CHUNK=256``), so every flush of the
+replay cuts exactly one full chunk and the cut never depends on timing: the int8 model's
+scores move slightly with batch-mates, so equal alerts need equal chunks.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,24 +28,41 @@ import pytest
 
 from bot.pipeline.intake import SEQ_CHECKPOINT
 from bot.pipeline.workers import INDEX_CHECKPOINT, index_progress
+from bot.prefs.subscriptions import Subscription
 from bot.render import render_alert
-from bot.store import Store
+from bot.store import TICK_CHECKPOINT, Store, iso
+from bot.types import Alert
 from tests.conftest import ROOT
-from tests.test_crash_resume import REPLAY_ROWS, write_replay
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.test_chat_telegram import GROUP
+from tests.test_crash_resume import (
+    COMMANDS,
+    REPLAY_ROWS,
+    SUBSCRIBER,
+    TelegramInput,
+    sends_to,
+    telegram_input,
+    write_replay,
+)
 
 CHUNK = 256
 CLAIM_IDLE_S = 2  # a dead worker's item is taken over this long after its last touch
+OUTBOX_LEASE_S = 3  # a dead deliverer's outbox rows go to the other this long after
 LONG = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger(__name__)
 
 
-def base_env(model_dir: Path, work: Path) -> dict[str, str]:
+def base_env(model_dir: Path, work: Path, db: str, fake: FakeTelegram) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOODRING_")}
     env.update(
+        MOODRING_DB=db,
         MOODRING_MODEL_DIR=str(model_dir),
         MOODRING_CACHE_DIR=os.environ.get("MOODRING_CACHE_DIR", str(work / "cache")),
         MOODRING_SCORE_CHUNK=str(CHUNK),
+        MOODRING_TELEGRAM_TOKEN=TOKEN,
+        MOODRING_TELEGRAM_API_URL=fake.base_url,
+        MOODRING_COMMUNITIES=f'["telegram:{GROUP}"]',
         MOODRING_LOG_LEVEL="INFO",
         PYTHONPATH=str(ROOT),
     )
@@ -116,70 +135,131 @@ def wait_until(done: Callable[[], bool], timeout: float, procs: Processes, what:
         time.sleep(0.1)
 
 
-def one_process_alerts(work: Path, replay: Path, model_dir: Path) -> list[str]:
-    """The reference: `moodring run --replay` on SQLite, to the end of the replay; the keys
-    of its alerts (read with sqlite3: under ``MOODRING_TEST_BACKEND=postgresql`` a ``Store``
-    on a path opens PostgreSQL instead, and this file is the subprocess's own)."""
-    work.mkdir()
-    env = base_env(model_dir, work) | {"MOODRING_DB": str(work / "moodring.db")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bot.app.cli", "run", "--replay", str(replay)],
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    conn = sqlite3.connect(work / "moodring.db")
+@dataclass
+class Outcome:
+    """What one run left: its alerts, and the texts the fake Telegram got for the subscriber
+    and for the group (the commands' replies)."""
+
+    alerts: list[Alert]
+    to_subscriber: list[str]
+    to_group: list[str]
+    statuses: list[tuple]
+    scores: list[tuple]
+
+
+class Run:
+    """One run's database, fake Telegram and processes, with what its waits need."""
+
+    def __init__(self, work: Path, db: str, model_dir: Path) -> None:
+        work.mkdir()
+        self.db = db
+        self.fake = FakeTelegram()
+        self.fake.start()
+        Store(db).close()  # the schema, before several processes open it
+        self.store = Store(db)
+        self.store.subscribe(
+            Subscription(
+                "telegram", str(SUBSCRIBER), str(SUBSCRIBER), str(SUBSCRIBER), daily_cap=100
+            ),
+            datetime.now(UTC),
+        )
+        self.procs = Processes(work, base_env(model_dir, work, db, self.fake))
+
+    def count(self, sql: str, params: Sequence[object] = ()) -> int:
+        return int(self.store.query(sql, list(params))[0][0])
+
+    def scored(self, platform: str) -> int:
+        sql = "SELECT COUNT(*) FROM messages WHERE platform = ? AND status = 'scored'"
+        return self.count(sql, [platform])
+
+    def feed_telegram(self, tg: TelegramInput) -> None:
+        for update in tg.first + tg.second:
+            self.fake.queue_update(update)
+
+    def telegram_done(self, tg: TelegramInput) -> bool:
+        """Every post scored, every update handled, the index at the last post's hour, every
+        alert sent and every command answered."""
+        return (
+            self.scored("telegram") == len(tg.post_ids)
+            and self.count("SELECT COUNT(done_at) FROM chat_inbox") == len(tg.update_ids)
+            and self.store.checkpoint(TICK_CHECKPOINT) == iso(tg.newest.replace(minute=0, second=0))
+            and self.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == 0
+            and len(sends_to(self.fake, GROUP)) >= len(COMMANDS)
+        )
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            alerts=self.store.alerts_between(*LONG),
+            to_subscriber=sends_to(self.fake, SUBSCRIBER),
+            to_group=sends_to(self.fake, GROUP),
+            statuses=self.store.query("SELECT status, COUNT(*) FROM messages GROUP BY status"),
+            scores=self.store.query(
+                "SELECT COUNT(*), COUNT(DISTINCT platform || channel || message_id) FROM scores"
+            ),
+        )
+
+    def close(self) -> dict[str, int]:
+        codes = self.procs.stop_all()
+        self.store.close()
+        self.fake.stop()
+        return codes
+
+
+def one_process(work: Path, db: str, replay: Path, tg: TelegramInput, model: Path) -> Outcome:
+    """The reference: `moodring run --replay` with the fake Telegram, uninterrupted."""
+    run = Run(work, db, model)
     try:
-        return sorted(key for (key,) in conn.execute("SELECT key FROM alerts"))
+        run.procs.start("run", "run", "--replay", str(replay))
+        wait_until(lambda: run.scored("stocktwits") == REPLAY_ROWS, 120, run.procs, "replay")
+        run.feed_telegram(tg)
+        wait_until(lambda: run.telegram_done(tg), 120, run.procs, "the Telegram updates")
+        return run.outcome()
     finally:
-        conn.close()
+        codes = run.close()
+        assert codes == {"run": 0}, run.procs.tails()
 
 
 def test_stage_workers_killed_mid_stream_give_the_one_process_alerts(
-    tmp_path: Path, tiny_model_dir: Path, pg_url: str, redis_url: str, redis_prefix: str
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    pg_url: str,
+    pg_databases: Callable[[], str],
+    redis_url: str,
+    redis_prefix: str,
 ) -> None:
     replay = tmp_path / "replay.csv"
     write_replay(replay)
+    tg = telegram_input()
     began = time.monotonic()
-    reference = one_process_alerts(tmp_path / "reference", replay, tiny_model_dir)
+    reference = one_process(tmp_path / "reference", pg_databases(), replay, tg, tiny_model_dir)
     log.info("reference run: %.1f s", time.monotonic() - began)
-    assert reference, "the input must raise alerts for the comparison to mean something"
+    assert reference.alerts, "the input must raise alerts for the comparison to mean something"
 
-    work = tmp_path / "workers"
-    work.mkdir()
-    Store(pg_url).close()  # the schema, before several processes open it
-    env = base_env(tiny_model_dir, work) | {
-        "MOODRING_DB": pg_url,
+    run = Run(tmp_path / "workers", pg_url, tiny_model_dir)
+    run.procs.env |= {
         "MOODRING_QUEUE": redis_url,
         "MOODRING_QUEUE_PREFIX": redis_prefix,
         "MOODRING_QUEUE_CLAIM_IDLE_S": str(CLAIM_IDLE_S),
+        "MOODRING_OUTBOX_LEASE_S": str(OUTBOX_LEASE_S),
         "MOODRING_DELIVERY_S": "0.5",
     }
-    procs = Processes(work, env)
-    store = Store(pg_url)
-
-    def count(sql: str) -> int:
-        return int(store.query(sql)[0][0])
+    procs, count = run.procs, run.count
 
     def index_next() -> int:
-        return index_progress(store.checkpoint(INDEX_CHECKPOINT))[0]
+        return index_progress(run.store.checkpoint(INDEX_CHECKPOINT))[0]
 
     try:
         procs.start("index-a", "worker", "index")
         procs.start("index-b", "worker", "index")
         procs.start("deliver-1", "worker", "deliver")
         procs.start("deliver-2", "worker", "deliver")
-        procs.start("score-1", "worker", "score", "--threads", "1")
+        for n in (1, 2, 3):
+            procs.start(f"score-{n}", "worker", "score", "--threads", "1")
         procs.start("intake", "worker", "intake", "--replay", str(replay))
-        # Kill 1: the only scorer, once it has committed its first chunk (it holds the next).
+        # Kill 1: a scorer, once scores are being committed (it may hold a chunk).
         wait_until(lambda: count("SELECT COUNT(*) FROM scores") > 0, 60, procs, "first scores")
         procs.kill("score-1")
         log.info("scorer killed at %.1f s", time.monotonic() - began)
-        procs.start("score-2", "worker", "score", "--threads", "1")
-        procs.start("score-3", "worker", "score", "--threads", "1")
         # Kill 2: the ticker, a few chunks in; the standby takes the lease over.
         wait_until(lambda: index_next() >= 4, 60, procs, "the ticker at chunk 4")
         applied_at_kill = index_next()
@@ -188,47 +268,52 @@ def test_stage_workers_killed_mid_stream_give_the_one_process_alerts(
             ticker, standby = standby, ticker
         procs.kill(ticker)
         log.info("ticker killed at %.1f s, chunk %d", time.monotonic() - began, applied_at_kill)
-        kills = 2
+        wait_until(lambda: run.scored("stocktwits") == REPLAY_ROWS, 120, procs, "the replay")
+        # The Telegram updates, then Kill 3: a deliverer, once alerts reach the subscriber.
+        sent_before = len(sends_to(run.fake, SUBSCRIBER))
+        run.feed_telegram(tg)
+        wait_until(lambda: len(sends_to(run.fake, SUBSCRIBER)) > sent_before, 120, procs, "a send")
+        procs.kill("deliver-1")
+        log.info("deliverer killed at %.1f s", time.monotonic() - began)
+        kills = 3
 
         def finished() -> bool:
-            chunks = store.checkpoint(SEQ_CHECKPOINT)
+            chunks = run.store.checkpoint(SEQ_CHECKPOINT)
             return (
-                procs.procs["intake"].poll() == 0
-                and count("SELECT COUNT(*) FROM scores") == REPLAY_ROWS
+                run.telegram_done(tg)
                 and chunks is not None
                 and index_next() == int(chunks)
-                and count("SELECT COUNT(*) FROM alerts") >= len(reference)
-                and count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == 0
+                and count("SELECT COUNT(*) FROM alerts") >= len(reference.alerts)
             )
 
         wait_until(finished, 120, procs, "every chunk scored, indexed and delivered")
         log.info("all done at %.1f s", time.monotonic() - began)
-        alerts = store.alerts_between(*LONG)
-        scores = store.query(
-            "SELECT COUNT(*), COUNT(DISTINCT platform || channel || message_id) FROM scores"
-        )
-        statuses = store.query("SELECT status, COUNT(*) FROM messages GROUP BY status")
+        got = run.outcome()
     finally:
-        codes = procs.stop_all()
-        store.close()
+        codes = run.close()
 
     assert "index lease taken" in procs.log(standby), procs.tails()
     # No chunk was given up: every one was in a queue, however the kills fell.
     assert not any("are lost" in procs.log(n) for n in ("index-a", "index-b")), procs.tails()
     assert applied_at_kill < index_next_final(pg_url)
-    # Every message stored and scored once.
-    assert statuses == [("scored", REPLAY_ROWS)]
-    assert scores == [(REPLAY_ROWS, REPLAY_ROWS)]
+    # Every message stored and scored once, as in the one-process run.
+    total = REPLAY_ROWS + len(tg.post_ids)
+    assert got.statuses == reference.statuses == [("scored", total)]
+    assert got.scores == reference.scores == [(total, total)]
     # The alerts of the one-process run, no more, no fewer.
-    assert sorted(a.key for a in alerts) == reference
-    # Each alert printed by the deliverers, a repeat only where a kill interrupted a send.
-    printed = procs.out("deliver-1") + procs.out("deliver-2")
-    expected = Counter(render_alert(a).text for a in alerts)
-    sent = {text: printed.count(text) for text in expected}
-    assert all(sent[t] >= n for t, n in expected.items()), sent
-    assert sum(sent[t] - n for t, n in expected.items()) <= kills, sent
+    assert sorted(a.key for a in got.alerts) == sorted(a.key for a in reference.alerts)
+    # Each all-sources alert reached the subscriber; a repeat only where a kill interrupted
+    # a send (the reference repeats none).
+    expected = {render_alert(a).text for a in got.alerts if a.scope.community == "*"}
+    assert expected
+    for outcome, allowed in ((reference, 0), (got, kills)):
+        sent = Counter(outcome.to_subscriber)
+        assert set(sent) == expected
+        assert sum(n - 1 for n in sent.values()) <= allowed, sent.most_common(3)
+        # Commands answered once each (the intake worker answers them).
+        assert len(COMMANDS) <= len(outcome.to_group) <= len(COMMANDS) + allowed
     # The survivors stopped cleanly on SIGTERM.
-    survivors = {n: c for n, c in codes.items() if n not in ("score-1", ticker)}
+    survivors = {n: c for n, c in codes.items() if n not in ("score-1", ticker, "deliver-1")}
     assert set(survivors.values()) == {0}, (survivors, procs.tails())
 
 

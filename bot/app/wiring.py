@@ -72,6 +72,7 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         need_breadth=needs_breadth(settings),
         score_chunk=settings.score_chunk,
         delivery_s=settings.delivery_s,
+        outbox_lease_s=settings.outbox_lease_s,
     )
     return PipelineConfig(**(given | overrides))
 
