@@ -25,12 +25,13 @@ from bot.pipeline.redis_queue import RedisQueueConfig, RedisStreamQueue, redis_q
 from bot.pipeline.runner import Queues
 from bot.pipeline.work import ScoreChunk, ScoredChunk
 from bot.pipeline.workers import (
+    CLOCK_CHECKPOINT,
     INDEX_CHECKPOINT,
     ReorderBuffer,
     StageWorker,
     index_progress,
 )
-from bot.store import ScoredRow, Store, runlock
+from bot.store import TICK_CHECKPOINT, ScoredRow, Store, parse_ts, runlock
 from bot.store.lease import INDEX_KEY, Lease, hold_shared_writer
 from bot.store.runlock import DatabaseBusyError
 from nlp.assets import AssetTable
@@ -154,7 +155,9 @@ class RecordingWorker(StageWorker):
         await super()._apply(received)
 
 
-def index_worker(pg_url: str, redis_url: str, prefix: str, name: str) -> RecordingWorker:
+def index_worker(
+    pg_url: str, redis_url: str, prefix: str, name: str, config: PipelineConfig | None = None
+) -> RecordingWorker:
     store = Store(pg_url)
     worker = RecordingWorker(
         store=store,
@@ -164,7 +167,7 @@ def index_worker(pg_url: str, redis_url: str, prefix: str, name: str) -> Recordi
         spam=SpamMarker(SpamConfig()),
         sinks={},
         queues=redis_queues(redis_url, prefix, FAST, consumer=name),
-        config=PipelineConfig(),
+        config=config or PipelineConfig(),
     )
     worker.role = "index"
     worker.applied = []
@@ -337,3 +340,39 @@ def test_status_shows_each_queues_counts(redis_url: str, redis_prefix: str) -> N
     assert "to_index: 0 waiting" in report
     unreachable = Settings(queue="redis://127.0.0.1:1/0", queue_prefix=redis_prefix)
     assert "cannot reach Redis" in asyncio.run(queue_report(unreachable))
+
+
+def test_the_index_worker_ticks_on_the_clock_only_behind_a_live_intake(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """A quiet live chat still gets its hourly readings from the index worker, as from
+    `moodring run`; behind a replay (message time only) the clock moves nothing."""
+    last_tick = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    store = Store(pg_url)
+    store.set_checkpoint(TICK_CHECKPOINT, last_tick.isoformat(), last_tick)
+    store.set_checkpoint(CLOCK_CHECKPOINT, "0", last_tick)  # an intake replaying a file
+    worker = index_worker(
+        pg_url, redis_url, redis_prefix, "index-a", PipelineConfig(delivery_s=0.1)
+    )
+
+    def ticked() -> datetime:
+        return parse_ts(store.checkpoint(TICK_CHECKPOINT) or "")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(worker.run([]))
+        await async_wait_for(lambda: holds(worker), "the lease")
+        await asyncio.sleep(1.0)  # several quiet rounds
+        assert ticked() == last_tick
+        assert worker.index.max_age is None  # a replay's alerts are sent whatever their age
+        # A live intake takes over (it writes the checkpoint when it starts).
+        store.set_checkpoint(CLOCK_CHECKPOINT, "1", datetime.now(UTC))
+        await async_wait_for(lambda: ticked() > datetime.now(UTC) - timedelta(hours=1), "tick")
+        assert worker.index.max_age == timedelta(seconds=worker.config.alert_max_age_s)
+        worker.stop()
+        await task
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.store.close()
+        store.close()

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, Literal, Protocol, TypeVar
 
 from bot.mood.index import Point
@@ -33,6 +33,10 @@ ROLES: tuple[Role, ...] = ("intake", "score", "index", "deliver")
 
 #: The index worker's progress: the next chunk number to apply, and the watermark ticked to.
 INDEX_CHECKPOINT = "index_next_seq"
+#: Whether the running intake reads live sources ("1": the index ticks on the wall clock
+#: when the chats are quiet, as `moodring run` does) or a replay ("0": message time only).
+#: The intake knows; the index worker, in another process, reads it here.
+CLOCK_CHECKPOINT = "intake_ticks_to_clock"
 #: How often a standby index worker tries the lease, and a holder checks it still holds it.
 LEASE_POLL_S = 1.0
 #: How often an idle stage looks up from its queue (to notice a stop, a lost lease, a gap).
@@ -206,6 +210,10 @@ class StageWorker(Pipeline):
             return
         saved = await asyncio.to_thread(self.store.checkpoint, SEQ_CHECKPOINT)
         self._next_seq = int(saved) if saved else 0
+        clock = "1" if self.config.tick_to_clock else "0"
+        await asyncio.to_thread(
+            self.store.set_checkpoint, CLOCK_CHECKPOINT, clock, datetime.now(UTC)
+        )
         # Everything queued before is scored and applied now, so what is unscored was never
         # queued (or was set aside as poison): queue it once, from the next number on.
         await self._requeue_unscored()
@@ -316,6 +324,7 @@ class StageWorker(Pipeline):
         """A fresh engine from the store's checkpoints, as the last holder left them."""
         self.index = IndexEngine(self.store, self.config)
         self.index.stop = self._stopping.is_set
+        await self._read_clock()
         saved = await asyncio.to_thread(self.store.checkpoint, INDEX_CHECKPOINT)
         next_seq, mark = index_progress(saved)
         self._mark = mark
@@ -330,12 +339,33 @@ class StageWorker(Pipeline):
         log.info("index resumes at chunk %d, ticked to %s", next_seq, mark)
         return ReorderBuffer(next_seq)
 
+    async def _read_clock(self) -> bool:
+        """Whether the intake reads live sources (``CLOCK_CHECKPOINT``). Live, an alert about
+        a reading older than ``alert_max_age_s`` (a catch-up after a gap) is history, stored
+        and never sent, as in a live `moodring run`."""
+        clock = await asyncio.to_thread(self.store.checkpoint, CLOCK_CHECKPOINT) == "1"
+        self.index.max_age = timedelta(seconds=self.config.alert_max_age_s) if clock else None
+        return clock
+
+    async def _clock_tick(self, buffer: ReorderBuffer[Received[ScoredChunk]]) -> None:
+        """A quiet live chat still ticks on the wall clock, as in `moodring run`: but only
+        when nothing is on its way to the index (stored and unscored, queued to score or to
+        index, or held here), or its hour would be read without those messages."""
+        if not await self._read_clock() or len(buffer):
+            return
+        if await asyncio.to_thread(self.store.unscored, 1):
+            return
+        if (await self.score_stream.stats()).backlog or (await self.index_stream.stats()).backlog:
+            return
+        await self.advance_index(datetime.now(UTC))
+
     async def _tick_while_held(self) -> None:
         assert self.lease is not None
         buffer = await self._resume()
         self._skipped = set()
         getter = Getter(self.to_index)
         gap_since: float | None = None
+        clock_at = time.monotonic()
         touch_s = self.index_stream.config.claim_idle_ms / 4000
         keeper = asyncio.create_task(self._keep_held(buffer, touch_s))
         try:
@@ -355,6 +385,9 @@ class StageWorker(Pipeline):
                         if self._stopping.is_set():
                             return
                     await self.index_stream.hold(min(len(buffer), self.max_held))
+                elif time.monotonic() - clock_at >= self.config.delivery_s:
+                    clock_at = time.monotonic()  # quiet: the live bot's delivery round
+                    await self._clock_tick(buffer)
                 if not buffer.waiting:
                     gap_since = None
                     continue
