@@ -46,6 +46,15 @@ def ceil_minute(ts: datetime) -> datetime:
     return floor if floor == ts else floor + MINUTE
 
 
+def evaluated(until: datetime) -> None:
+    """Log (DEBUG) that the index has committed its evaluation of message time up to
+    ``until``, with the wall time: the store keeps only the latest checkpoint, to the
+    second, and scripts/bench_workers.py times each message's minute by this line."""
+    if log.isEnabledFor(logging.DEBUG):
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        log.debug("index evaluated to %s at %s", iso(until), now)
+
+
 def touches(scope: Scope, row: ScoredRow) -> bool:
     """Whether ``row`` counts in ``scope``'s reading."""
     return scope.covers(row.community, row.platform, row.assets)
@@ -494,6 +503,7 @@ class IndexEngine:
             (TICK_CHECKPOINT, iso(now)),
             datetime.now(UTC),
         )
+        evaluated(now)
         self.last_tick = now
         self.prune(now)
         return new
@@ -592,6 +602,7 @@ class IndexEngine:
             (MINUTE_CHECKPOINT, iso(last)),
             datetime.now(UTC),
         )
+        evaluated(last)
         self.last_minute = last if self.last_minute is None else max(self.last_minute, last)
         return new
 
