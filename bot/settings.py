@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     discord_channel_ids: tuple[int, ...] = ()
     #: Discord role names that count as moderators, besides Manage Server.
     discord_admin_roles: tuple[str, ...] = ()
+    #: Discord gateway sharding: None (one connection), a shard count, or "auto" (the count
+    #: Discord recommends; required from 2,500 servers on), with ``AutoShardedClient``.
+    discord_shards: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] | None = None
     #: Who gets the operator's /status (every connector, X spend and cap, global counts) in a
     #: direct message with the bot: "platform:user_id" entries, the platform's numeric user id,
     #: e.g. ("telegram:12345", "discord:678"). Group admins get their community's part only;

@@ -9,7 +9,7 @@ import io
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -184,6 +184,7 @@ class DiscordConnector:
         backfill_limit: int = DEFAULT_BACKFILL_LIMIT,
         defer_after: float = DEFAULT_DEFER_AFTER,
         max_ratelimit_timeout: float = 30.0,
+        shards: int | Literal["auto"] | None = None,
     ) -> None:
         """Build the client and its command tree; nothing connects until ``run``.
 
@@ -202,6 +203,10 @@ class DiscordConnector:
                 and sending the reply as a follow-up.
             max_ratelimit_timeout: longer rate-limit waits raise instead of sleeping, so the
                 caller's delivery queue decides when to retry.
+            shards: None for one gateway connection; a shard count, or "auto" for the count
+                Discord recommends, runs ``discord.AutoShardedClient`` (Discord requires
+                sharding from 2,500 servers on); each shard's new session backfills the
+                channels of its own servers.
         """
         self.answer = answer
         self.on_message = on_message
@@ -213,7 +218,12 @@ class DiscordConnector:
         self.backfill_limit = backfill_limit
         self.defer_after = defer_after
         self.sessions = 0  # READY events seen: each is a new gateway session
-        self.client = _Client(self, max_ratelimit_timeout)
+        self.client: _Client
+        if shards is None:
+            self.client = _Client(self, max_ratelimit_timeout)
+        else:
+            count = None if shards == "auto" else shards
+            self.client = _ShardedClient(self, max_ratelimit_timeout, shard_count=count)
         self.tree = self.client.tree
         for spec in commands:
             self.tree.add_command(slash_command(spec, self.respond))
@@ -287,14 +297,19 @@ class DiscordConnector:
         for message_id in message_ids:
             await self.on_delete(PLATFORM, str(channel_id), str(message_id))
 
-    async def handle_ready(self) -> None:
-        """A new gateway session: events since the last one are lost, so backfill."""
+    async def handle_ready(self, shard_id: int | None = None) -> None:
+        """A new gateway session (of one shard, when sharded): events since the last one are
+        lost, so backfill (that shard's servers only)."""
         self.sessions += 1
-        logger.info("discord: session %d ready, backfilling", self.sessions)
-        await self.backfill()
+        shard = "" if shard_id is None else f" (shard {shard_id})"
+        logger.info("discord: session %d ready%s, backfilling", self.sessions, shard)
+        await self.backfill(shard_id)
 
-    def backfill_channels(self) -> list[discord.TextChannel | discord.Thread]:
-        """The channels to backfill: the configured ones we can see, else every text channel."""
+    def backfill_channels(
+        self, shard_id: int | None = None
+    ) -> list[discord.TextChannel | discord.Thread]:
+        """The channels to backfill: the configured ones we can see, else every text channel;
+        with ``shard_id``, only those of servers on that shard."""
         if self.channel_ids:
             found = [self.client.get_channel(channel_id) for channel_id in self.channel_ids]
             channels = [c for c in found if isinstance(c, discord.TextChannel | discord.Thread)]
@@ -305,10 +320,13 @@ class DiscordConnector:
                 for channel in guild.text_channels
                 if channel.permissions_for(guild.me).read_message_history
             ]
+        if shard_id is not None:
+            channels = [c for c in channels if c.guild.shard_id == shard_id]
         return sorted(channels, key=lambda c: c.id)
 
-    async def backfill(self) -> int:
-        """Fetch, oldest first, what each channel got after its last seen message.
+    async def backfill(self, shard_id: int | None = None) -> int:
+        """Fetch, oldest first, what each channel (of ``shard_id``'s servers, when given)
+        got after its last seen message.
 
         A channel never seen (``last_seen`` gives None) is skipped: old history is not live
         mood. Errors are logged per channel, never raised.
@@ -318,7 +336,7 @@ class DiscordConnector:
         """
         sent = 0
         own_id = self._own_id()
-        for channel in self.backfill_channels():
+        for channel in self.backfill_channels(shard_id):
             last = self.last_seen(str(channel.id))
             if last is None:
                 continue
@@ -404,7 +422,9 @@ class DiscordConnector:
 class _Client(discord.Client):
     """A discord.Client that forwards its events to a DiscordConnector."""
 
-    def __init__(self, connector: DiscordConnector, max_ratelimit_timeout: float) -> None:
+    def __init__(
+        self, connector: DiscordConnector, max_ratelimit_timeout: float, **shards: Any
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True
@@ -415,6 +435,7 @@ class _Client(discord.Client):
             # Replies quote user text; nothing we send may ever ping anyone.
             allowed_mentions=discord.AllowedMentions.none(),
             max_ratelimit_timeout=max_ratelimit_timeout,
+            **shards,
         )
         self.connector = connector
         # On the client, where discord.py convention (and test harnesses) look for it.
@@ -444,6 +465,45 @@ class _Client(discord.Client):
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         if payload.guild_id is not None:
             await self.connector.handle_delete(payload.channel_id, sorted(payload.message_ids))
+
+
+class _ShardedClient(_Client, discord.AutoShardedClient):
+    """``_Client`` over one gateway connection per shard: each shard that starts a new
+    session backfills its own servers (``on_ready`` comes once, when all are up)."""
+
+    async def on_ready(self) -> None:
+        logger.info("discord: all %s shards ready", self.shard_count)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        await self.connector.handle_ready(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        logger.info("discord: shard %d resumed; Discord replays what was missed", shard_id)
+
+
+async def rest_client(token: str, max_ratelimit_timeout: float = 30.0) -> discord.Client:
+    """A client logged in over HTTP only, no gateway: enough for ``DiscordSink`` where
+    another process reads the gateway (a stage worker that delivers alerts). Close it after.
+
+    Raises:
+        SourceUnavailable: the token was rejected, or Discord could not be reached.
+    """
+    intents = discord.Intents.none()
+    intents.guilds = True  # unused without a gateway; unset, discord.py warns at every login
+    client = discord.Client(
+        intents=intents,
+        allowed_mentions=discord.AllowedMentions.none(),
+        max_ratelimit_timeout=max_ratelimit_timeout,
+    )
+    try:
+        await client.login(token)
+    except discord.LoginFailure as exc:
+        await client.close()
+        raise SourceUnavailable("discord rejected the bot token") from exc
+    except (discord.DiscordException, OSError) as exc:
+        await client.close()
+        raise SourceUnavailable(f"discord login failed: {exc!r}") from exc
+    return client
 
 
 # ---------------------------------------------------------------------- slash commands

@@ -116,3 +116,50 @@ def test_guild_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
     asyncio.run(main())
     assert store.query("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM messages") == [(40, 40)]
     store.close()
+
+
+def test_a_sharded_client_reads_every_shard_and_backfills_a_reconnected_one(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """With ``shards`` the connector runs ``discord.AutoShardedClient``: the servers of both
+    shards are read, and a shard that drops and comes back backfills what its own servers
+    got meanwhile (the gateway does not replay it), once."""
+    store = Store(tmp_path / "shards.db")
+    pipeline = make_pipeline(store, Scorer(tiny_model_dir, cache_size=0), {}, flush_s=0.1)
+    connector, source = discord_front(store, pipeline.stopping, shards=2)
+    assert isinstance(connector.client, discord.AutoShardedClient)
+    rng = random.Random(5)
+
+    def stored() -> int:
+        return store.query("SELECT COUNT(*) FROM messages")[0][0]
+
+    async def main() -> None:
+        async with simcord.run(connector.client) as env:
+            guilds = [env.create_guild(f"g{shard}", shard_id=shard) for shard in (0, 1)]
+            channels = [guild.create_text_channel("general") for guild in guilds]
+            members = [g.add_member(env.create_user(f"m{g.id}")) for g in guilds]
+            run = asyncio.create_task(pipeline.run([source], live=True))
+            for member, channel in zip(members, channels, strict=True):
+                await member.send(channel, synthetic_text(rng, "neutral"))
+            await wait_for(lambda: stored() == 2)
+            assert {c.guild.shard_id for c in connector.backfill_channels()} == {0, 1}
+            assert [c.id for c in connector.backfill_channels(1)] == [channels[1].id]
+
+            shard = connector.client.get_shard(1)
+            assert shard is not None
+            await shard.disconnect()
+            await members[1].send(channels[1], synthetic_text(rng, "negative"))
+            await members[0].send(channels[0], synthetic_text(rng, "neutral"))  # shard 0 is up
+            await wait_for(lambda: stored() == 3)
+            sessions = connector.sessions
+            await shard.reconnect()
+            await wait_for(lambda: stored() == 4)
+            assert connector.sessions == sessions + 1  # only shard 1 started a new session
+            pipeline.stop()
+            await run
+
+    asyncio.run(main())
+    assert store.query("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM messages") == [(4, 4)]
+    communities = {c for (c,) in store.query("SELECT DISTINCT community FROM messages")}
+    assert len(communities) == 2
+    store.close()

@@ -4,6 +4,7 @@ gateway parsers, cache and slash-command tree (only the REST transport and webso
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -552,3 +553,87 @@ def test_run_maps_bad_token_and_stops_on_event() -> None:
         assert closed.is_set()
 
     asyncio.run(main())
+
+
+def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deliverer's client: ``rest_client`` logs in (GET /users/@me) and ``DiscordSink`` posts
+    to a channel it never saw, with no gateway; a rejected token is SourceUnavailable. Discord
+    is a loopback aiohttp server that discord.py's own HTTP client talks to."""
+    from aiohttp import web
+
+    from connectors.discord import rest_client
+
+    seen: list[tuple[str, str, Any]] = []
+    user = {"id": "42", "username": "moodring", "discriminator": "0", "global_name": None}
+    user |= {"avatar": None, "bot": True, "verified": True, "mfa_enabled": False, "flags": 0}
+
+    def reply(payload: dict[str, Any], status: int = 200) -> web.Response:
+        # discord.py decodes a body only when the content type is exactly application/json.
+        body = json.dumps(payload).encode()
+        return web.Response(body=body, status=status, headers={"Content-Type": "application/json"})
+
+    async def me(request: web.Request) -> web.Response:
+        seen.append(("GET", request.path, request.headers.get("Authorization")))
+        if request.headers.get("Authorization") != "Bot good":
+            return reply({"message": "401: Unauthorized", "code": 0}, status=401)
+        return reply(user)
+
+    async def application(request: web.Request) -> web.Response:
+        app = {"id": "7", "name": "moodring", "description": "", "icon": None, "verify_key": "k"}
+        return reply(app | {"bot_public": False, "bot_require_code_grant": False, "owner": user})
+
+    async def post(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(("POST", request.path, body))
+        return reply(
+            {
+                "id": "9001",
+                "channel_id": request.match_info["channel"],
+                "type": 0,
+                "content": body["content"],
+                "author": user,
+                "timestamp": "2026-12-06T10:00:00+00:00",
+                "edited_timestamp": None,
+                "tts": False,
+                "mention_everyone": False,
+                "mentions": [],
+                "mention_roles": [],
+                "attachments": [],
+                "embeds": [],
+                "pinned": False,
+            }
+        )
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/api/v10/users/@me", me)
+        app.router.add_get("/api/v10/oauth2/applications/@me", application)
+        app.router.add_post("/api/v10/channels/{channel}/messages", post)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+        try:
+            with pytest.raises(SourceUnavailable, match="rejected"):
+                await rest_client("bad")
+            client = await rest_client("good")
+            try:
+                assert client.ws is None  # logged in, no gateway
+                await DiscordSink(client).send(Reply("BTC mood 9/100 @everyone", target="1234"))
+            finally:
+                await client.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    posts = [entry for entry in seen if entry[0] == "POST"]
+    assert len(posts) == 1
+    _, path, body = posts[0]
+    assert path == "/api/v10/channels/1234/messages"
+    assert body["content"] == "BTC mood 9/100 @everyone"
+    assert body["allowed_mentions"]["parse"] == []  # the text cannot ping anyone
+    assert ("GET", "/api/v10/users/@me", "Bot good") in seen

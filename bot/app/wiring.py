@@ -216,8 +216,9 @@ def build_worker(
 
 
 async def deliverer_sinks(settings: Settings, worker: StageWorker, sinks: dict[str, Sink]) -> None:
-    """Run a delivery worker with its sinks: the console and, with a token, Telegram (the
-    sink alone: one intake worker polls getUpdates)."""
+    """Run a delivery worker with its sinks: the console and, with their tokens, Telegram
+    and Discord (the sinks alone: the one intake worker polls getUpdates and holds the Discord
+    gateway; a deliverer only sends, over HTTP)."""
     async with AsyncExitStack() as stack:
         if settings.telegram_token is not None:
             from connectors.errors import SourceUnavailable
@@ -231,7 +232,15 @@ async def deliverer_sinks(settings: Settings, worker: StageWorker, sinks: dict[s
             stack.push_async_callback(tg.shutdown)
             sinks["telegram"] = TelegramSink(tg)
         if settings.discord_token is not None:
-            log.warning("deliverers send no Discord alerts yet: `moodring run` does")
+            from connectors.discord import DiscordSink, rest_client
+            from connectors.errors import SourceUnavailable
+
+            try:
+                client = await rest_client(settings.discord_token.get_secret_value())
+            except SourceUnavailable as exc:
+                raise ConfigError(str(exc)) from None
+            stack.push_async_callback(client.close)
+            sinks["discord"] = DiscordSink(client)
         await worker.run_until_signalled([])
 
 
@@ -512,6 +521,7 @@ def _discord(
         operators=settings.operators,
         communities=frozenset(settings.communities),
         held=pipeline.index,
+        shards=settings.discord_shards,
     )
     roles["discord"] = connector.roles_of
     sinks["discord"] = DiscordSink(connector.client)

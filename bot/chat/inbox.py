@@ -11,7 +11,7 @@ from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence, Sized
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 from cachetools import LRUCache, TTLCache
 
@@ -520,6 +520,7 @@ def discord_front(
     operators: Collection[str] = (),
     communities: frozenset[str] | None = None,
     held: HeldPoints | None = None,
+    shards: int | Literal["auto"] | None = None,
 ) -> tuple[DiscordConnector, QueueSource]:
     """Discord's connector wired to the bot: messages into a queue source, slash commands
     answered from the store, deletions removed, backfill from the newest stored id."""
@@ -551,5 +552,6 @@ def discord_front(
         commands=COMMANDS.slash_specs(),
         channel_ids=channel_ids,
         admin_roles=admin_roles,
+        shards=shards,
     )
     return connector, source
