@@ -139,8 +139,7 @@ def render_digest(
     lines = [f"🔔 {len(alerts)} alerts while you were away:"]
     for alert in sorted(alerts, key=lambda a: (a.at, a.key)):
         lines.append(f"• {alert.at:%m-%d %H:%M} UTC — {alert_title(alert, titles)}")
-        if alert.detail:
-            lines.append(f"  {alert.detail}")
+        lines += [f"  {line}" for line in alert.detail.splitlines()]
     return Reply(text="\n".join(lines), target=target)
 
 

@@ -59,6 +59,10 @@ def test_the_demo_prints_its_golden_report(tmp_path: Path, capsys) -> None:
     alerts, golden_alerts = got_summary.pop("alerts"), want_summary.pop("alerts")
     assert got_summary == want_summary
     assert abs(alerts - golden_alerts) <= 0.2 * golden_alerts
+    # Each alert printed carries its line of track record (#17), as of its own time.
+    printed = got.split("\nAlerts raised: ", 1)[1]
+    assert printed.count("\n    track record: ") == alerts
+    assert "track record: after the " in printed and "composite extreme-fear entries" in printed
 
 
 if __name__ == "__main__":  # regenerate: only in a model commit of its own

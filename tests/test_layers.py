@@ -62,9 +62,10 @@ BOT_RULES = {
     "prefs": {"kernel", "prefs"},
     "store": {"kernel", "store", "mood", "prefs"},
     "market": {"kernel", "market", "mood", "store"},
-    "pipeline": {"kernel", "pipeline", "mood", "prefs", "market", "store"},
-    "chat": {"kernel", "chat", "mood", "prefs", "market", "store", "pipeline"},
-    "app": {"kernel", "app", "mood", "prefs", "market", "store", "pipeline", "chat"},
+    "track": {"kernel", "track", "market", "mood", "store"},
+    "pipeline": {"kernel", "pipeline", "mood", "prefs", "market", "store", "track"},
+    "chat": {"kernel", "chat", "mood", "prefs", "market", "store", "pipeline", "track"},
+    "app": {"kernel", "app", "mood", "prefs", "market", "store", "pipeline", "chat", "track"},
 }
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stay
     from bot.market.correlation import LagCorr
     from bot.pipeline.observer import Counters
     from bot.store import Store
+    from bot.store.lease import Lease
+    from bot.types import Alert
     from connectors.base import Sink
     from connectors.replay import ReplayStats
 
@@ -267,19 +269,27 @@ def _worker(args: argparse.Namespace, settings: Settings, sources: list) -> int:
         return _stage(args, settings, sources)
     # One intake at a time: it numbers the chunks from one checkpoint, and Telegram allows one
     # getUpdates poller. A second intake stands by and takes over when the first dies.
+    # The worker checks the lease before each chunk it numbers and every second besides; one
+    # that finds it lost stops, and this process stands by again.
     lease = Lease(str(settings.db), INTAKE_KEY, "intake worker")
-    if not lease.try_take():
-        log.info("another intake worker holds the intake lease: standing by")
-        while not lease.try_take():
-            time.sleep(INTAKE_POLL_S)
-    log.info("intake lease taken")
-    try:
-        return _stage(args, settings, sources)
-    finally:
-        lease.release()
+    while True:
+        if not lease.try_take():
+            log.info("another intake worker holds the intake lease: standing by")
+            while not lease.try_take():
+                time.sleep(INTAKE_POLL_S)
+        log.info("intake lease taken")
+        try:
+            code = _stage(args, settings, sources, lease)
+        finally:
+            held = lease.held
+            lease.release()
+        if held:  # stopped or done while holding it
+            return code
 
 
-def _stage(args: argparse.Namespace, settings: Settings, sources: list) -> int:
+def _stage(
+    args: argparse.Namespace, settings: Settings, sources: list, lease: Lease | None = None
+) -> int:
     from bot.app.wiring import build_worker, deliverer_sinks
     from bot.store import Store
     from connectors.console import ConsoleSink
@@ -289,6 +299,8 @@ def _stage(args: argparse.Namespace, settings: Settings, sources: list) -> int:
         sinks: dict = {"console": ConsoleSink(sys.stdout)}
         config = pipeline_config(settings, tick_to_clock=not sources)
         worker = build_worker(settings, store, args.role, sinks, config, threads=args.threads)
+        if lease is not None:
+            worker.lease = lease
         if args.role == "intake":
             # The connectors, commands and periodic jobs of `moodring run`, intake only.
             asyncio.run(serve(settings, store, worker, sources, sinks, console=args.console))
@@ -412,6 +424,73 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     }
     out.write(json.dumps(summary) + "\n")
     return 0
+
+
+def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from bot.app.demo import DEMO_POSTS
+    from bot.market.candles import bundled_path, read_candles_csv
+    from bot.track.report import chart, report, summary, track, write_csv
+
+    asset = args.asset.upper()
+    prices = Path(args.prices) if args.prices else bundled_path(asset)
+    got = read_candles_csv(prices, asset, "1d")
+    if not got.candles:
+        raise ConfigError(f"{prices}: no daily candles")
+    missing = ""
+    stored: list[Alert] = []
+    watched: tuple[datetime, datetime] | None = None
+    if args.no_social:
+        where = "none (--no-social)"
+        missing = "not measured (--no-social)"
+    elif args.from_db:
+        stored, watched = _stored_alerts(Path(args.from_db))
+        where = str(args.from_db)
+    else:
+        with tempfile.TemporaryDirectory(prefix="moodring-track-") as tmp:
+            messages = Path(args.messages) if args.messages else demo_file(DEMO_POSTS)
+            sys.stderr.write(f"replaying {messages.name} for the social alerts…\n")
+            db = Path(tmp) / "track.db"
+            _score_into(settings, messages, db)
+            stored, watched = _stored_alerts(db)
+            where = f"{messages.name}, replayed now"
+    if watched is None and not missing:
+        missing = f"no messages in {where}"
+    result = track(
+        asset, got.candles, stored, watched, weights=market_weights(settings), missing=missing
+    )
+    out = sys.stdout
+    out.write(f"moodring track: {asset} daily closes from {prices.name}; social alerts: {where}\n")
+    for line in report(result):
+        out.write(line + "\n")
+    chart_path = Path(args.chart)
+    chart_path.write_bytes(chart(result, f"{asset}: what followed each alert kind"))
+    out.write(f"chart written to {chart_path.resolve()}\n")
+    if args.out:
+        write_csv(result, Path(args.out))
+        out.write(f"rows written to {Path(args.out).resolve()}\n")
+    out.write(json.dumps(summary(result) | {"chart": str(chart_path), "out": args.out}) + "\n")
+    return 0
+
+
+def _stored_alerts(db: Path) -> tuple[list[Alert], tuple[datetime, datetime] | None]:
+    """A database's alerts and the span its messages cover (``None`` without messages)."""
+    from bot.store import Store
+
+    if not db.is_file():
+        raise ConfigError(f"no database at {db}")
+    store = Store(db)
+    try:
+        first, last = store.oldest_message_time(), store.newest_message_time()
+        if first is None or last is None:
+            return [], None
+        return store.alerts_between(first - timedelta(days=1), last + timedelta(days=1)), (
+            first,
+            last,
+        )
+    finally:
+        store.close()
 
 
 def _score_into(settings: Settings, messages: Path, db: Path) -> None:
@@ -838,6 +917,20 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", help="write the daily rows to this CSV")
     bt.add_argument("--chart", default="backtest.png", help="PNG to write (default backtest.png)")
     bt.set_defaults(func=cmd_backtest)
+
+    tr = sub.add_parser(
+        "track", help="what followed each alert kind (return, volatility) against random days"
+    )
+    tr.add_argument("--asset", default="BTC")
+    tr.add_argument("--prices", help="daily candle CSV (default: the bundled history of --asset)")
+    tr.add_argument("--messages", help="posts to replay for the social alerts (default: bundled)")
+    tr.add_argument(
+        "--db", dest="from_db", help="read the social alerts from this database instead"
+    )
+    tr.add_argument("--no-social", action="store_true", help="the replayed market kinds only")
+    tr.add_argument("--out", help="write every kind and horizon to this CSV")
+    tr.add_argument("--chart", default="track.png", help="PNG to write (default track.png)")
+    tr.set_defaults(func=cmd_track)
 
     st = sub.add_parser("status", help="connectors, backlog and X spend of the bot on --db")
     st.set_defaults(func=cmd_status)

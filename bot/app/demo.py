@@ -113,8 +113,8 @@ def print_report(store: Store, out: TextIO) -> dict:
     out.write(f"\nAlerts raised: {len(alerts)}\n")
     for a in alerts:
         out.write(f"\n[{a.at:%Y-%m-%d %H:%M}] {a.kind}: {a.title}\n")
-        if a.detail:
-            out.write(f"    {a.detail}\n")
+        for line in a.detail.splitlines():  # the reading's details, then its track record
+            out.write(f"    {line}\n")
         for q in a.evidence:
             out.write(f"    “{q}”\n")
     counts = store.counts()

@@ -30,6 +30,7 @@ from bot.pipeline.market_rules import MarketRules
 from bot.prefs.subscriptions import Subscription
 from bot.store import MINUTE_CHECKPOINT, TICK_CHECKPOINT, ScoredRow, Store, iso, parse_ts
 from bot.store.privacy import ERASURES_CHECKPOINT
+from bot.track.record import TrackRecord
 from bot.types import Alert, MoodReading, Scope
 from nlp.assets import AssetTable
 
@@ -85,6 +86,8 @@ class IndexEngine:
         self.index_params = index_params or IndexParams()
         self.alert_params = alert_params or AlertParams(min_authors=config.alert_min_authors)
         self.market = MarketRules(store, config.assets, self.alert_params)
+        #: Adds each new alert's line of its own track record (as of the alert's time).
+        self.track = TrackRecord(store, self.market.market_params, self.alert_params)
         # Three parallel lists in message-time order: each held message's point, its assets
         # (a point does not name them) and its time (for bisect).
         self._points: list[Point] = []
@@ -495,6 +498,7 @@ class IndexEngine:
         market_alerts, market_states = self.market.alerts(now, readings, self._history)
         alerts += market_alerts
         states.update(market_states)
+        alerts = self.track.annotate(alerts)
         new = self.store.save_tick(
             readings,
             alerts,
@@ -594,6 +598,7 @@ class IndexEngine:
                 states[key] = state.to_json()
                 self._evaluated[key[0]] = (minute, len(points), 0)
                 self.evaluations += 1
+        alerts = self.track.annotate(alerts)
         new = self.store.save_tick(
             [],
             alerts,

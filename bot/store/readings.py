@@ -179,6 +179,17 @@ class ReadingsMixin(StoreBase):
         ).fetchall()
         return [alert_from_row(r) for r in rows]
 
+    @locked
+    def alerts_about(self, scope: Scope, until: datetime) -> list[Alert]:
+        """The alerts about exactly ``scope`` raised before ``until``, oldest first (what an
+        alert's track record counts, ``bot.track.record``)."""
+        rows = self.db.execute(
+            f"SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.scope = ? AND a.at < ?"
+            " ORDER BY a.at, a.key",
+            [scope.key(), iso(until)],
+        ).fetchall()
+        return [alert_from_row(r) for r in rows]
+
     # ------------------------------------------------------------------ outbox
 
     @locked
