@@ -376,3 +376,71 @@ def test_the_index_worker_ticks_on_the_clock_only_behind_a_live_intake(
     finally:
         worker.store.close()
         store.close()
+
+
+# ---------------------------------------------------------------------- the intake's fence
+
+
+def test_an_intake_that_loses_its_lease_stops_and_puts_no_chunk_after(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The server ends the intake's lease connection (a PostgreSQL restart or failover does):
+    another intake may take the lease at once, so this one must number and put nothing more.
+    It stops; every chunk it put carries a number below the saved one, no number twice; what
+    it stored but did not queue stays unscored, for the next intake to queue."""
+    import psycopg
+
+    from bot.pipeline.intake import SEQ_CHECKPOINT
+    from bot.store.lease import INTAKE_KEY
+    from connectors.types import Message
+    from tests.doubles import ListSource
+
+    store = Store(pg_url)
+    worker = StageWorker(
+        store=store,
+        scorer=NoScorer(),
+        assets=AssetTable.load(),
+        language=LanguageDetector(),
+        spam=SpamMarker(SpamConfig()),
+        sinks={},
+        queues=redis_queues(redis_url, redis_prefix, FAST, consumer="intake-a"),
+        config=PipelineConfig(score_chunk=4, batch_size=4, flush_s=0.05),
+    )
+    worker.role = "intake"
+    worker.lease = Lease(pg_url, INTAKE_KEY, "intake-a")
+    assert worker.lease.try_take()
+    posts = [
+        Message(
+            "replay", "c", "g", str(i), f"u{i % 5}", f"$BTC post {i}", T0 + i * timedelta(minutes=1)
+        )
+        for i in range(400)
+    ]
+    source = ListSource(posts, name="slow", gap_s=0.01)
+
+    def saved() -> int:
+        return int(store.checkpoint(SEQ_CHECKPOINT) or 0)
+
+    async def main() -> int:
+        run = asyncio.create_task(worker.run([source]))
+        await async_wait_for(lambda: saved() >= 3, "a few chunks queued")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'moodring intake-a'"
+            )
+        await asyncio.wait_for(run, WAIT_S)
+        backlog = (await worker.score_stream.stats()).backlog
+        for queue in (worker.score_stream, worker.index_stream):
+            await queue.aclose()
+        return backlog
+
+    put = asyncio.run(main())
+    assert worker.lease_lost and not worker.lease.held and source.yielded < len(posts)
+    assert put == saved() >= 3  # each number saved before its put; none put after the loss
+    stored = store.query("SELECT COUNT(*) FROM messages")[0][0]
+    assert store.query("SELECT COUNT(*) FROM scores") == [(0,)]
+    assert len(store.unscored(1000)) == stored >= 4 * put  # queued or not, none is lost
+    other = Lease(pg_url, INTAKE_KEY, "intake-b")
+    assert other.try_take()  # the standby can take over
+    other.release()
+    store.close()

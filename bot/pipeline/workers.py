@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -20,7 +21,7 @@ from bot.pipeline.redis_queue import QueueUnavailable, RedisStreamQueue
 from bot.pipeline.runner import Pipeline
 from bot.pipeline.ticks import IndexEngine
 from bot.pipeline.work import ScoreChunk, ScoredChunk
-from bot.store import iso, parse_ts
+from bot.store import StoredMessage, iso, parse_ts
 from connectors.base import Source
 from connectors.retry import wait_or_stop
 
@@ -39,6 +40,8 @@ INDEX_CHECKPOINT = "index_next_seq"
 CLOCK_CHECKPOINT = "intake_ticks_to_clock"
 #: How often a standby index worker tries the lease, and a holder checks it still holds it.
 LEASE_POLL_S = 1.0
+#: The longest a lease check may take before the lease counts as lost.
+LEASE_CHECK_S = 10.0
 #: How often an idle stage looks up from its queue (to notice a stop, a lost lease, a gap).
 IDLE_S = 1.0
 #: A restarted intake checks this often whether the queues behind it have drained.
@@ -156,8 +159,10 @@ class StageWorker(Pipeline):
     """
 
     role: Role = "intake"
-    #: The index role's lease; the others have none.
+    #: The index and intake roles' lease; the others have none.
     lease: LeaseLike | None = None
+    #: The intake found its lease gone and stopped (its process stands by again).
+    lease_lost: bool = False
     #: Seconds a missing chunk may hold the index back while later ones wait, before it is
     #: given up for lost (the last resort for a gap no quiet moment proves; see ``_gap``).
     gap_timeout_s: float = 1800.0
@@ -218,15 +223,53 @@ class StageWorker(Pipeline):
         # queued (or was set aside as poison): queue it once, from the next number on.
         await self._requeue_unscored()
         periodic = asyncio.create_task(self.delivery_loop()) if live else None
+        watch = asyncio.create_task(self._watch_intake_lease()) if self.lease else None
         try:
             await self.intake_all(sources, live)
         finally:
             if not self._stopping.is_set():
                 await self.cut_chunks(partial=True)
+            if watch is not None:
+                watch.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watch
             if periodic is not None:
                 self.stop()
                 await periodic
                 await self.save_health()
+
+    async def _intake_lease_held(self) -> bool:
+        """Whether this intake still holds its lease (a connection that does not answer
+        within ``LEASE_CHECK_S`` counts as lost); when not, it stops: another intake may be
+        numbering chunks and polling Telegram now."""
+        assert self.lease is not None
+        if self.lease_lost:
+            return False
+        try:
+            held = await asyncio.wait_for(asyncio.to_thread(self.lease.alive), LEASE_CHECK_S)
+        except TimeoutError:
+            held = False
+        if not held:
+            log.error("intake lease lost: this intake stops and stands by again")
+            self.lease_lost = True
+            self.stop()
+        return held
+
+    async def _watch_intake_lease(self) -> None:
+        """Check the lease every ``LEASE_POLL_S`` while the sources are read (a quiet live
+        intake puts no chunks, yet it polls Telegram)."""
+        while not self._stopping.is_set():
+            await wait_or_stop(self._stopping, LEASE_POLL_S)
+            if not self._stopping.is_set() and not await self._intake_lease_held():
+                return
+
+    async def _put_numbered(self, chunk: tuple[StoredMessage, ...], mark: datetime) -> None:
+        """The fence: each chunk is numbered and put only right after the lease answered, so
+        an intake that lost it puts nothing more. Its messages are stored; the next intake
+        queues them (``_requeue_unscored``)."""
+        if self.lease is not None and not await self._intake_lease_held():
+            return
+        await super()._put_numbered(chunk, mark)
 
     async def _drained(self) -> bool:
         """Wait until both queues are empty (scorers and the index took all an earlier intake
