@@ -126,3 +126,55 @@ class SlashSpec:
         required = [p.required for p in self.params]
         if required != sorted(required, reverse=True):
             raise ValueError(f"/{self.name}: required options must come before optional ones")
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """One forced liquidation an exchange published on its public stream.
+
+    ``side`` is the side of the *position* that was liquidated: "long" (the exchange sold to
+    close it) or "short" (it bought). ``event_id`` is stable for one event, so a duplicate
+    frame or a replay after a reconnect is stored once.
+    """
+
+    exchange: str  # the ccxt id: "binanceusdm", "bybit"
+    symbol: str  # the exchange's unified symbol, e.g. "BTC/USDT:USDT"
+    asset: str  # "BTC"
+    side: str  # "long" | "short"
+    price: float
+    amount: float  # in the asset
+    notional_usd: float
+    at: datetime
+    event_id: str
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError("Liquidation.at must be timezone-aware")
+        if self.side not in ("long", "short"):
+            raise ValueError(f"Liquidation.side must be long or short, not {self.side!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """A stretch when a live stream was not connected: what happened in it was not seen.
+
+    Reported (``moodring status``), never filled in."""
+
+    source: str  # e.g. "liquidations:binanceusdm"
+    since: datetime
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VolatilityIndex:
+    """One bar of an implied-volatility index (Deribit's DVOL), in annualised percent."""
+
+    asset: str
+    interval: str  # "1h" | "1d"
+    ts: datetime  # the bar's open time
+    open: float
+    high: float
+    low: float
+    close: float
+    source: str = "deribit"

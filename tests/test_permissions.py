@@ -44,6 +44,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "SECURITY.md"
 SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "chart": ("BTC",),
     "price": ("BTC",),
+    "liquidations": ("BTC",),
     "levels": ("BTC",),
     "corr": ("BTC", "ETH"),
     "subscribe": ("BTC", "extreme"),

@@ -32,6 +32,7 @@ LISTED = (
     "trending",
     "chart",
     "price",
+    "liquidations",
     "levels",
     "corr",
     "subscribe",

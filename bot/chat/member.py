@@ -89,6 +89,7 @@ def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
         lines.append(f"composite unavailable: {why}")
     else:
         lines += composite_lines(reading)
+    lines += derivatives_lines(ctx, asset, None)
     lines.append(f"Social mood (all sources): {reading_text(social)}")
     c = social.components
     if "sentiment" in c:
@@ -242,7 +243,84 @@ def cmd_price(cmd: Command, ctx: CommandContext) -> Reply:
         parts.append(f"open interest {money(view.open_interest)}")
     reading, _ = reading_at(ctx, Scope(asset=asset), "24h")
     change = change_since(ctx, Scope(asset=asset), "24h", reading.value)
-    return Reply(text=", ".join(parts) + f"\nMood {reading_text(reading)}{change}")
+    lines = [", ".join(parts), *derivatives_lines(ctx, asset, view.volatility_30d)]
+    return Reply(text="\n".join(lines) + f"\nMood {reading_text(reading)}{change}")
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def derivatives_lines(ctx: CommandContext, asset: str, realised: float | None) -> list[str]:
+    """Implied volatility and sampled liquidations, where moodring collects them."""
+    from bot.market.liquidations import SAMPLED, liquidation_line
+    from bot.market.reads import implied_vol_at, implied_vol_line, liquidations_at
+
+    lines = []
+    iv = implied_vol_at(ctx.store, asset, ctx.now)
+    if iv is not None:
+        lines.append(_first_upper(implied_vol_line(iv, realised)))
+    window = liquidations_at(ctx.store, asset, ctx.now)
+    if window is not None:
+        lines.append(f"{_first_upper(liquidation_line(window))} ({SAMPLED})")
+    return lines
+
+
+@COMMANDS.command(
+    "liquidations",
+    usage="/liquidations ASSET [24h|7d]   e.g. /liquidations BTC 7d",
+    help="sampled forced liquidations by side: the hourly picture and the largest events",
+    params=(ASSET_REQUIRED, SlashParam("span", "how far back", choices=("24h", "7d"))),
+)
+def cmd_liquidations(cmd: Command, ctx: CommandContext) -> Reply:
+    from bot.market.liquidations import SAMPLED, liquidation_line, money_short
+    from bot.market.reads import liquidations_at
+
+    asset, span = split_args(cmd.args, ("24h", "7d"), ctx.assets)
+    if asset is None:
+        raise UsageError("name an asset")
+    known(ctx, asset)
+    window = liquidations_at(ctx.store, asset, ctx.now)
+    if window is None:
+        return Reply(
+            text=f"No liquidations collected for {asset}: they are {SAMPLED} while"
+            " `moodring run` has MOODRING_LIQUIDATION_EXCHANGES set."
+        )
+    days = 7 if span == "7d" else 1
+    since = ctx.now - timedelta(days=days)
+    lines = [f"{asset} liquidations, {SAMPLED}, to {ctx.now:%Y-%m-%d %H:%M} UTC:"]
+    lines.append(liquidation_line(window))
+    hours = ctx.store.liquidation_hours(asset, since, ctx.now)
+    step = timedelta(hours=1 if days == 1 else 24)
+    buckets: dict[datetime, list[float]] = {}
+    for h in hours:
+        at = since + ((h.hour - since) // step) * step
+        longs, shorts = buckets.setdefault(at, [0.0, 0.0])
+        buckets[at] = [
+            longs + (h.side == "long") * h.notional_usd,
+            shorts + (h.side == "short") * h.notional_usd,
+        ]
+    if buckets:
+        lines.append("hourly (longs / shorts):" if days == 1 else "daily (longs / shorts):")
+        for at, (longs, shorts) in sorted(buckets.items()):  # at most 24 hours or 7 days
+            label = f"{at:%H:%M}" if days == 1 else f"{at:%m-%d}"
+            lines.append(f"  {label}  {money_short(longs)} / {money_short(shorts)}")
+    largest = ctx.store.largest_liquidations(asset, since, ctx.now, 5)
+    if largest:
+        lines.append("largest:")
+        for e in largest:
+            lines.append(
+                f"  {e.at:%m-%d %H:%M} {e.side} {money_short(e.notional_usd)}"
+                f" at ${e.price:,.0f} ({e.exchange})"
+            )
+    gaps = ctx.store.stream_gaps(since, "liquidations:")
+    if gaps:
+        missed = sum((g.until - g.since for g in gaps), timedelta(0))
+        lines.append(
+            f"streams were down {len(gaps)} times ({missed.total_seconds() / 60:.0f} min):"
+            " what happened then is not counted"
+        )
+    return Reply(text="\n".join(lines))
 
 
 @COMMANDS.command(

@@ -13,10 +13,11 @@ from bot.market.candles import closed_by, daily_closes
 from bot.market.composite import MarketReading, MarketWeights, market_reading
 from bot.market.correlation import rolling_correlation
 from bot.market.levels import levels_at, nearest
+from bot.market.liquidations import COLLECTING, WINDOWS, LiquidationWindow, liquidation_window
 from bot.render import money
 from bot.store import Store
 from bot.types import band_of
-from connectors.types import Candle
+from connectors.types import Candle, VolatilityIndex
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +216,42 @@ def levels_text(
             listed += f" and {len(manual) - len(near)} more"
         lines.append("Manual levels here: " + listed)
     return "\n".join(lines)
+
+
+def liquidations_at(
+    store: Store, asset: str, now: datetime, window: str = "24h"
+) -> LiquidationWindow | None:
+    """The sampled liquidations of ``asset`` in the window ending at ``now``, against their
+    baseline; None when none were ever collected for it."""
+    first = store.first_liquidation_hour(asset)
+    if first is None:
+        return None
+    span = WINDOWS[window]
+    hours = store.liquidation_hours(asset, now - span - COLLECTING, now)
+    return liquidation_window(asset, hours, first, now, window)
+
+
+#: An implied-volatility reading older than this is not shown as "now".
+IV_FRESH = timedelta(days=2)
+
+
+def implied_vol_at(store: Store, asset: str, now: datetime) -> VolatilityIndex | None:
+    """The newest implied-volatility bar of ``asset`` closed by ``now`` (hourly, else daily),
+    if it is under two days old."""
+    for interval, step in (("1h", timedelta(hours=1)), ("1d", timedelta(days=1))):
+        bars = [
+            b for b in store.implied_vol(asset, interval, now - IV_FRESH, now) if b.ts + step <= now
+        ]
+        if bars:
+            return bars[-1]
+    return None
+
+
+def implied_vol_line(iv: VolatilityIndex, realised: float | None) -> str:
+    """The implied volatility beside the realised, e.g. "implied volatility 97% (deribit
+    DVOL, 1h bar 02-05 14:00) vs 64% realised over 30 days"."""
+    bar = f"{iv.interval} bar {iv.ts:%m-%d %H:%M}"
+    line = f"implied volatility {iv.close:.0f}% ({iv.source} DVOL, {bar})"
+    if realised is not None:
+        line += f" vs {realised:.0%} realised over 30 days"
+    return line

@@ -1,5 +1,5 @@
 """The market rules as the index ticks: level breaks, divergence and the composite's extremes,
-once per new daily close of each configured asset."""
+once per new daily close of each configured asset; the liquidation cascade every tick."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from bot.market.alerts import (
 )
 from bot.market.candles import closed_by
 from bot.market.composite import market_reading
-from bot.market.reads import funding_at, stored_weights
+from bot.market.levels import levels_at, nearest
+from bot.market.liquidations import LIQUIDATION_STATE, WINDOWS, cascade_alert
+from bot.market.reads import funding_at, liquidations_at, price_view, stored_weights
 from bot.mood.alerts import AlertParams, AlertState
 from bot.store import Store
 from bot.types import Alert, MoodReading, Scope
@@ -59,6 +61,11 @@ class MarketRules:
         alerts: list[Alert] = []
         states: dict[tuple[str, str], str] = {}
         day = timedelta(days=1)
+        for asset in self.assets:
+            found_cascade, liq_state = self._cascade(asset, now, by_key)
+            if liq_state is not None:
+                alerts += found_cascade
+                states[(Scope(asset=asset).key(), LIQUIDATION_STATE)] = liq_state
         for asset in self.assets:
             scope = Scope(asset=asset)
             state = AlertState.from_json(self.store.alert_state(scope.key(), MARKET_STATE))
@@ -120,6 +127,52 @@ class MarketRules:
                 alerts += [found] if found is not None else []
             states[(scope.key(), MARKET_STATE)] = state.with_fired(DAILY_CLOSE, close).to_json()
         return alerts, states
+
+    def _cascade(
+        self, asset: str, now: datetime, by_key: Mapping[tuple[str, str], MoodReading]
+    ) -> tuple[list[Alert], str | None]:
+        """The liquidation cascade rule over the last hour and day, every tick (a cascade is
+        news within the hour, not at the daily close); no state change where nothing is
+        collected."""
+        if self.store.first_liquidation_hour(asset) is None:
+            return [], None
+        scope = Scope(asset=asset)
+        state = AlertState.from_json(self.store.alert_state(scope.key(), LIQUIDATION_STATE))
+        found: list[Alert] = []
+        windows = [w for w in (liquidations_at(self.store, asset, now, k) for k in WINDOWS) if w]
+        if not any(w.multiple for w in windows):
+            return [], None  # collecting, or nothing to compare: no reads below
+        view = price_view(self.store, asset, now)
+        price = view.price if view is not None else None
+        level = _nearest_level(self.store, asset, now, price)
+        mood = by_key.get((scope.key(), "24h"))
+        mood_text = (
+            f"{mood.value:.0f}/100 {mood.band}"
+            if mood is not None and mood.value is not None
+            else None
+        )
+        for window in windows:
+            alert, state = cascade_alert(window, state, price, level, mood_text)
+            found += [alert] if alert is not None else []
+        return found, state.to_json()
+
+
+def _nearest_level(store: Store, asset: str, now: datetime, price: float | None) -> str | None:
+    """ "support $60,000 (−3.2 %)": the level nearest the price, on the side it is heading."""
+    if price is None:
+        return None
+    candles = closed_by(store.candles(asset, "1d", now), now)
+    if len(candles) < 60:
+        return None
+    try:
+        supports, resistances = nearest(levels_at(candles, now), price, 1)
+    except ValueError:
+        return None
+    views = supports + resistances
+    if not views:
+        return None
+    view = min(views, key=lambda v: v.distance_pct)
+    return f"{view.kind} ${view.level.price:,.0f} ({view.distance_pct:.1f}% away)"
 
 
 def _change_24h(

@@ -1,6 +1,7 @@
 """SQLite storage: the Store, its migrations, and the rows it hands out."""
 
 from bot.store.chat import ChatMixin
+from bot.store.derivatives import DerivativesMixin, LiquidationHour
 from bot.store.market import MarketMixin
 from bot.store.messages import MessagesMixin
 from bot.store.ops import OpsMixin
@@ -17,7 +18,15 @@ from bot.store.rows import (
 )
 
 
-class Store(MessagesMixin, MarketMixin, ReadingsMixin, ChatMixin, OpsMixin, PrivacyMixin):
+class Store(
+    MessagesMixin,
+    MarketMixin,
+    DerivativesMixin,
+    ReadingsMixin,
+    ChatMixin,
+    OpsMixin,
+    PrivacyMixin,
+):
     """The database. Opens (creating if needed), migrates, and offers keyed reads/writes.
 
     Every write is keyed, so a replay or a restart never duplicates: messages on
@@ -35,6 +44,7 @@ __all__ = [
     "MINUTE_CHECKPOINT",
     "TICK_CHECKPOINT",
     "Erasure",
+    "LiquidationHour",
     "ScoredRow",
     "Store",
     "StoredMessage",

@@ -346,3 +346,45 @@ def m012_outbox_claims(db: sqlite_utils.Database) -> None:
     outbox = db.table("outbox")
     outbox.add_column("claimed_by", str)
     outbox.add_column("claimed_until", str)
+
+
+@migrations()
+def m013_liquidations_and_implied_volatility(db: sqlite_utils.Database) -> None:
+    """Sampled liquidations from exchanges' public streams (each event once, by the
+    exchange's id) with hourly totals by side; the streams' gaps, reported and never filled;
+    and implied-volatility index bars (Deribit's DVOL)."""
+    db.table("liquidations").create(
+        {
+            "exchange": str,
+            "event_id": str,
+            "asset": str,
+            "symbol": str,
+            "side": str,
+            "price": float,
+            "amount": float,
+            "notional_usd": float,
+            "at": str,
+        },
+        pk=("exchange", "event_id"),
+    )
+    db.table("liquidations").create_index(["asset", "at"], if_not_exists=True)
+    db.table("liquidation_hours").create(
+        {"asset": str, "hour": str, "side": str, "notional_usd": float, "events": int},
+        pk=("asset", "hour", "side"),
+    )
+    db.table("stream_gaps").create(
+        {"source": str, "since": str, "until": str, "reason": str}, pk=("source", "since")
+    )
+    db.table("implied_vol").create(
+        {
+            "asset": str,
+            "interval": str,
+            "ts": str,
+            "open": float,
+            "high": float,
+            "low": float,
+            "close": float,
+            "source": str,
+        },
+        pk=("asset", "interval", "ts"),
+    )

@@ -10,6 +10,7 @@ from bot.market.alerts import (
     DIVERGENCE,
     LEVELS,
 )
+from bot.market.liquidations import CASCADE
 from bot.mood.alerts import EXTREME, HYPE, SWING
 from bot.types import Alert
 
@@ -158,4 +159,6 @@ def case_kind(alert: Alert) -> str | None:
         found = f"level-{parts[2]}"
     elif alert.kind == DIVERGENCE and len(parts) > 2:
         found = f"divergence-{parts[2]}"
+    elif alert.kind == CASCADE and len(parts) > 3 and parts[3] == "long":
+        found = "liquidation"  # the claim is about long liquidations (forced selling)
     return found if found in BY_KIND else None
