@@ -175,3 +175,48 @@ def test_commands_show_liquidations_and_implied_volatility(market: Store) -> Non
     assert "realised over 30 days" in price and "Sampled liquidations 24h: $32.4M" in price
     assert "Sampled liquidations 24h" in ask(market, "/fear BTC", now)
     assert "Usage: /liquidations" in ask(market, "/liquidations", now)
+
+
+def test_market_v2_reads_implied_volatility_and_liquidations_and_says_what_stood_in(
+    market: Store,
+) -> None:
+    from bot.market.composite_v2 import (
+        LIQUIDATION_WEIGHT,
+        implied_vol_component,
+        liquidation_component,
+    )
+
+    now = datetime(2026, 7, 20, 15, tzinfo=UTC)
+    day = timedelta(days=1)
+    flat = [VolatilityIndex("BTC", "1d", now - k * day, 50, 50, 50, 50.0) for k in range(2, 95)]
+    assert implied_vol_component(flat, now) == pytest.approx(50.0)
+    spike = [*flat, VolatilityIndex("BTC", "1d", now - day, 50, 100, 50, 100.0)]
+    assert implied_vol_component(spike, now) < 25  # implied volatility doubling reads fear
+    assert implied_vol_component(flat[:20], now) is None  # under 30 days
+    old = history(40)
+    calm = liquidation_window("BTC", old, old[-1].hour, NOW)
+    assert liquidation_component(calm) == pytest.approx(50.0)
+    longs = liquidation_window(
+        "BTC", [*old, LiquidationHour(NOW - HOUR, "long", 30e6, 9)], old[-1].hour, NOW
+    )
+    shorts = liquidation_window(
+        "BTC", [*old, LiquidationHour(NOW - HOUR, "short", 30e6, 9)], old[-1].hour, NOW
+    )
+    assert liquidation_component(longs) < 15 < 85 < liquidation_component(shorts)
+
+    text = ask(market, "/fear BTC", now)
+    assert "(market-v2)" in text and "liquidations: not collected" in text
+    market.add_implied_vol(spike)
+    seed(market, now, 40, spike=30e6)
+    text = ask(market, "/fear BTC", now)
+    assert "(volatility: implied (Deribit DVOL) against its 30/90-day averages)" in text
+    assert "• liquidations (sampled): " in text and "(weight " in text
+    assert "Sampled liquidations 24h: $" in text
+    from bot.market.reads import composite_v2_at
+
+    reading, _ = composite_v2_at(market, "BTC", now, None)
+    assert reading is not None and reading.version == "market-v2"
+    assert sum(reading.weights.values()) == pytest.approx(1.0)
+    assert reading.weights["liquidations"] == pytest.approx(
+        LIQUIDATION_WEIGHT / (LIQUIDATION_WEIGHT + 0.9 * (1 - 0.20 - 0.10))  # no social, funding
+    )

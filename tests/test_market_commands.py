@@ -43,7 +43,10 @@ def test_fear_shows_the_composite_and_each_component(store: Store) -> None:
     assert "Fear & Greed (BTC market + social)" in text
     first = text.splitlines()[1]
     value = int(first.split("/")[0])
-    assert value <= 25 and "Extreme Fear" in first and "market-v1" in first  # June 2022
+    assert value <= 25 and "Extreme Fear" in first and "market-v2" in first  # June 2022
+    # market-v2 says what stood in: no implied volatility or liquidations are stored here.
+    assert "(volatility: realised (no implied volatility stored for 30 days))" in text
+    assert "(liquidations: not collected (left out))" in text
     for name in ("volatility", "momentum", "volume", "drawdown"):
         assert f"• {name}: " in text and "(weight " in text
     assert "social mood" not in text.split("Social mood")[0]  # no social data: not joined

@@ -78,13 +78,13 @@ def cmd_mood(cmd: Command, ctx: CommandContext) -> Reply:
 )
 def cmd_fear(cmd: Command, ctx: CommandContext) -> Reply:
     """The composite fear & greed index: market components joined with the social mood."""
-    from bot.market.reads import composite_at, composite_lines
+    from bot.market.reads import composite_lines, composite_v2_at
 
     asset, _ = split_args(cmd.args, (), ctx.assets)
     asset = "BTC" if asset is None else known(ctx, asset)
     social, _ = reading_at(ctx, Scope(), "24h")
     lines = [f"Fear & Greed ({asset} market + social) as of {ctx.now:%Y-%m-%d %H:%M} UTC:"]
-    reading, why = composite_at(ctx.store, asset, ctx.now, social.value)
+    reading, why = composite_v2_at(ctx.store, asset, ctx.now, social.value)
     if reading is None:
         lines.append(f"composite unavailable: {why}")
     else:

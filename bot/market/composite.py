@@ -102,6 +102,8 @@ class MarketReading:
     components: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     version: str = MARKET_VERSION
+    #: What stood in for what (market-v2: realised for implied volatility, ...).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

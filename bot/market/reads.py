@@ -76,6 +76,35 @@ def composite_at(
     return reading, ""
 
 
+def composite_v2_at(
+    store: Store, asset: str, now: datetime, social: float | None
+) -> tuple[MarketReading | None, str]:
+    """The market-v2 composite of ``asset`` as of ``now`` (implied volatility and sampled
+    liquidations where stored), and why there is none when there is none."""
+    from bot.market.composite_v2 import market_reading_v2
+
+    candles = closed_by(daily_closes(store, asset, now), now)
+    implied = store.implied_vol(asset, "1d", now - timedelta(days=120), now)
+    try:
+        reading = market_reading_v2(
+            candles,
+            now,
+            funding_at(store, asset, now),
+            social,
+            implied,
+            liquidations_at(store, asset, now),
+            stored_weights(store),
+        )
+    except ValueError as exc:
+        return None, f"the stored {asset} daily history is not usable ({exc})"
+    if reading is None:
+        return None, (
+            f"needs a year of {asset} daily candles up to the last two days"
+            f" (stored: {len(candles)}; `moodring prices backfill {asset}`)"
+        )
+    return reading, ""
+
+
 _LABELS = {
     "volatility": "volatility",
     "momentum": "momentum",
@@ -83,6 +112,7 @@ _LABELS = {
     "drawdown": "drawdown",
     "funding": "funding",
     "social": "social mood",
+    "liquidations": "liquidations (sampled)",
 }
 
 
@@ -94,6 +124,7 @@ def composite_lines(reading: MarketReading) -> list[str]:
         lines.append(
             f"• {_LABELS.get(name, name)}: {value:.0f}/100 {band_of(value)} (weight {weight:.0%})"
         )
+    lines += [f"  ({note})" for note in reading.notes]
     return lines
 
 
