@@ -220,3 +220,28 @@ def test_market_v2_reads_implied_volatility_and_liquidations_and_says_what_stood
     assert reading.weights["liquidations"] == pytest.approx(
         LIQUIDATION_WEIGHT / (LIQUIDATION_WEIGHT + 0.9 * (1 - 0.20 - 0.10))  # no social, funding
     )
+
+
+def test_status_reports_the_streams_gaps(backend_store: Store) -> None:
+    from bot.pipeline.status import status_report
+
+    assert "Stream gaps" not in status_report(backend_store, NOW)
+    backend_store.add_stream_gap(
+        StreamGap(
+            "liquidations:binanceusdm",
+            NOW - 2 * HOUR,
+            NOW - 2 * HOUR + 90 * timedelta(seconds=1),
+            "1006: abnormal closure",
+        )
+    )
+    backend_store.add_stream_gap(
+        StreamGap(
+            "liquidations:bybit", NOW - 3 * timedelta(days=1), NOW - 2 * timedelta(days=1), "old"
+        )
+    )
+    report = status_report(backend_store, NOW)
+    assert "Stream gaps in 24h: 1, 2 min not seen" in report
+    assert (
+        "liquidations:binanceusdm: 02-05 12:00:00–12:01:30 UTC (1006: abnormal closure)" in report
+    )
+    assert "Stream gaps in 24h: 1" in status_report(backend_store, NOW, detail=False)

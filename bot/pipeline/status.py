@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.pipeline.supervisor import health_from_json
 from bot.store import TICK_CHECKPOINT, Store, parse_ts
@@ -103,6 +103,7 @@ def status_report(
     elif reads := store.usage("x", month_of(now)):
         lines.append(f"X reads in {month_of(now)}: {reads:,}")
     lines.append(communities_line(store))
+    lines += gaps_lines(store, now, detail)
     counts = store.counts()
     total = sum(counts.get(k, 0) for k in ("new", "scored", "failed"))
     spam_share = counts.get("spam", 0) / total if total else 0.0
@@ -122,6 +123,26 @@ def status_report(
         f" {'never' if tick is None else tick + ' (' + _ago(parse_ts(tick), now) + ')'}"
     )
     return "\n".join(lines)
+
+
+def gaps_lines(store: Store, now: datetime, detail: bool) -> list[str]:
+    """The live streams' gaps of the last 24 h (liquidations): reported, never filled in."""
+    gaps = store.stream_gaps(now - timedelta(days=1))
+    if not gaps:
+        return []
+    missed = sum(
+        (min(g.until, now) - max(g.since, now - timedelta(days=1)) for g in gaps), timedelta(0)
+    )
+    lines = [
+        f"Stream gaps in 24h: {len(gaps)}, {_span(missed.total_seconds())} not seen"
+        " (what happened then is not counted)"
+    ]
+    if detail:
+        lines += [
+            f"  {g.source}: {g.since:%m-%d %H:%M:%S}–{g.until:%H:%M:%S} UTC ({g.reason})"
+            for g in gaps[-5:]
+        ]
+    return lines
 
 
 #: The checkpoint where ``moodring run`` records the allow-list it reads (``save_communities``).
