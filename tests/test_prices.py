@@ -64,6 +64,25 @@ def test_prices_import_cli_is_idempotent(
     assert main(["--db", str(db), "prices", "import", str(tmp_path / "none.csv")]) == 2
 
 
+def test_an_implied_volatility_index_imports_beside_the_prices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DVOL from a CSV (#17): stored as implied volatility, never as a price."""
+    db, src = tmp_path / "iv.db", tmp_path / "dvol.csv"
+    src.write_text("date,open,high,low,close\n2026-02-04,70,99,68,97.5\n2026-02-05,97,98,90,91\n")
+    argv = ["--db", str(db), "prices", "import", str(src), "--asset", "BTC", "--implied-vol"]
+    assert main(argv) == 0
+    assert "BTC 1d: 2 implied-volatility bars stored" in capsys.readouterr().out
+    store = Store(db)
+    try:
+        since = datetime(2026, 2, 1, tzinfo=UTC)
+        bars = store.implied_vol("BTC", "1d", since, since + timedelta(days=10))
+        assert [b.close for b in bars] == [97.5, 91.0] and bars[0].source == "dvol.csv"
+        assert store.query("SELECT COUNT(*) FROM prices") == [(0,)]
+    finally:
+        store.close()
+
+
 def test_prices_backfill_cli_pages_through_the_exchange_and_survives_a_429(
     tmp_path: Path,
     fake: FakeBinance,

@@ -317,6 +317,7 @@ def _stage(
 def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
     from bot.market.candles import read_candles_csv
     from bot.store import Store
+    from connectors.types import VolatilityIndex
 
     store = Store(settings.db)
     try:
@@ -327,10 +328,22 @@ def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
             got = read_candles_csv(Path(args.file), asset, args.interval)
             if not got.candles:
                 raise ConfigError(f"{args.file}: no candles ({got.skipped} rows skipped)")
-            n = store.add_candles(got.candles, args.source or Path(args.file).name)
+            source = args.source or Path(args.file).name
+            if args.implied_vol:
+                n = store.add_implied_vol(
+                    [
+                        VolatilityIndex(
+                            asset, c.interval, c.ts, c.open, c.high, c.low, c.close, source
+                        )
+                        for c in got.candles
+                    ]
+                )
+            else:
+                n = store.add_candles(got.candles, source)
             c0, c1 = got.candles[0], got.candles[-1]
+            what = "implied-volatility bars" if args.implied_vol else "candles"
             sys.stdout.write(
-                f"{asset} {c0.interval}: {n} candles stored, {c0.ts:%Y-%m-%d %H:%M} → "
+                f"{asset} {c0.interval}: {n} {what} stored, {c0.ts:%Y-%m-%d %H:%M} → "
                 f"{c1.ts:%Y-%m-%d %H:%M} (close {c1.close:,.2f}); {got.skipped} rows skipped"
                 + (f" (first: {got.first_error})" if got.skipped else "")
                 + "\n"
@@ -897,6 +910,11 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--asset", default="BTC", help="which asset the file is (default BTC)")
     pi.add_argument("--interval", choices=("1h", "1d"), help="default: from the file")
     pi.add_argument("--source", help="where the data came from (default: the file name)")
+    pi.add_argument(
+        "--implied-vol",
+        action="store_true",
+        help="the file is an implied-volatility index (e.g. Deribit's DVOL, in %%), not prices",
+    )
     pb = prs.add_parser("backfill", help="fetch an asset's candles from the exchange (ccxt)")
     pb.add_argument("asset")
     pb.add_argument("--interval", choices=("1h", "1d"), default="1d")
