@@ -444,3 +444,48 @@ def test_an_intake_that_loses_its_lease_stops_and_puts_no_chunk_after(
     assert other.try_take()  # the standby can take over
     other.release()
     store.close()
+
+
+def test_an_index_worker_rides_out_a_redis_outage_and_applies_each_chunk_once(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Redis goes away under a running index worker (every connection dropped, new ones
+    refused) for a few seconds while chunks keep arriving, then comes back: the worker
+    retries, resumes, and applies every chunk once, in order; nothing is dead-lettered."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.test_postgres_store import Cuttable
+
+    Store(pg_url).close()
+    parts = urlsplit(redis_url)
+    relay = Cuttable(parts.hostname or "127.0.0.1", parts.port or 6379)
+    via = urlunsplit(parts._replace(netloc=f"127.0.0.1:{relay.port}"))
+    worker = index_worker(pg_url, via, redis_prefix, "index-a")
+    producer = redis_queues(redis_url, redis_prefix, FAST, consumer="scorer")  # not cut
+
+    async def scenario() -> None:
+        task = asyncio.create_task(worker.run([]))
+        await async_wait_for(lambda: holds(worker), "the lease")
+        for seq in range(4):
+            await producer.to_index.put(chunk(seq))
+        await async_wait_for(lambda: worker.applied == [0, 1, 2, 3], "chunks 0-3")
+        relay.cut()
+        for seq in range(4, 8):  # scorers go on while the index worker cannot reach Redis
+            await producer.to_index.put(chunk(seq))
+        await asyncio.sleep(3.0)
+        assert worker.applied == [0, 1, 2, 3] and not task.done()
+        relay.restore()
+        await async_wait_for(lambda: worker.applied == list(range(8)), "chunks 4-7 after it")
+        worker.stop()
+        await task
+        assert isinstance(producer.to_index, RedisStreamQueue)
+        stats = await producer.to_index.stats()
+        assert stats.backlog == 0 and stats.dead_lettered == 0
+        await close_all(producer)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.cut()
+        worker.store.close()
+    assert checkpoint(pg_url) == (8, T0 + timedelta(minutes=7))
