@@ -1,10 +1,12 @@
-"""Fuzzing price payloads: Binance klines and tickers through the real ccxt, and Stooq's CSV."""
+"""Fuzzing price payloads: Binance klines and tickers through the real ccxt, Stooq's CSV, and
+Binance/Bybit liquidation frames through the real ccxt.pro parsers and the live feed."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import dataclasses
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,12 +23,22 @@ from hypothesis import strategies as st
 from bot.errors import ConfigError
 from bot.market.candles import read_candles_csv
 from bot.store import Store
+from connectors.bounds import EARLIEST_POST, MAX_CLOCK_SKEW_S
 from connectors.errors import ConnectorError, MalformedInput, SourceUnavailable
 from connectors.exchange import ExchangeFeed, build_exchange
+from connectors.liquidations import LiquidationFeed, parse_frame
 from connectors.quotes import StooqQuotes, parse_csv
-from connectors.types import Candle, Ticker
+from connectors.types import Candle, Liquidation, StreamGap, Ticker
 from tests.fake_exchange import FakeBinance, make_klines, open_interest, premium_index, ticker_24hr
-from tests.fuzz_checks import check_candle, check_ticker, fresh_key, fuzz
+from tests.fake_liquidations import (
+    BINANCE,
+    BYBIT,
+    FakeLiquidations,
+    all_liquidation,
+    eventually,
+    force_order,
+)
+from tests.fuzz_checks import check_aware_utc, check_candle, check_ticker, fresh_key, fuzz
 
 HOUR_MS = 3_600_000
 NOW_S = int(datetime.now(UTC).timestamp())
@@ -424,3 +436,202 @@ def test_a_stooq_field_over_csvs_limit_is_malformed_input() -> None:
             parse_csv(text, asset="SPY", today=date(2024, 1, 10))
     finally:
         csv.field_size_limit(limit)
+
+
+# ---------------------------------------------------------------------- liquidation frames
+
+SWAPS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+liquidation_side = st.sampled_from(["SELL", "BUY", "Buy", "Sell", "sell", "LONG", "", None, 1, []])
+liquidation_symbol = st.sampled_from(
+    ["BTCUSDT", "ETHUSDT", "BTCUSDT_260925", "BTCPERP", "XYZUSDT", "btcusdt", "", None, 7, {}]
+)
+liquidation_value = st.one_of(price, open_time, liquidation_side, liquidation_symbol)
+LIQUIDATION_FIELDS = {
+    "s": liquidation_symbol,
+    "S": liquidation_side,
+    "T": open_time,
+    "updatedTime": open_time,
+    "symbol": liquidation_symbol,
+    "side": liquidation_side,
+}
+
+
+def spoil(draw: st.DrawFn, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with a few fields dropped or given hostile values."""
+    for key in draw(st.lists(st.sampled_from(sorted(entry)), max_size=4, unique=True)):
+        if draw(st.booleans()):
+            del entry[key]
+        else:
+            entry[key] = draw(LIQUIDATION_FIELDS.get(key, liquidation_value))
+    return entry
+
+
+@st.composite
+def binance_frame(draw: st.DrawFn) -> Any:
+    """A Binance ``forceOrder`` event: mostly well formed, often with bad fields, sometimes
+    not an object at all, or wrapped the way a combined stream sends it."""
+    choice = draw(st.integers(0, 19))
+    if choice == 0:
+        return draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just([1])))
+    at = datetime.fromtimestamp(draw(st.integers(NOW_MS - 500 * HOUR_MS, NOW_MS)) / 1000, UTC)
+    qty, px = draw(st.floats(1e-4, 1e3)), draw(st.floats(1e-3, 1e6))
+    side, symbol = (
+        draw(st.sampled_from(["SELL", "BUY"])),
+        draw(st.sampled_from(["BTCUSDT", "ETHUSDT"])),
+    )
+    frame = force_order(symbol, side, f"{qty:.4f}", f"{px:.2f}", at)
+    if choice == 1:
+        frame["o"] = draw(st.one_of(st.none(), st.text(max_size=3), st.just([])))
+    elif choice >= 8:
+        frame["o"] = spoil(draw, frame["o"])
+    return {"stream": f"{symbol.lower()}@forceOrder", "data": frame} if choice == 19 else frame
+
+
+@st.composite
+def bybit_frame(draw: st.DrawFn) -> Any:
+    """A Bybit ``allLiquidation`` frame of a few rows (or the older ``liquidation`` topic's
+    one object), rows often spoiled, data sometimes missing or of the wrong type."""
+    choice = draw(st.integers(0, 19))
+    if choice == 0:
+        return draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just([1])))
+    rows = []
+    for _ in range(draw(st.integers(0, 4))):
+        at = datetime.fromtimestamp(draw(st.integers(NOW_MS - 500 * HOUR_MS, NOW_MS)) / 1000, UTC)
+        size, px = draw(st.floats(1e-4, 1e3)), draw(st.floats(1e-3, 1e6))
+        side = draw(st.sampled_from(["Buy", "Sell"]))
+        rows.append((side, f"{size:.4f}", f"{px:.2f}", at))
+    symbol = draw(st.sampled_from(["BTCUSDT", "ETHUSDT"]))
+    frame = all_liquidation(symbol, *rows)
+    frame["data"] = [spoil(draw, r) if draw(st.integers(0, 2)) == 0 else r for r in frame["data"]]
+    if choice == 1:
+        frame["data"] = draw(st.one_of(st.none(), st.text(max_size=3), st.just([None, "x"])))
+    elif choice == 2 and frame["data"]:  # the older topic: one object with long names
+        row = frame["data"][0]
+        old = {"symbol": row.get("s"), "side": row.get("S"), "size": row.get("v")}
+        frame = {
+            "topic": f"liquidation.{symbol}",
+            "data": spoil(draw, {**old, "price": row.get("p"), "updatedTime": row.get("T")}),
+        }
+    return frame
+
+
+def entries(venue: str, frame: Any) -> int:
+    """How many liquidations ``frame`` claims to carry: each must come out as a Liquidation
+    or a counted rejection (a frame that is no object, or has no entries, counts as one)."""
+    if not isinstance(frame, dict) or venue == BINANCE:
+        return 1
+    data = frame.get("data")
+    return len(data) if isinstance(data, list) else 1
+
+
+def check_liquidation(liq: Liquidation, venue: str, now: datetime) -> None:
+    """The invariants every Liquidation keeps."""
+    assert type(liq) is Liquidation
+    assert liq.exchange == venue and liq.event_id.startswith(f"{venue}:")
+    assert liq.symbol in SWAPS and liq.asset == liq.symbol.split("/")[0]
+    assert liq.side in ("long", "short")
+    for name in ("price", "amount", "notional_usd"):
+        value = getattr(liq, name)
+        assert type(value) is float and math.isfinite(value) and value > 0, f"{name} = {value!r}"
+    assert liq.notional_usd == pytest.approx(liq.price * liq.amount)
+    check_aware_utc(liq.at, "at")
+    assert EARLIEST_POST <= liq.at <= now + timedelta(seconds=MAX_CLOCK_SKEW_S)
+
+
+@dataclass(repr=False)
+class LiveLiquidations:
+    """One fake exchange pair and one running LiquidationFeed per exchange, for every example."""
+
+    fake: FakeLiquidations
+    loop: asyncio.AbstractEventLoop
+    feeds: dict[str, LiquidationFeed]
+    items: dict[str, list[Liquidation | StreamGap]]
+    sentinel: Iterator[int]
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+
+@pytest.fixture(scope="module")
+def live_liquidations() -> Iterator[LiveLiquidations]:
+    fake = FakeLiquidations()
+    fake.start()
+    loop = asyncio.new_event_loop()
+    feeds: dict[str, LiquidationFeed] = {}
+    items: dict[str, list[Liquidation | StreamGap]] = {}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(venue: str) -> None:
+        feed = LiquidationFeed(venue, ["BTC", "ETH"], ws_url=fake.ws_url, rest_url=fake.base_url)
+        feed.exchange.timeout_on_exit = 0
+        got: list[Liquidation | StreamGap] = []
+
+        async def consume() -> None:
+            async for item in feed.events():
+                got.append(item)
+
+        tasks.append(asyncio.create_task(consume()))
+        await eventually(lambda: feed.connected)
+        feeds[venue], items[venue] = feed, got
+
+    live = LiveLiquidations(fake, loop, feeds, items, iter(range(1, 10**9)))
+    for venue in (BINANCE, BYBIT):
+        live.run(start(venue))
+    yield live
+    for task in tasks:
+        task.cancel()
+    live.run(asyncio.gather(*tasks, return_exceptions=True))
+    for feed in feeds.values():
+        live.run(feed.close())
+    loop.close()
+    fake.stop()
+
+
+@fuzz(300)
+@given(st.sampled_from([BINANCE, BYBIT]), st.data())
+def test_liquidation_frames_parse_to_liquidations_or_rejections(
+    live_liquidations: LiveLiquidations, venue: str, data: st.DataObject
+) -> None:
+    frame = data.draw(binance_frame() if venue == BINANCE else bybit_frame())
+    exchange = live_liquidations.feeds[venue].exchange
+    now = datetime.now(UTC)
+    parsed = parse_frame(exchange, frame, now=now, symbols=SWAPS)
+    assert parsed is not None  # every generated frame is a liquidation frame
+    assert len(parsed.liquidations) + len(parsed.rejected) == entries(venue, frame)
+    event(f"{venue}: {len(parsed.liquidations)} ok, {len(parsed.rejected)} rejected")
+    for liq in parsed.liquidations:
+        check_liquidation(liq, venue, now)
+    assert all(isinstance(r, str) and r for r in parsed.rejected)
+
+
+@fuzz(60)
+@given(st.sampled_from([BINANCE, BYBIT]), st.data())
+def test_liquidation_frames_through_the_live_feed_are_events_or_counted(
+    live_liquidations: LiveLiquidations, venue: str, data: st.DataObject
+) -> None:
+    live = live_liquidations
+    frame = data.draw(binance_frame() if venue == BINANCE else bybit_frame())
+    feed, items = live.feeds[venue], live.items[venue]
+    before = (len(items), feed.malformed, feed.duplicates)
+    # A unique well-formed event after the fuzzed frame: once it is out, the frame was read.
+    price = f"{next(live.sentinel)}.5"
+    if venue == BINANCE:
+        sentinel = force_order("ETHUSDT", "BUY", "1", price, datetime.now(UTC))
+    else:
+        sentinel = all_liquidation("ETHUSDT", ("Sell", "1", price, datetime.now(UTC)))
+
+    async def push() -> None:
+        live.fake.push(venue, frame)
+        live.fake.push(venue, sentinel)
+        await eventually(lambda: any(getattr(i, "price", 0) == float(price) for i in items))
+
+    live.run(push())
+    new = items[before[0] :]
+    assert isinstance(new[-1], Liquidation) and new[-1].price == float(price)
+    counted = len(new) - 1 + feed.malformed - before[1] + feed.duplicates - before[2]
+    assert counted == entries(venue, frame)
+    now = datetime.now(UTC)
+    for liq in new:
+        assert isinstance(liq, Liquidation)  # no gap: nothing broke the connection
+        check_liquidation(liq, venue, now)
+    assert feed.connected and feed.reconnects == 0
