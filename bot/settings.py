@@ -167,6 +167,18 @@ class Settings(BaseSettings):
     quotes_api_key: SecretStr | None = None
     quotes_url: str = "https://stooq.com"
     quotes_symbols: tuple[str, ...] = ("IGV", "QQQ", "GLD", "SPY")
+    #: Exchanges whose public liquidation streams are sampled for ``price_assets`` (ccxt ids:
+    #: "binanceusdm", "bybit"); empty leaves liquidations off.
+    liquidation_exchanges: tuple[Literal["binanceusdm", "bybit"], ...] = ()
+    #: Point the liquidation streams at another websocket / REST base (a proxy, a test peer).
+    liquidation_ws_url: str | None = None
+    liquidation_api_url: str | None = None
+    #: Read Deribit's DVOL implied-volatility index for BTC and ETH (public, no key).
+    implied_vol: bool = False
+    #: Point the Deribit client at another base URL (a proxy, or a test peer).
+    deribit_api_url: str | None = None
+    #: Seconds between DVOL reads (its hourly bars).
+    implied_vol_poll_s: float = Field(default=600.0, ge=MIN_POLL_S, le=CENTURY_S)
     #: The composite's weights by component (volatility, momentum, volume, drawdown, funding,
     #: social); unset ones keep the published defaults (docs/INDEX.md).
     market_weights: dict[str, float] = {}

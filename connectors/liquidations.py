@@ -420,6 +420,11 @@ class LiquidationFeed:
         # bound method it finds when it is created, so this must be set before any watch.
         self._ccxt_handle_message = self.exchange.handle_message
         self.exchange.handle_message = self._on_frame
+        # ccxt decodes each text frame (JSON) before that, in its receive-loop callback: a frame
+        # that is not JSON raises there and ends the loop, so the socket would look alive and
+        # read nothing until a keepalive failed. Each new client's decoder is guarded.
+        self._ccxt_client = self.exchange.client
+        self.exchange.client = self._guarded_client
 
     @property
     def name(self) -> str:
@@ -575,6 +580,24 @@ class LiquidationFeed:
         # closed one must not take frames for the next generation.
         self._generation += 1
         await self.exchange.close_ws_clients()
+
+    def _guarded_client(self, url: str) -> Any:
+        client = self._ccxt_client(url)
+        if not getattr(client, "_moodring_guarded", False):
+            decode = client.handle_text_or_binary_message
+
+            def guarded(data: Any) -> None:
+                try:
+                    decode(data)
+                except ValueError as exc:  # orjson's JSONDecodeError is a ValueError
+                    self.malformed += 1
+                    log.warning(
+                        "%s: a frame that is not JSON left out (%s): %.200r", self.source, exc, data
+                    )
+
+            client.handle_text_or_binary_message = guarded
+            client._moodring_guarded = True
+        return client
 
     def _on_frame(self, client: Any, message: Any) -> None:
         """Every frame ccxt receives, before ccxt sees it (ccxt's receive loop calls this)."""

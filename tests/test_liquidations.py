@@ -244,6 +244,25 @@ def test_a_frame_that_breaks_ccxts_own_handler_is_counted(
     assert len(fake.connections(venue)) == 1
 
 
+@pytest.mark.parametrize("venue", [BINANCE, BYBIT])
+def test_a_frame_that_is_not_json_is_counted_and_the_socket_reads_on(
+    fake: FakeLiquidations, caplog: pytest.LogCaptureFixture, venue: str
+) -> None:
+    # ccxt decodes text frames in its receive loop's callback: undecodable JSON raised there
+    # once ended the loop, and the socket stayed open, reading nothing until a keepalive died.
+    async def main() -> tuple[int, list[Item]]:
+        async with running(fake, venue) as (feed, items):
+            fake.push(venue, "{not json")
+            fake.push(venue, good_frame(venue))
+            await eventually(lambda: len(items) == 1)
+            return feed.malformed, items
+
+    malformed, items = asyncio.run(main())
+    assert len(liquidations(items)) == 1 and malformed == 1
+    assert "not JSON left out" in caplog.text
+    assert len(fake.connections(venue)) == 1  # no reconnect was needed
+
+
 @pytest.mark.parametrize(
     ("at", "accepted"),
     [

@@ -311,6 +311,14 @@ async def serve(
             tasks.append(await _prices(settings, store, pipeline, stack))
         else:
             observer.on_source_off("prices", "MOODRING_PRICE_EXCHANGE is not set")
+        for exchange in settings.liquidation_exchanges:
+            tasks.append(_liquidations(settings, store, pipeline, exchange))
+        if not settings.liquidation_exchanges:
+            observer.on_source_off(
+                "liquidations", "MOODRING_LIQUIDATION_EXCHANGES is not set (binanceusdm, bybit)"
+            )
+        if settings.implied_vol:
+            tasks.append(await _implied_vol(settings, store, pipeline, stack))
         if settings.quotes_api_key is not None:
             tasks.append(await _quotes(settings, store, pipeline, stack))
         else:
@@ -470,6 +478,56 @@ async def _quotes(
         return refresh_quotes(quotes, store, settings.quotes_symbols, pipeline.stopping)
 
     return _supervised(pipeline, "quotes", start)
+
+
+def _liquidations(
+    settings: Settings, store: Store, pipeline: Pipeline, exchange: str
+) -> asyncio.Task[None]:
+    """One exchange's liquidation stream, under the supervisor (a new connection each start;
+    the stretch between is recorded as a gap)."""
+    from bot.pipeline.feeds import LiquidationReadings, run_liquidations
+    from connectors.liquidations import LiquidationFeed
+
+    sensors: list[LiquidationReadings] = []
+
+    async def start() -> None:
+        feed = LiquidationFeed(
+            exchange,
+            settings.price_assets,
+            settings.price_quote,
+            ws_url=settings.liquidation_ws_url,
+            rest_url=settings.liquidation_api_url,
+        )
+        for old in sensors:
+            pipeline.observer.remove(old)
+        sensors[:] = [LiquidationReadings(pipeline.observer, feed)]
+        pipeline.observer.add(sensors[0])
+        try:
+            await run_liquidations(feed, store, pipeline.stopping)
+        finally:
+            await feed.close()
+
+    log.info("connector liquidations on: %s %s", exchange, "/".join(settings.price_assets))
+    return _supervised(pipeline, f"liquidations:{exchange}", start)
+
+
+async def _implied_vol(
+    settings: Settings, store: Store, pipeline: Pipeline, stack: AsyncExitStack
+) -> asyncio.Task[None]:
+    """Deribit's DVOL for BTC and ETH, read under the supervisor."""
+    from bot.pipeline.feeds import run_implied_vol
+    from connectors.volatility import VolatilityFeed
+
+    feed = VolatilityFeed(settings.deribit_api_url)
+    await stack.enter_async_context(feed)
+    log.info("connector implied-vol on: deribit DVOL every %.0fs", settings.implied_vol_poll_s)
+
+    def start() -> Awaitable[None]:
+        return run_implied_vol(
+            feed, store, settings.price_assets, pipeline.stopping, settings.implied_vol_poll_s
+        )
+
+    return _supervised(pipeline, "implied-vol", start)
 
 
 async def _prices(
