@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -41,6 +42,7 @@ from tests.conftest import ROOT
 T0 = datetime(2022, 6, 25, 12, 0, tzinfo=UTC)
 FAST = RedisQueueConfig(max_backlog=100, claim_idle_ms=400, block_ms=50, retry_s=20.0)
 WAIT_S = 20.0  # a bound on what must happen, never a measure of speed
+W = TypeVar("W", bound=StageWorker)
 
 
 # ---------------------------------------------------------------------- the reorder buffer
@@ -155,19 +157,27 @@ class RecordingWorker(StageWorker):
         await super()._apply(received)
 
 
-def index_worker(
-    pg_url: str, redis_url: str, prefix: str, name: str, config: PipelineConfig | None = None
-) -> RecordingWorker:
-    store = Store(pg_url)
-    worker = RecordingWorker(
-        store=store,
+def stage_worker(
+    cls: type[W], pg_url: str, redis_url: str, prefix: str, name: str, config: PipelineConfig
+) -> W:
+    """A stage worker of class ``cls`` on its own store, over the test's Redis streams."""
+    return cls(
+        store=Store(pg_url),
         scorer=NoScorer(),
         assets=AssetTable.load(),
         language=LanguageDetector(),
         spam=SpamMarker(SpamConfig()),
         sinks={},
         queues=redis_queues(redis_url, prefix, FAST, consumer=name),
-        config=config or PipelineConfig(),
+        config=config,
+    )
+
+
+def index_worker(
+    pg_url: str, redis_url: str, prefix: str, name: str, config: PipelineConfig | None = None
+) -> RecordingWorker:
+    worker = stage_worker(
+        RecordingWorker, pg_url, redis_url, prefix, name, config or PipelineConfig()
     )
     worker.role = "index"
     worker.applied = []
@@ -395,17 +405,9 @@ def test_an_intake_that_loses_its_lease_stops_and_puts_no_chunk_after(
     from connectors.types import Message
     from tests.doubles import ListSource
 
-    store = Store(pg_url)
-    worker = StageWorker(
-        store=store,
-        scorer=NoScorer(),
-        assets=AssetTable.load(),
-        language=LanguageDetector(),
-        spam=SpamMarker(SpamConfig()),
-        sinks={},
-        queues=redis_queues(redis_url, redis_prefix, FAST, consumer="intake-a"),
-        config=PipelineConfig(score_chunk=4, batch_size=4, flush_s=0.05),
-    )
+    config = PipelineConfig(score_chunk=4, batch_size=4, flush_s=0.05)
+    worker = stage_worker(StageWorker, pg_url, redis_url, redis_prefix, "intake-a", config)
+    store = worker.store
     worker.role = "intake"
     worker.lease = Lease(pg_url, INTAKE_KEY, "intake-a")
     assert worker.lease.try_take()

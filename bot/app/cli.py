@@ -855,6 +855,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------- parser
 
 
+def _history_args(parser: argparse.ArgumentParser, messages: str, db: str) -> None:
+    """The price history and the social side that `backtest` and `track` both read."""
+    parser.add_argument("--asset", default="BTC")
+    parser.add_argument(
+        "--prices", help="daily candle CSV (default: the bundled history of --asset)"
+    )
+    parser.add_argument("--messages", help=f"{messages} (default: bundled)")
+    parser.add_argument("--db", dest="from_db", help=f"{db} this database instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moodring", description="Crypto community mood index: sentiment bot and tools."
@@ -925,12 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser(
         "backtest", help="the composite over the price history; does social mood lead price?"
     )
-    bt.add_argument("--asset", default="BTC")
-    bt.add_argument("--prices", help="daily candle CSV (default: the bundled history of --asset)")
-    bt.add_argument("--messages", help="posts to score for the social mood (default: bundled)")
-    bt.add_argument(
-        "--db", dest="from_db", help="read the social mood from this database instead of scoring"
-    )
+    _history_args(bt, "posts to score for the social mood", "read the social mood from")
     bt.add_argument("--no-social", action="store_true", help="market components only")
     bt.add_argument("--out", help="write the daily rows to this CSV")
     bt.add_argument("--chart", default="backtest.png", help="PNG to write (default backtest.png)")
@@ -939,12 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "track", help="what followed each alert kind (return, volatility) against random days"
     )
-    tr.add_argument("--asset", default="BTC")
-    tr.add_argument("--prices", help="daily candle CSV (default: the bundled history of --asset)")
-    tr.add_argument("--messages", help="posts to replay for the social alerts (default: bundled)")
-    tr.add_argument(
-        "--db", dest="from_db", help="read the social alerts from this database instead"
-    )
+    _history_args(tr, "posts to replay for the social alerts", "read the social alerts from")
     tr.add_argument("--no-social", action="store_true", help="the replayed market kinds only")
     tr.add_argument("--out", help="write every kind and horizon to this CSV")
     tr.add_argument("--chart", default="track.png", help="PNG to write (default track.png)")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from bot.market.candles import closed_by, daily_closes
-from bot.market.composite import MarketReading, MarketWeights, market_reading
+from bot.market.composite import MarketReading, MarketWeights
 from bot.market.correlation import rolling_correlation
 from bot.market.levels import levels_at, nearest
 from bot.market.liquidations import COLLECTING, WINDOWS, LiquidationWindow, liquidation_window
@@ -54,26 +54,6 @@ def funding_at(store: Store, asset: str, now: datetime) -> float | None:
     if ticker is None or now - ticker.at > FRESH:
         return None
     return ticker.funding_rate
-
-
-def composite_at(
-    store: Store, asset: str, now: datetime, social: float | None
-) -> tuple[MarketReading | None, str]:
-    """The market composite of ``asset`` as of ``now`` joined with the social mood, and why
-    there is none when there is none."""
-    candles = closed_by(daily_closes(store, asset, now), now)
-    try:
-        reading = market_reading(
-            candles, now, funding_at(store, asset, now), social, stored_weights(store)
-        )
-    except ValueError as exc:  # a gap in the stored history: say so rather than guess
-        return None, f"the stored {asset} daily history is not usable ({exc})"
-    if reading is None:
-        return None, (
-            f"needs a year of {asset} daily candles up to the last two days"
-            f" (stored: {len(candles)}; `moodring prices backfill {asset}`)"
-        )
-    return reading, ""
 
 
 def composite_v2_at(
