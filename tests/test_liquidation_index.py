@@ -245,3 +245,21 @@ def test_status_reports_the_streams_gaps(backend_store: Store) -> None:
         "liquidations:binanceusdm: 02-05 12:00:00–12:01:30 UTC (1006: abnormal closure)" in report
     )
     assert "Stream gaps in 24h: 1" in status_report(backend_store, NOW, detail=False)
+
+
+def test_market_v2_equals_market_v1_until_something_new_is_stored(market: Store) -> None:
+    """So market-v1's replayed record describes the live composite alerts until implied
+    volatility or 30 days of liquidations exist (their line says it is market-v1's)."""
+    from bot.market.candles import closed_by
+    from bot.market.composite import market_reading
+    from bot.market.composite_v2 import market_reading_v2
+
+    candles = market.candles("BTC", "1d")
+    for t in (datetime(2018, 12, 15, tzinfo=UTC), datetime(2024, 3, 10, tzinfo=UTC)):
+        closed = closed_by(candles, t)
+        for social in (None, 30.0):
+            v1 = market_reading(closed, t, 0.0003, social)
+            v2 = market_reading_v2(closed, t, 0.0003, social, [], None)
+            assert v1 is not None and v2 is not None
+            assert v2.value == pytest.approx(v1.value) and v2.components == v1.components
+            assert v2.version == "market-v2" and v1.version == "market-v1"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -184,6 +185,11 @@ def test_a_live_alerts_line_uses_only_prices_and_alerts_closed_by_its_time(
     ]
     assert f"after the {len(closed)} past BTC composite extreme-fear entries" in lines[0]
     assert "30-day return" in lines[0]
+    # A live composite alert is market-v2's; its record is market-v1's replay, and says so.
+    store = Store(tmp_path / "later.db")
+    live = replace(alert, detail="components: volatility 23, momentum 2 (market-v2)")
+    assert TrackRecord(store).line(live).startswith("track record (market-v1, price only): after")
+    store.close()
     assert TrackRecord(Store(tmp_path / "empty.db")).line(alert) == (
         "track record: none yet (no daily prices of BTC)"
     )

@@ -16,7 +16,7 @@ from bot.market.alerts import (
     level_alerts,
 )
 from bot.market.candles import closed_by
-from bot.market.composite import market_reading
+from bot.market.composite_v2 import market_reading_v2
 from bot.market.levels import levels_at, nearest
 from bot.market.liquidations import LIQUIDATION_STATE, WINDOWS, cascade_alert
 from bot.market.reads import funding_at, liquidations_at, price_view, stored_weights
@@ -112,11 +112,15 @@ class MarketRules:
                 alerts += [found] if found is not None else []
             weights = weights or stored_weights(self.store)
             try:
-                composite = market_reading(
+                # market-v2: equal to market-v1 until implied volatility or 30 days of
+                # sampled liquidations are stored (its weights renormalise the same way).
+                composite = market_reading_v2(
                     candles,
                     now,
                     funding_at(self.store, asset, now),
                     social.value if social is not None else None,
+                    self.store.implied_vol(asset, "1d", now - timedelta(days=120), now),
+                    liquidations_at(self.store, asset, now),
                     weights,
                 )
             except ValueError as exc:

@@ -11,6 +11,7 @@ from bot.market.alerts import (
     MarketAlertParams,
 )
 from bot.market.candles import closed_by
+from bot.market.composite_v2 import MARKET_V2
 from bot.market.reads import stored_weights
 from bot.mood.alerts import AlertParams
 from bot.store import Store
@@ -159,7 +160,12 @@ class TrackRecord:
         except ValueError as exc:  # malformed stored candles: say so, keep the tick
             log.warning("track record of %s skipped: %s", alert.key, exc)
             return f"track record: unavailable ({exc})"
-        return record_line(asset, hypothesis, m)
+        line = record_line(asset, hypothesis, m)
+        if hypothesis.kind.startswith("composite") and MARKET_V2 in alert.detail:
+            # The composite alerts are market-v2's; their past is market-v1's price-only
+            # replay (there is no liquidation or implied-volatility history), and says so.
+            line = line.replace("track record:", "track record (market-v1, price only):", 1)
+        return line
 
     def _replay(self, asset: str, candles: list[Candle]) -> tuple[datetime | None, list[Alert]]:
         key = (len(candles), candles[-1].ts)
