@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -118,6 +119,12 @@ class Settings(BaseSettings):
     #: community ("telegram:-1001234567890"). X searches and replays are public already;
     #: other groups' posts are quoted only to that group itself.
     public_sources: tuple[str, ...] = ()
+    #: Reverse proxies in front of ``moodring serve`` (IPs or CIDRs, e.g. "10.0.0.0/8"): only
+    #: from these is X-Forwarded-For believed, so users behind the proxy each get their own
+    #: rate limit while nobody else can pick the address they are limited as.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Requests one client address may make to the public API per minute (then 429).
+    api_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
     #: Assets alerts may be about besides the coin table, ``assets`` and priced assets
     #: (a busy unknown cashtag gets readings but never alerts).
     alert_assets: tuple[str, ...] = ()
@@ -233,6 +240,17 @@ class Settings(BaseSettings):
             match = SOURCE_RE.fullmatch(entry)
             if match is None or (info.field_name == "communities" and not match.group(2)):
                 raise ValueError(f"{shown(entry)} is not platform:id, e.g. telegram:-1001234567890")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry is an IP address or a CIDR network (IPv4 or IPv6)."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{shown(entry)} is not an IP or CIDR, e.g. 10.0.0.0/8") from None
         return value
 
     @field_validator("log_level")

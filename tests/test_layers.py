@@ -65,7 +65,19 @@ BOT_RULES = {
     "track": {"kernel", "track", "market", "mood", "store"},
     "pipeline": {"kernel", "pipeline", "mood", "prefs", "market", "store", "track"},
     "chat": {"kernel", "chat", "mood", "prefs", "market", "store", "pipeline", "track"},
-    "app": {"kernel", "app", "mood", "prefs", "market", "store", "pipeline", "chat", "track"},
+    "web": {"kernel", "web", "mood", "prefs", "market", "store", "pipeline", "chat", "track"},
+    "app": {
+        "kernel",
+        "app",
+        "mood",
+        "prefs",
+        "market",
+        "store",
+        "pipeline",
+        "chat",
+        "track",
+        "web",
+    },
 }
 
 

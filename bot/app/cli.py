@@ -691,6 +691,29 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the public JSON API (``/api/v1/``) from the database until interrupted."""
+    import uvicorn
+
+    from bot.store import Store
+    from bot.web.app import ApiConfig, create_app
+
+    _need_database(settings, "run `moodring demo` or `moodring run` first, or give --db")
+    store = Store(settings.db)
+    try:
+        config = ApiConfig(
+            public_sources=tuple(settings.public_sources),
+            trusted_proxies=tuple(settings.trusted_proxies),
+            rate_per_minute=settings.api_rate_per_minute,
+        )
+        app = create_app(store, config)
+        # uvicorn's own access log would repeat every client address; ours stays quiet.
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        store.close()
+    return 0
+
+
 def _parse_at(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
@@ -975,6 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--platform", default="cli", help="…on this platform")
     a.add_argument("--out", help="where to write a chart PNG (default: ASSET-SPAN.png)")
     a.set_defaults(func=cmd_ask)
+
+    sv = sub.add_parser("serve", help="serve the public JSON API (/api/v1/) from the database")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser(
         "eval", help="score a labelled TSV, or run the behaviour suite (JSON last line)"

@@ -1,0 +1,1 @@
+"""The public read-only JSON API (`moodring serve`): FastAPI handlers over the store."""

@@ -1,0 +1,266 @@
+"""The FastAPI application: `/api/v1/` routes, caching headers, per-client limits, 4xx errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bot.chat.context import (
+    CommandContext,
+    UnknownAssetError,
+    UsageError,
+    asset_arg,
+    known,
+)
+from bot.store import Store
+from bot.web import reads
+from bot.web.clients import ClientLimiter, client_ip, networks
+from bot.web.fng import fng_csv, fng_document
+from bot.web.models import (
+    AlertsOut,
+    ErrorOut,
+    FngOut,
+    HealthOut,
+    HistoryOut,
+    LevelsOut,
+    MoodOut,
+)
+from nlp.assets import AssetTable
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+CACHE_CONTROL = "public, max-age=60"
+#: Nothing is dated before the genesis block (the replay's own rule for a malformed row).
+EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "bad input"},
+    404: {"model": ErrorOut, "description": "unknown asset, or no public source by that name"},
+    429: {"model": ErrorOut, "description": "over this address's rate limit (see Retry-After)"},
+}
+
+Window = Literal["1h", "24h", "7d"]
+Format = Literal["json", "csv"]
+Community = Annotated[
+    str, Query(pattern=r"^(\*|-?[A-Za-z0-9_.]{1,64})$", description="a community id, or *")
+]
+Platform = Annotated[str, Query(pattern=r"^(\*|[a-z0-9_]{1,32})$", description="or *")]
+Asset = Annotated[str | None, Query(max_length=20, description="e.g. BTC; all assets if absent")]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """What the API needs of the settings."""
+
+    public_sources: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    rate_per_minute: int = 120
+
+
+class BadInputError(ValueError):
+    """A parameter that parsed but cannot be answered (a time outside the data)."""
+
+
+def create_app(
+    store: Store,
+    config: ApiConfig = ApiConfig(),
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """The API over ``store`` (opened and closed by the caller). ``clock`` is the wall clock
+    that decides whether the database is live; ``monotonic`` the rate limiter's time."""
+    app = FastAPI(
+        title="moodring",
+        version="1",
+        description="The mood index and the fear & greed composite, read-only.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,  # Swagger UI loads its script from a CDN: not at run time
+        redoc_url=None,
+    )
+    table = AssetTable.load()
+    trusted = networks(config.trusted_proxies)
+    limiter = ClientLimiter(config.rate_per_minute)
+
+    def view() -> reads.ApiView:
+        now, live = reads.as_of(store, clock())
+        ctx = CommandContext(store=store, now=now, assets=table)
+        return reads.ApiView(ctx=ctx, live=live, public_sources=config.public_sources)
+
+    def asset_of(v: reads.ApiView, text: str | None) -> str:
+        if text is None or text == "*":
+            return "*"
+        return known(v.ctx, asset_arg(text, table))
+
+    def when(v: reads.ApiView, at: datetime | None, name: str) -> datetime | None:
+        if at is None:
+            return None
+        try:
+            got = reads.utc(at)
+        except (OverflowError, ValueError):
+            raise BadInputError(f"{name}: not a time moodring can read") from None
+        if not EARLIEST <= got <= v.ctx.now:
+            raise BadInputError(
+                f"{name}: must be between {EARLIEST:%Y-%m-%d} and the data's now,"
+                f" {v.ctx.now.isoformat()}"
+            )
+        return got
+
+    @app.middleware("http")
+    async def rate_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        peer = request.client.host if request.client else None
+        ip = client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
+        if request.url.path.startswith(PREFIX) and not limiter.allow(ip, monotonic()):
+            return JSONResponse(
+                {"error": f"over {config.rate_per_minute} requests a minute from {ip}"},
+                status_code=429,
+                headers={"Retry-After": str(limiter.retry_after())},
+            )
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "query")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"error": "; ".join(parts)[:500]}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(BadInputError)
+    @app.exception_handler(UsageError)
+    async def usage(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(UnknownAssetError)
+    @app.exception_handler(reads.NotFoundError)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        text = f"unknown asset {exc.asset}" if isinstance(exc, UnknownAssetError) else str(exc)
+        return JSONResponse({"error": text}, status_code=404)
+
+    @app.get(f"{PREFIX}/mood", response_model=MoodOut, responses=ERRORS)
+    def mood(
+        request: Request,
+        asset: Asset = None,
+        community: Community = "*",
+        platform: Platform = "*",
+        window: Window = "24h",
+        at: datetime | None = None,
+    ) -> Response:
+        """The mood reading of a scope: value, band, components, sample size, confidence and
+        the model that scored it, as ``/mood`` reads it."""
+        v = view()
+        scope = v.scope(asset_of(v, asset), community, platform)
+        doc = reads.mood(v, scope, window, when(v, at, "at") or v.ctx.now)
+        return cached(request, doc)
+
+    @app.get(f"{PREFIX}/history", response_model=HistoryOut, responses=ERRORS)
+    def history(
+        request: Request,
+        asset: Asset = None,
+        community: Community = "*",
+        platform: Platform = "*",
+        window: Window = "24h",
+        step: Literal["1h", "1d"] = "1h",
+        limit: Annotated[int, Query(ge=1, le=5000)] = 24,
+        since: datetime | None = None,
+        format: Format = "json",
+    ) -> Response:
+        """The stored readings of a scope, oldest first; ``format=csv`` for a CSV."""
+        v = view()
+        scope = v.scope(asset_of(v, asset), community, platform)
+        doc = reads.history(v, scope, window, step, limit, when(v, since, "since"))
+        if format == "csv":
+            return cached(request, reads.history_csv(doc).encode(), "text/csv; charset=utf-8")
+        return cached(request, doc)
+
+    @app.get(f"{PREFIX}/fng", response_model=FngOut, responses=ERRORS)
+    def fng(
+        request: Request,
+        asset: Annotated[str, Query(max_length=20)] = "BTC",
+        limit: Annotated[int, Query(ge=0, le=100_000, description="days; 0 = all")] = 1,
+        format: Format = "json",
+        date_format: Literal["world", "us", "cn", "kr"] = "world",
+    ) -> Response:
+        """The asset's fear & greed composite (market + social) in alternative.me's `/fng/`
+        shape: every value a string, newest first. Today's is market-v2 (``/fear``'s);
+        earlier days market-v1 with that day's stored social mood."""
+        v = view()
+        symbol = known(v.ctx, asset_arg(asset, table))
+        days, method, error = reads.fng_days(v, symbol, limit)
+        days = days[:limit] if limit else days
+        name = f"Fear and Greed Index (moodring {symbol}: {method} + social)"
+        headers = {"X-Moodring-Method": method}
+        if format == "csv":
+            text = fng_csv(name, days, date_format, error)
+            return cached(request, text.encode(), "text/plain; charset=utf-8", headers)
+        until = None
+        if v.live:
+            midnight = days[0].day if days else v.ctx.now
+            until = int((midnight.timestamp() + 86_400) - v.ctx.now.timestamp())
+        doc = fng_document(name, days, until, error)
+        return cached(request, json.dumps(doc).encode(), headers=headers)
+
+    @app.get(f"{PREFIX}/levels", response_model=LevelsOut, responses=ERRORS)
+    def levels(request: Request, asset: Annotated[str, Query(max_length=20)] = "BTC") -> Response:
+        """The nearest supports and resistances from daily candles."""
+        v = view()
+        return cached(request, reads.levels(v, known(v.ctx, asset_arg(asset, table))))
+
+    @app.get(f"{PREFIX}/alerts", response_model=AlertsOut, responses=ERRORS)
+    def alerts(
+        request: Request,
+        asset: Asset = None,
+        since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 20,
+    ) -> Response:
+        """Alerts about all sources and about public sources only, newest first (30 days back
+        unless ``since``)."""
+        v = view()
+        symbol = None if asset_of(v, asset) == "*" else asset_of(v, asset)
+        found = reads.alerts(v, symbol, when(v, since, "since"), limit)
+        return cached(request, AlertsOut(alerts=found))
+
+    @app.get(f"{PREFIX}/health", response_model=HealthOut, responses=ERRORS)
+    def health(request: Request) -> Response:
+        """Whether the API answers, and as of when (live, or the newest stored message)."""
+        v = view()
+        newest = store.newest_message_time()
+        doc = HealthOut(status="ok", live=v.live, as_of=v.ctx.now, newest_message=newest)
+        return cached(request, doc)
+
+    return app
+
+
+def cached(
+    request: Request,
+    body: BaseModel | bytes,
+    media_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The response with a strong ETag from its body and ``Cache-Control``; 304 without the
+    body when the client's If-None-Match names that ETag."""
+    data = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    out = {"ETag": etag, "Cache-Control": CACHE_CONTROL, **(headers or {})}
+    asked = request.headers.get("if-none-match", "")
+    if any(tag.strip() in (etag, "*") for tag in asked.split(",")):
+        return Response(status_code=304, headers=out)
+    return Response(content=data, media_type=media_type, headers=out)
