@@ -312,3 +312,10 @@ def test_no_server_error_for_generated_input(store: Store) -> None:
     assert not failures
     # It did ask: every operation, with input both good and bad.
     assert len(statuses) >= 6 * 20 and {200, 400} <= set(statuses)
+
+
+def test_serve_needs_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.app.cli import main
+
+    assert main(["--db", str(tmp_path / "none.db"), "serve", "--port", "0"]) == 2
+    assert "no database" in capsys.readouterr().err

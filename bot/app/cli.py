@@ -707,6 +707,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             rate_per_minute=settings.api_rate_per_minute,
         )
         app = create_app(store, config)
+        log.info("serving the API on http://%s:%d/api/v1/ (Ctrl-C stops)", args.host, args.port)
         # uvicorn's own access log would repeat every client address; ours stays quiet.
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:

@@ -206,7 +206,7 @@ def create_app(
         symbol = known(v.ctx, asset_arg(asset, table))
         days, method, error = reads.fng_days(v, symbol, limit)
         days = days[:limit] if limit else days
-        name = f"Fear and Greed Index (moodring {symbol}: {method} + social)"
+        name = f"Fear and Greed Index (moodring {symbol}, market + social: {method})"
         headers = {"X-Moodring-Method": method}
         if format == "csv":
             text = fng_csv(name, days, date_format, error)

@@ -166,7 +166,7 @@ def fng_days(view: ApiView, asset: str, limit: int) -> tuple[list[FngDay], str, 
         social_then = socials.get(m.at)
         joined = composite(m.components, social_then, weights, at=m.at) if social_then else m
         days.append(FngDay(m.at, joined.value, joined.band))
-    return days, f"{reading.version} today, market-v1 before", None
+    return days, f"{reading.version}; earlier days market-v1", None
 
 
 def levels(view: ApiView, asset: str) -> LevelsOut:
