@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     trusted_proxies: tuple[str, ...] = ()
     #: Requests one client address may make to the public API per minute (then 429).
     api_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
+    #: Where users reach ``moodring serve`` (it binds to 127.0.0.1): the start of the links
+    #: ``/dashboard`` hands out, e.g. "https://mood.example.org".
+    public_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://\S{1,200}$")
+    #: Seconds a dashboard link stays valid.
+    dashboard_ttl_s: float = Field(default=86_400.0, ge=60, le=CENTURY_S)
+    #: The key dashboard links are signed with. None: one is generated into a 0600 file
+    #: beside the config file (or in the cache folder), never into the database.
+    dashboard_secret: SecretStr | None = None
     #: Assets alerts may be about besides the coin table, ``assets`` and priced assets
     #: (a busy unknown cashtag gets readings but never alerts).
     alert_assets: tuple[str, ...] = ()
@@ -319,3 +327,9 @@ def _read(cls: type[Settings], given: dict[str, Any]) -> Settings:
         raise ConfigError(f"the TOML settings file is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:  # unreadable: permissions, a folder, a device
         raise ConfigError(f"cannot read the TOML settings file: {exc.strerror}") from None
+
+
+def config_file(settings: Settings) -> Path | None:
+    """The TOML file ``settings`` were read from, or None when there was none."""
+    toml = type(settings).toml_file or Path(os.environ.get("MOODRING_CONFIG", "moodring.toml"))
+    return toml if toml.is_file() else None

@@ -394,11 +394,19 @@ class DiscordConnector:
             # Slow (a chart, a busy store): acknowledge now, reply as a follow-up.
             await interaction.response.defer(thinking=True)
         reply = await task
+        # A reply addressed to the asker alone (a private link) is ephemeral: only they see it.
+        private = reply.target == f"user:{command.user}"
         chunks = split_text(reply.text) or [""]
         file: discord.File = _file(reply) if reply.image is not None else MISSING
         attachments: Sequence[discord.File] = [file] if reply.image is not None else MISSING
         none = discord.AllowedMentions.none()
-        if deferred:  # the "thinking…" message becomes the reply
+        if deferred and private:
+            # The "thinking…" message is public: it says where the answer went instead.
+            await interaction.edit_original_response(content="Answered privately.")
+            await interaction.followup.send(
+                content=chunks[0], allowed_mentions=none, ephemeral=True
+            )
+        elif deferred:  # the "thinking…" message becomes the reply
             await interaction.edit_original_response(
                 content=chunks[0],
                 attachments=attachments,
@@ -406,10 +414,10 @@ class DiscordConnector:
             )
         else:
             await interaction.response.send_message(
-                content=chunks[0], file=file, allowed_mentions=none
+                content=chunks[0], file=file, allowed_mentions=none, ephemeral=private
             )
         for chunk in chunks[1:]:
-            await interaction.followup.send(content=chunk, allowed_mentions=none)
+            await interaction.followup.send(content=chunk, allowed_mentions=none, ephemeral=private)
 
     async def _answer(self, command: Command) -> Reply:
         try:

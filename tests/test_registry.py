@@ -40,6 +40,7 @@ LISTED = (
     "alerts",
     "quiet",
     "forget",
+    "dashboard",
     "summary",
     "digest",
     "settings",
@@ -80,7 +81,7 @@ def test_every_command_has_help_and_usage() -> None:
 
 def test_role_checks_come_from_the_audience() -> None:
     moderators = {s.name for s in COMMANDS if s.moderators_only}
-    assert moderators == {"summary", "digest", "settings", "status"}
+    assert moderators == {"dashboard", "summary", "digest", "settings", "status"}
     # Moderators' commands, and those whose answer depends on who asks, look the roles up.
     needs_roles = {s.name for s in COMMANDS if s.needs_roles}
     assert needs_roles == moderators | {"subscribe", "unsubscribe", "alerts", "levels", "forget"}

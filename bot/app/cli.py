@@ -652,6 +652,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     """Answer a chat command from the local database: exit 0 on an answer, 2 when the command,
     its arguments or its asset were not understood (the reply then goes to stderr)."""
+    from bot.app.wiring import dashboard_links
     from bot.chat.commands import CommandContext, UsageError, answer, parse_command_text
     from bot.store import Store
     from connectors.types import Command
@@ -675,7 +676,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             args=cmd_args,
             roles=frozenset({"admin", "operator"}),  # the operator, as on the console
         )
-        result = answer(command, CommandContext(store=store, now=now))
+        links = dashboard_links(settings) if name == "dashboard" else None
+        result = answer(command, CommandContext(store=store, now=now, links=links))
     finally:
         store.close()
     reply = result.reply

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError, ModelUnavailable
-from bot.settings import Settings, shown_key
+from bot.settings import Settings, config_file, shown_key
 
 if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.chat.digest import RoleLookup
     from bot.chat.inbox import ChatSource, QueueSource
+    from bot.chat.links import DashboardLinks
     from bot.market.composite import MarketWeights
     from bot.pipeline.config import PipelineConfig
     from bot.pipeline.observer import Observer
@@ -75,6 +76,20 @@ def pipeline_config(settings: Settings, **overrides: Any) -> PipelineConfig:
         outbox_lease_s=settings.outbox_lease_s,
     )
     return PipelineConfig(**(given | overrides))
+
+
+def dashboard_links(settings: Settings) -> DashboardLinks:
+    """The signer of ``/dashboard``'s links: ``dashboard_secret``, or a secret generated
+    into a 0600 file beside the config file (the cache folder without one), never the
+    database."""
+    from bot.chat.links import DashboardLinks, load_or_create_secret, secret_file
+    from nlp.onnx_backend import cache_root
+
+    if settings.dashboard_secret is not None:
+        secret = settings.dashboard_secret.get_secret_value()
+    else:
+        secret = load_or_create_secret(secret_file(config_file(settings), cache_root()))
+    return DashboardLinks(secret, settings.public_url, settings.dashboard_ttl_s)
 
 
 def warn_unlisted(settings: Settings) -> None:
@@ -332,7 +347,12 @@ async def serve(
 
             sources.append(
                 ConsoleSource(
-                    sys.stdin.buffer, sinks["console"], store, pipeline.stopping, pipeline.index
+                    sys.stdin.buffer,
+                    sinks["console"],
+                    store,
+                    pipeline.stopping,
+                    pipeline.index,
+                    dashboard_links(settings),
                 )
             )
             log.info("serving commands on the console: type /help (end of input stops it)")
@@ -436,6 +456,7 @@ async def _telegram(
         operators=settings.operators,
         communities=frozenset(settings.communities),
         held=pipeline.index,
+        links=dashboard_links(settings),
     )
 
 
@@ -580,6 +601,7 @@ def _discord(
         communities=frozenset(settings.communities),
         held=pipeline.index,
         shards=settings.discord_shards,
+        links=dashboard_links(settings),
     )
     roles["discord"] = connector.roles_of
     sinks["discord"] = DiscordSink(connector.client)

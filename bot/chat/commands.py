@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 # Importing the command modules registers their commands (the registry orders them for /help).
-from bot.chat import member, moderator, operator, privacy  # noqa: F401
+from bot.chat import dashboard, member, moderator, operator, privacy  # noqa: F401
 from bot.chat.context import (
     CommandContext,
     UnknownAssetError,

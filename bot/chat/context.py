@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from bot.chat.links import DashboardLinks
 from bot.market.candles import BUNDLED
 from bot.mood.index import NORM_SPAN, IndexParams, Point, compute_reading, with_norm
 from bot.render import reading_text, scope_label
@@ -70,6 +71,8 @@ class CommandContext:
     #: The live bot's held messages; None (the console's one-shot commands, digests, tests):
     #: readings read the store.
     held: HeldPoints | None = None
+    #: Signs ``/dashboard``'s links; None where the dashboard is not set up (digests, tests).
+    links: DashboardLinks | None = None
 
 
 # ---------------------------------------------------------------------- arguments

@@ -17,6 +17,7 @@ from cachetools import LRUCache, TTLCache
 
 from bot.chat.commands import COMMANDS, CommandContext, handle, is_read
 from bot.chat.context import HeldPoints
+from bot.chat.links import DashboardLinks
 from bot.store import Store
 from connectors.base import Sink
 from connectors.errors import (
@@ -106,12 +107,13 @@ async def answer_command(
     limiter: RateLimiter,
     communities: frozenset[str] | None = None,
     held: HeldPoints | None = None,
+    links: DashboardLinks | None = None,
 ) -> Reply | None:
     """The reply to a command, or None when the user is over their rate limit."""
     now = datetime.now(UTC)
     if not within_limit(limiter, cmd, now):
         return None
-    return await run_command(cmd, store, now, communities, held)
+    return await run_command(cmd, store, now, communities, held, links)
 
 
 def within_limit(limiter: RateLimiter, cmd: Command, now: datetime) -> bool:
@@ -174,12 +176,14 @@ async def run_command(
     now: datetime,
     communities: frozenset[str] | None = None,
     held: HeldPoints | None = None,
+    links: DashboardLinks | None = None,
 ) -> Reply:
     """The reply to a command that passed the rate limit (a failure becomes an apology).
 
     ``communities`` is the operator's allow-list (None: not checked, as on the console);
-    ``held`` the live bot's recent messages, which readings read instead of the store."""
-    ctx = CommandContext(store=store, now=now, communities=communities, held=held)
+    ``held`` the live bot's recent messages, which readings read instead of the store;
+    ``links`` signs ``/dashboard``'s links."""
+    ctx = CommandContext(store=store, now=now, communities=communities, held=held, links=links)
     try:
         return await asyncio.to_thread(handle, cmd, ctx)
     except Exception:  # a bug must not take the chat down; the user still gets an answer
@@ -269,10 +273,12 @@ class ChatSource:
         operators: Collection[str] = (),
         communities: frozenset[str] | None = None,
         held: HeldPoints | None = None,
+        links: DashboardLinks | None = None,
     ) -> None:
         self.name = platform
         self.communities = communities  # the operator's allow-list (None: not checked)
         self.held = held  # the index engine's messages, for readings (None: the store's)
+        self.links = links  # signs /dashboard's links (None: not set up)
         self.platform = platform
         self.feed = feed
         self.sink = sink
@@ -370,8 +376,10 @@ class ChatSource:
         ):
             cmd = dataclasses.replace(cmd, roles=await self.roles_for(cmd))
         cmd = with_operator(cmd, self.operators)
-        reply = await run_command(cmd, self.store, now, self.communities, self.held)
-        return await self._send_reply(cmd, dataclasses.replace(reply, target=cmd.channel))
+        reply = await run_command(cmd, self.store, now, self.communities, self.held, self.links)
+        # A reply with its own target (/dashboard's link, by DM) goes there, not to the chat.
+        target = reply.target or cmd.channel
+        return await self._send_reply(cmd, dataclasses.replace(reply, target=target))
 
     async def _send_reply(self, cmd: Command, reply: Reply) -> bool:
         """Send a command's reply, again after a transient failure (bounded); False when the
@@ -438,8 +446,10 @@ class ConsoleSource:
         store: Store,
         stopping: asyncio.Event,
         held: HeldPoints | None = None,
+        links: DashboardLinks | None = None,
     ) -> None:
         self.name = "console"
+        self.links = links
         self.stream = stream
         self.sink = sink
         self.store = store
@@ -485,7 +495,9 @@ class ConsoleSource:
                 if cmd is not None:
                     # Whoever holds the terminal runs the bot: the operator.
                     cmd = dataclasses.replace(cmd, roles=cmd.roles | {OPERATOR})
-                    reply = await answer_command(cmd, self.store, self.limiter, held=self.held)
+                    reply = await answer_command(
+                        cmd, self.store, self.limiter, held=self.held, links=self.links
+                    )
                     if reply is not None:
                         await self._say(reply)
         finally:
@@ -521,6 +533,7 @@ def discord_front(
     communities: frozenset[str] | None = None,
     held: HeldPoints | None = None,
     shards: int | Literal["auto"] | None = None,
+    links: DashboardLinks | None = None,
 ) -> tuple[DiscordConnector, QueueSource]:
     """Discord's connector wired to the bot: messages into a queue source, slash commands
     answered from the store, deletions removed, backfill from the newest stored id."""
@@ -533,7 +546,7 @@ def discord_front(
     async def answer(cmd: Command) -> Reply:
         titles.note(cmd)
         reply = await answer_command(
-            with_operator(cmd, operators), store, limiter, communities, held
+            with_operator(cmd, operators), store, limiter, communities, held, links
         )
         return reply or Reply(text="Slow down a little: try again in a minute.")
 

@@ -216,6 +216,31 @@ class ChatMixin(PrivacyMixin):  # the inbox checks the do-not-store list
         ).fetchone()
         return row is not None
 
+    # ------------------------------------------------------------------ dashboard links
+
+    @locked
+    def revoke_dashboard(self, platform: str, community: str, user: str, now: datetime) -> None:
+        """Refuse every dashboard link ``user`` was given for ``community`` up to ``now``."""
+        with self.transaction() as db:
+            db.execute(
+                upsert(
+                    "dashboard_revocations",
+                    ("platform", "community", "user", "revoked_at"),
+                    ("platform", "community", "user"),
+                ),
+                [platform, community, user, iso(now)],
+            )
+
+    @locked
+    def dashboard_revoked_at(self, platform: str, community: str, user: str) -> datetime | None:
+        """When ``user`` last revoked their links of ``community``; None if never."""
+        row = self.db.execute(
+            "SELECT revoked_at FROM dashboard_revocations"
+            " WHERE platform = ? AND community = ? AND user = ?",
+            [platform, community, user],
+        ).fetchone()
+        return parse_ts(row[0]) if row else None
+
     # ------------------------------------------------------------------ chat inbox
 
     @locked

@@ -388,3 +388,13 @@ def m013_liquidations_and_implied_volatility(db: sqlite_utils.Database) -> None:
         },
         pk=("asset", "interval", "ts"),
     )
+
+
+@migrations()
+def m014_dashboard_revocations(db: sqlite_utils.Database) -> None:
+    """When each moderator last revoked their dashboard links of a community: tokens issued
+    up to then are refused. The signing secret itself is never stored here."""
+    db.table("dashboard_revocations").create(
+        {"platform": str, "community": str, "user": str, "revoked_at": str},
+        pk=("platform", "community", "user"),
+    )
