@@ -676,7 +676,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             args=cmd_args,
             roles=frozenset({"admin", "operator"}),  # the operator, as on the console
         )
-        links = dashboard_links(settings) if name == "dashboard" else None
+        links = dashboard_links(settings) if name == "dashboard" else None  # no file else
         result = answer(command, CommandContext(store=store, now=now, links=links))
     finally:
         store.close()
@@ -697,6 +697,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the public JSON API (``/api/v1/``) from the database until interrupted."""
     import uvicorn
 
+    from bot.app.wiring import dashboard_links
     from bot.store import Store
     from bot.web.app import ApiConfig, create_app
 
@@ -707,9 +708,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             public_sources=tuple(settings.public_sources),
             trusted_proxies=tuple(settings.trusted_proxies),
             rate_per_minute=settings.api_rate_per_minute,
+            links=dashboard_links(settings),
         )
         app = create_app(store, config)
-        log.info("serving the API on http://%s:%d/api/v1/ (Ctrl-C stops)", args.host, args.port)
+        log.info(
+            "serving the API on http://%s:%d/api/v1/ and dashboards (links: %s) (Ctrl-C stops)",
+            args.host,
+            args.port,
+            settings.public_url,
+        )
         # uvicorn's own access log would repeat every client address; ours stays quiet.
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:

@@ -22,13 +22,15 @@ NOT_SET_UP = "The dashboard is not set up on this bot (its operator runs `moodri
 def cmd_dashboard(cmd: Command, ctx: CommandContext) -> Reply:
     """Moderators: a link to this community's dashboard, or ``revoke`` to void theirs."""
     if cmd.args[:1] == ("revoke",) and len(cmd.args) == 1:
-        ctx.store.revoke_dashboard(cmd.platform, cmd.community, cmd.user, ctx.now)
+        if ctx.links is None:
+            return Reply(text=NOT_SET_UP)
+        ctx.store.revoke_dashboard(cmd.platform, cmd.community, cmd.user, ctx.links.clock())
         return Reply(text="Every dashboard link you were given for this community is revoked.")
     if cmd.args:
         raise UsageError("only 'revoke', or nothing")
     if ctx.links is None:
         return Reply(text=NOT_SET_UP)
-    token = ctx.links.token(cmd.platform, cmd.community, cmd.user, ctx.now)
+    token = ctx.links.token(cmd.platform, cmd.community, cmd.user, ctx.links.clock())
     hours = ctx.links.ttl_s / 3600
     text = (
         f"Your dashboard of this community (valid {hours:g} h; do not share it,"

@@ -7,7 +7,8 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class DashboardLinks:
     secret: str
     public_url: str = "http://127.0.0.1:8080"
     ttl_s: float = DAY_S
+    #: The wall clock links are issued and revoked by: not the data's "now", which on a
+    #: database that is not live (the demo's) is its newest message, years ago.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def _serializer(self, now: datetime) -> URLSafeTimedSerializer:
         # itsdangerous reads the time itself; the clock is injected so tests can expire links.

@@ -9,11 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,9 +25,11 @@ from bot.chat.context import (
     asset_arg,
     known,
 )
+from bot.chat.links import DashboardLinks, Grant, LinkError, LinkRefused
 from bot.store import Store
-from bot.web import reads
+from bot.web import page, reads
 from bot.web.clients import ClientLimiter, client_ip, networks
+from bot.web.dashboard import dashboard_view
 from bot.web.fng import fng_csv, fng_document
 from bot.web.models import (
     AlertsOut,
@@ -67,6 +70,8 @@ class ApiConfig:
     public_sources: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     rate_per_minute: int = 120
+    #: Checks the dashboard's links; None: ``/dashboard/…`` answers 404 (not set up).
+    links: DashboardLinks | None = None
 
 
 class BadInputError(ValueError):
@@ -79,9 +84,12 @@ def create_app(
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     monotonic: Callable[[], float] = time.monotonic,
+    moderator_check: ModeratorCheck | None = None,
 ) -> FastAPI:
     """The API over ``store`` (opened and closed by the caller). ``clock`` is the wall clock
-    that decides whether the database is live; ``monotonic`` the rate limiter's time."""
+    that decides whether the database is live and links have expired; ``monotonic`` the
+    rate limiter's and the role cache's time; ``moderator_check`` whether a link's user is
+    still a moderator of its community (None from it, or no check: not known here)."""
     app = FastAPI(
         title="moodring",
         version="1",
@@ -124,7 +132,8 @@ def create_app(
     ) -> Response:
         peer = request.client.host if request.client else None
         ip = client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
-        if request.url.path.startswith(PREFIX) and not limiter.allow(ip, monotonic()):
+        limited = request.url.path.startswith((PREFIX, "/dashboard/"))
+        if limited and not limiter.allow(ip, monotonic()):
             return JSONResponse(
                 {"error": f"over {config.rate_per_minute} requests a minute from {ip}"},
                 status_code=429,
@@ -246,7 +255,75 @@ def create_app(
         doc = HealthOut(status="ok", live=v.live, as_of=v.ctx.now, newest_message=newest)
         return cached(request, doc)
 
+    roles = RoleCache(moderator_check, monotonic)
+
+    @app.get("/dashboard/{token}", include_in_schema=False)
+    def dashboard(token: str) -> Response:
+        """A moderator's dashboard of the one community their link names."""
+        if config.links is None:
+            return HTMLResponse(page.refusal(404, "The dashboard is not set up here"), 404)
+        wall = clock()
+        try:
+            grant = config.links.check(token, wall)
+            revoked = store.dashboard_revoked_at(grant.platform, grant.community, grant.user)
+            if revoked is not None and grant.issued <= revoked:
+                raise LinkRefused("this link was revoked")
+            if roles.allowed(grant) is False:
+                raise LinkRefused("you are no longer a moderator of this community")
+        except LinkError as exc:
+            headers = dict(page.SECURITY_HEADERS)
+            return HTMLResponse(page.refusal(exc.status, str(exc)), exc.status, headers)
+        now, _ = reads.as_of(store, wall)
+        ctx = CommandContext(store=store, now=now, assets=table)
+        body = page.render(dashboard_view(ctx, grant.platform, grant.community))
+        return HTMLResponse(body, headers=dict(page.SECURITY_HEADERS))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        """The dashboard's vendored uPlot and its own script and style (a fixed list)."""
+        kind = STATIC.get(name)
+        if kind is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        data = (resources.files("bot.web") / "static" / name).read_bytes()
+        return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=3600"})
+
     return app
+
+
+#: Whether a link's user is still a moderator of its community: True, False, or None when
+#: that cannot be told from here (the page is shown: the link's lifetime bounds it).
+ModeratorCheck = Callable[[Grant], bool | None]
+ROLE_CACHE_S = 60.0
+STATIC = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+
+class RoleCache:
+    """``check``'s answers, kept a minute per (platform, community, user): each page view
+    re-checks the role, without one platform lookup per reload."""
+
+    def __init__(self, check: ModeratorCheck | None, monotonic: Callable[[], float]) -> None:
+        self.check = check
+        self.monotonic = monotonic
+        self._seen: dict[tuple[str, str, str], tuple[float, bool | None]] = {}
+
+    def allowed(self, grant: Grant) -> bool | None:
+        if self.check is None:
+            return None
+        key = (grant.platform, grant.community, grant.user)
+        now = self.monotonic()
+        hit = self._seen.get(key)
+        if hit is not None and now - hit[0] < ROLE_CACHE_S:
+            return hit[1]
+        if len(self._seen) > 10_000:  # bounded: old entries are dropped wholesale
+            self._seen.clear()
+        answer = self.check(grant)
+        self._seen[key] = (now, answer)
+        return answer
 
 
 def cached(
