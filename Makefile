@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-postgresql install dev lint bench eval clean
+.PHONY: demo test chromium test-postgresql install dev lint bench eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,18 @@ dev: $(VENV)/.dev
 demo: install
 	$(BIN)/moodring demo
 
-test: dev
+test: dev chromium
 	$(BIN)/python -m ruff check bot nlp connectors tests
 	$(BIN)/python -m ruff format --check bot nlp connectors tests
 	$(BIN)/python -m mypy nlp connectors bot
 	$(BIN)/python -m pytest
+
+# The dashboard's browser test drives Debian's chromium (Playwright's own browser download
+# cannot reach its servers here): installed when missing and we are root, else one line.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || { echo "the browser test needs chromium: sudo apt-get install -y --no-install-recommends chromium"; exit 1; }
 
 # The whole suite again with every store on PostgreSQL (tests/backend_mode.py): the machine's
 # PostgreSQL at 127.0.0.1:5432, or a throwaway one where none answers.

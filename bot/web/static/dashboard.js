@@ -33,16 +33,16 @@
   var opts = {
     width: Math.max(box.clientWidth, 280),
     height: 320,
-    spanGaps: true,
     scales: { x: { time: true }, mood: { range: [0, 100] }, usd: {} },
     axes: [{}, { scale: "mood", label: "mood" }, { scale: "usd", side: 1, label: "BTC (USD)",
       grid: { show: false } }],
-    series: [{}, { label: "mood", scale: "mood", stroke: "#2b6cb0", width: 2,
+    series: [{}, { label: "mood", scale: "mood", stroke: "#2b6cb0", width: 2, spanGaps: true,
       points: { show: true } },
-      { label: "BTC", scale: "usd", stroke: "#d69e2e", width: 1.5, points: { show: true } }],
+      { label: "BTC", scale: "usd", stroke: "#d69e2e", width: 1.5, spanGaps: true, points: { show: true } }],
     hooks: { drawClear: [decorate] }
   };
   var plot = new uPlot(opts, [xs, column(data.mood), column(data.price)], box);
+  window.moodringChart = plot;  // for the browser test: what the chart was given
   window.addEventListener("resize", function () {
     plot.setSize({ width: Math.max(box.clientWidth, 280), height: 320 });
   });
