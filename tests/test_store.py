@@ -52,6 +52,7 @@ def test_migrations_are_applied_once_and_reopening_keeps_data(tmp_path: Path) ->
         ("m011_community_titles_and_private_chats",),
         ("m012_outbox_claims",),
         ("m013_liquidations_and_implied_volatility",),
+        ("m014_dashboard_revocations",),
     ]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
     store.close()
