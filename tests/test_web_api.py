@@ -319,3 +319,27 @@ def test_serve_needs_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     assert main(["--db", str(tmp_path / "none.db"), "serve", "--port", "0"]) == 2
     assert "no database" in capsys.readouterr().err
+
+
+def test_an_answer_is_computed_once_per_minute_of_data(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many clients asking the same thing cost one reading: answers are kept by what decides
+    them (endpoint, arguments, the data's "now") for at most a minute."""
+    from bot.web import reads
+
+    calls: list[str] = []
+    real = reads.mood
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("mood")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reads, "mood", counted)
+    app = create_app(store, clock=lambda: NEWEST + timedelta(days=30))
+    with client(app) as c:
+        first = c.get("/api/v1/mood?asset=BTC")
+        assert c.get("/api/v1/mood?asset=BTC").json() == first.json()
+        assert len(calls) == 1
+        assert c.get("/api/v1/mood?asset=BTC&window=1h").status_code == 200
+        assert len(calls) == 2  # other arguments: another answer

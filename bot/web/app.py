@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
+from cachetools import TTLCache
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -45,6 +47,11 @@ from nlp.assets import AssetTable
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
+#: Computed answers kept (the most recent), and for how long (Cache-Control's max-age).
+ANSWERS_KEPT = 512
+ANSWERS_TTL_S = 60.0
+_MISSING = object()
+T = TypeVar("T")
 CACHE_CONTROL = "public, max-age=60"
 #: Nothing is dated before the genesis block (the replay's own rule for a malformed row).
 EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)
@@ -101,6 +108,21 @@ def create_app(
     table = AssetTable.load()
     trusted = networks(config.trusted_proxies)
     limiter = ClientLimiter(config.rate_per_minute)
+    # Answers by what decides them (the endpoint, its arguments and the data's "now"), kept a
+    # minute: a popular URL is computed once, not once per client, and never older than the
+    # Cache-Control the clients are told. Handlers run in a thread pool, hence the lock.
+    answers: TTLCache[tuple[object, ...], Any] = TTLCache(ANSWERS_KEPT, ANSWERS_TTL_S)
+    answers_lock = threading.Lock()
+
+    def remember(key: tuple[object, ...], compute: Callable[[], T]) -> T:
+        with answers_lock:
+            hit = answers.get(key, _MISSING)
+        if hit is not _MISSING:
+            return cast(T, hit)
+        value = compute()
+        with answers_lock:
+            answers[key] = value
+        return value
 
     def view() -> reads.ApiView:
         now, live = reads.as_of(store, clock())
@@ -177,7 +199,10 @@ def create_app(
         the model that scored it, as ``/mood`` reads it."""
         v = view()
         scope = v.scope(asset_of(v, asset), community, platform)
-        doc = reads.mood(v, scope, window, when(v, at, "at") or v.ctx.now)
+        moment = when(v, at, "at") or v.ctx.now
+        doc = remember(
+            ("mood", scope, window, moment), lambda: reads.mood(v, scope, window, moment)
+        )
         return cached(request, doc)
 
     @app.get(f"{PREFIX}/history", response_model=HistoryOut, responses=ERRORS)
@@ -195,7 +220,9 @@ def create_app(
         """The stored readings of a scope, oldest first; ``format=csv`` for a CSV."""
         v = view()
         scope = v.scope(asset_of(v, asset), community, platform)
-        doc = reads.history(v, scope, window, step, limit, when(v, since, "since"))
+        start = when(v, since, "since")
+        key = ("history", v.ctx.now, scope, window, step, limit, start)
+        doc = remember(key, lambda: reads.history(v, scope, window, step, limit, start))
         if format == "csv":
             return cached(request, reads.history_csv(doc).encode(), "text/csv; charset=utf-8")
         return cached(request, doc)
@@ -213,7 +240,9 @@ def create_app(
         earlier days market-v1 with that day's stored social mood."""
         v = view()
         symbol = known(v.ctx, asset_arg(asset, table))
-        days, method, error = reads.fng_days(v, symbol, limit)
+        days, method, error = remember(
+            ("fng", v.ctx.now, v.live, symbol, limit), lambda: reads.fng_days(v, symbol, limit)
+        )
         days = days[:limit] if limit else days
         name = f"Fear and Greed Index (moodring {symbol}, market + social: {method})"
         headers = {"X-Moodring-Method": method}
@@ -231,7 +260,10 @@ def create_app(
     def levels(request: Request, asset: Annotated[str, Query(max_length=20)] = "BTC") -> Response:
         """The nearest supports and resistances from daily candles."""
         v = view()
-        return cached(request, reads.levels(v, known(v.ctx, asset_arg(asset, table))))
+        symbol = known(v.ctx, asset_arg(asset, table))
+        return cached(
+            request, remember(("levels", v.ctx.now, symbol), lambda: reads.levels(v, symbol))
+        )
 
     @app.get(f"{PREFIX}/alerts", response_model=AlertsOut, responses=ERRORS)
     def alerts(
@@ -244,7 +276,11 @@ def create_app(
         unless ``since``)."""
         v = view()
         symbol = None if asset_of(v, asset) == "*" else asset_of(v, asset)
-        found = reads.alerts(v, symbol, when(v, since, "since"), limit)
+        start = when(v, since, "since")
+        found = remember(
+            ("alerts", v.ctx.now, symbol, start, limit),
+            lambda: reads.alerts(v, symbol, start, limit),
+        )
         return cached(request, AlertsOut(alerts=found))
 
     @app.get(f"{PREFIX}/health", response_model=HealthOut, responses=ERRORS)
