@@ -198,6 +198,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if not Path(path).is_file():  # a typo is a usage error, not a connector to restart
             raise ConfigError(f"--replay: no such file: {path}")
         _replay_format(Path(path))
+    if args.serve:
+        _address(args.serve)  # a bad address is a usage error before anything is opened
     sources: list = [
         ReplaySource(Path(p), speed=args.speed, max_clock_skew=settings.max_clock_skew_s)
         for p in args.replay or []
@@ -220,7 +222,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list) -> int:
             settings, tick_to_clock=not sources, command_memo_s=settings.command_memo_s
         )
         pipeline = build_pipeline(settings, store, sinks, config)
-        asyncio.run(serve(settings, store, pipeline, sources, sinks, console=args.console))
+        web = _address(args.serve) if args.serve else None
+        asyncio.run(serve(settings, store, pipeline, sources, sinks, console=args.console, web=web))
         log.info("%s: %s", "stopped" if pipeline.stopped else "done", pipeline.observer.snapshot())
     finally:
         store.close()
@@ -724,6 +727,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``run --serve``)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--serve: {text!r} is not HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
 def _parse_at(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
@@ -930,6 +941,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--console",
         action="store_true",
         help="also answer commands typed on stdin (always on when no chat token is set)",
+    )
+    r.add_argument(
+        "--serve",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="also serve the API and the dashboards (default 127.0.0.1:8080), whose links then"
+        " re-check the moderator's role on the platform",
     )
     r.set_defaults(func=cmd_run)
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from bot.settings import Settings, config_file, shown_key
 if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.chat.digest import RoleLookup
     from bot.chat.inbox import ChatSource, QueueSource
-    from bot.chat.links import DashboardLinks
+    from bot.chat.links import DashboardLinks, Grant
     from bot.market.composite import MarketWeights
     from bot.pipeline.config import PipelineConfig
     from bot.pipeline.observer import Observer
@@ -295,9 +296,12 @@ async def serve(
     sources: list[Source],
     sinks: dict[str, Sink],
     console: bool = False,
+    web: tuple[str, int] | None = None,
 ) -> None:
     """Run the pipeline with every connector that is configured, side by side in this one
-    event loop, each under the supervisor; say which are off and why."""
+    event loop, each under the supervisor; say which are off and why. With ``web`` (host,
+    port) the API and the dashboards are served too, their links re-checked against the
+    platforms' live roles."""
     from bot.chat.inbox import console_roles
 
     observer = pipeline.observer
@@ -359,6 +363,8 @@ async def serve(
         for h in observer.health_snapshot():
             if h.state == "off":
                 log.info("connector %s off: %s", h.name, h.note)
+        if web is not None:
+            tasks.append(_web(settings, store, pipeline, roles, web))
         if tasks:
             from bot.chat.inbox import UntilStopped
 
@@ -387,6 +393,87 @@ async def serve(
                 # Failures were logged and counted by the supervisor as they happened.
                 await asyncio.gather(*tasks, return_exceptions=True)
             await pipeline.save_health()
+
+
+def live_moderator_check(
+    roles: Mapping[str, RoleLookup], loop: asyncio.AbstractEventLoop, timeout_s: float = 10.0
+) -> Callable[[Grant], bool | None]:
+    """Whether a dashboard link's user is a moderator of its community *now*, asked of the
+    platform with the same lookup its commands use. The page is rendered in the web server's
+    thread pool, so the lookup runs on the bot's loop; None when it cannot be told (no lookup
+    for the platform, or the platform does not answer): the link's lifetime bounds that."""
+    from connectors.types import Command
+
+    def check(grant: Grant) -> bool | None:
+        lookup = roles.get(grant.platform)
+        if lookup is None:
+            return None
+        cmd = Command(grant.platform, grant.community, grant.community, grant.user, "dashboard")
+
+        async def ask() -> frozenset[str]:
+            return await lookup(cmd)
+
+        try:
+            held = asyncio.run_coroutine_threadsafe(ask(), loop).result(timeout_s)
+        except Exception as exc:  # any failure to ask: unknown, not refused
+            log.warning(
+                "dashboard role check of %s on %s failed: %r", grant.user, grant.platform, exc
+            )
+            return None
+        return "admin" in held
+
+    return check
+
+
+def _web(
+    settings: Settings,
+    store: Store,
+    pipeline: Pipeline,
+    roles: Mapping[str, RoleLookup],
+    address: tuple[str, int],
+) -> asyncio.Task[None]:
+    """The API and the dashboards (``run --serve``) in the bot's own loop, until it stops."""
+    import uvicorn
+
+    from bot.web.app import ApiConfig, create_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the bot's own handlers stop everything, this server included
+
+    config = ApiConfig(
+        public_sources=tuple(settings.public_sources),
+        trusted_proxies=tuple(settings.trusted_proxies),
+        rate_per_minute=settings.api_rate_per_minute,
+        links=dashboard_links(settings),
+    )
+    check = live_moderator_check(roles, asyncio.get_running_loop())
+    app = create_app(store, config, moderator_check=check)
+    host, port = address
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+
+    async def run() -> None:
+        serving = asyncio.create_task(server.serve())
+        stopping = asyncio.create_task(pipeline.stopping.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        stopping.cancel()
+        try:
+            await serving
+        except SystemExit:  # uvicorn exits when it cannot bind: say so, keep the bot running
+            log.error("web: cannot listen on %s:%d (in use, or not an address here)", host, port)
+            pipeline.observer.on_source_error("web", f"cannot listen on {host}:{port}")
+
+    log.info(
+        "serving the API and dashboards on http://%s:%d (links: %s)",
+        host,
+        port,
+        settings.public_url,
+    )
+    return asyncio.create_task(run(), name="web")
 
 
 def database_state(observer: Observer, reason: str | None) -> None:

@@ -1,0 +1,114 @@
+"""`moodring run --serve` (#18): the API and dashboards in the bot's own loop, stopped with it,
+and a dashboard link re-checked against the platform's live roles."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.app.cli import main
+from bot.app.wiring import build_pipeline, live_moderator_check, pipeline_config, serve
+from bot.chat.links import Grant
+from bot.market.candles import load_bundled
+from bot.settings import Settings
+from bot.store import Store
+from connectors.console import ConsoleSink
+from connectors.errors import SourceUnavailable
+from connectors.types import Command
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The bot's loop, running in a thread, as the web server's pool threads see it."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    running.call_soon_threadsafe(running.stop)
+    thread.join(5)
+    running.close()
+
+
+def test_a_link_is_rechecked_with_the_platforms_live_roles(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    asked: list[Command] = []
+
+    async def telegram(cmd: Command) -> frozenset[str]:
+        asked.append(cmd)
+        return frozenset() if cmd.user == "demoted" else frozenset({"admin"})
+
+    async def discord(cmd: Command) -> frozenset[str]:
+        raise SourceUnavailable("discord is down")
+
+    check = live_moderator_check({"telegram": telegram, "discord": discord}, loop)
+    now = datetime.now(UTC)
+    assert check(Grant("telegram", "-100", "mod", now)) is True
+    assert check(Grant("telegram", "-100", "demoted", now)) is False
+    assert check(Grant("discord", "42", "mod", now)) is None  # cannot tell: not refused
+    assert check(Grant("x", "-", "someone", now)) is None  # no lookup for the platform
+    assert [(c.platform, c.community, c.user) for c in asked] == [
+        ("telegram", "-100", "mod"),
+        ("telegram", "-100", "demoted"),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_serve_answers_beside_the_bot_and_stops_with_it(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", None)  # no chat, no console: the web server alone
+    settings = Settings(db=tmp_path / "run.db", model_dir=tiny_model_dir, price_assets=("BTC",))
+    store = Store(settings.db)
+    load_bundled(store, ["BTC"])
+    port = free_port()
+
+    async def scenario() -> tuple[dict, int]:
+        config = pipeline_config(settings, tick_to_clock=False, flush_s=0.1, delivery_s=0.5)
+        sinks = {"console": ConsoleSink(open(tmp_path / "out.txt", "w"))}  # noqa: SIM115
+        pipeline = build_pipeline(settings, store, sinks, config)
+        web = ("127.0.0.1", port)
+        serving = asyncio.create_task(serve(settings, store, pipeline, [], sinks, web=web))
+        deadline = time.monotonic() + 30  # a bound on waiting, not a timing assertion
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            while True:
+                try:
+                    health = await client.get("/api/v1/health")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the API never answered"
+                    await asyncio.sleep(0.1)
+            levels = (await client.get("/api/v1/levels?asset=BTC")).status_code
+        pipeline.stop()
+        await asyncio.wait_for(serving, 30)
+        return health.json(), levels
+
+    try:
+        health, levels = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert health["status"] == "ok" and levels == 200
+    with socket.socket() as s:  # the port is free again: the server stopped with the bot
+        s.bind(("127.0.0.1", port))
+
+
+def test_run_serve_needs_host_and_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "x.db"
+    assert main(["--db", str(db), "run", "--serve", "8080"]) == 2
+    assert "is not HOST:PORT" in capsys.readouterr().err
+    assert not db.exists()  # refused before anything was opened
