@@ -10,11 +10,11 @@ import re
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -39,8 +39,10 @@ if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stay
     from bot.types import Alert
     from connectors.base import Sink
     from connectors.replay import ReplayStats
+    from connectors.types import Candle
 
 log = logging.getLogger("moodring")
+T = TypeVar("T")
 
 DEFAULT_VAL = Path("../shared/data/sentiment/val.tsv")
 #: `moodring bench --device cuda` defaults: all 14,423 distinct demo texts, repeated to
@@ -384,31 +386,18 @@ async def _backfill(
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    import tempfile
-
-    from bot.app.demo import DEMO_POSTS
     from bot.market.backtest import chart, report, run_backtest, verdict, write_csv
-    from bot.market.candles import bundled_path, read_candles_csv
     from bot.market.composite import MARKET_VERSION
 
-    asset = args.asset.upper()
-    prices = Path(args.prices) if args.prices else bundled_path(asset)
-    got = read_candles_csv(prices, asset, "1d")
-    if not got.candles:
-        raise ConfigError(f"{prices}: no daily candles")
+    asset, prices, candles = _daily_history(args)
     weights = market_weights(settings)
     if args.no_social:
         social, where = [], "none (--no-social)"
     elif args.from_db:
         social, where = _daily_social(Path(args.from_db)), str(args.from_db)
     else:
-        with tempfile.TemporaryDirectory(prefix="moodring-backtest-") as tmp:
-            messages = Path(args.messages) if args.messages else demo_file(DEMO_POSTS)
-            sys.stderr.write(f"scoring {messages.name} for the daily social mood…\n")
-            db = Path(tmp) / "backtest.db"
-            _score_into(settings, messages, db)
-            social, where = _daily_social(db), f"{messages.name}, scored now"
-    result = run_backtest(got.candles, social, weights)
+        social, where = _replayed(settings, args, "the daily social mood", _daily_social)
+    result = run_backtest(candles, social, weights)
     out = sys.stdout
     out.write(f"moodring backtest: {asset} daily closes from {prices.name}; social mood: {where}\n")
     for line in report(result):
@@ -443,17 +432,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
-    import tempfile
-
-    from bot.app.demo import DEMO_POSTS
-    from bot.market.candles import bundled_path, read_candles_csv
     from bot.track.report import chart, report, summary, track, write_csv
 
-    asset = args.asset.upper()
-    prices = Path(args.prices) if args.prices else bundled_path(asset)
-    got = read_candles_csv(prices, asset, "1d")
-    if not got.candles:
-        raise ConfigError(f"{prices}: no daily candles")
+    asset, prices, candles = _daily_history(args)
     missing = ""
     stored: list[Alert] = []
     watched: tuple[datetime, datetime] | None = None
@@ -464,17 +445,11 @@ def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
         stored, watched = _stored_alerts(Path(args.from_db))
         where = str(args.from_db)
     else:
-        with tempfile.TemporaryDirectory(prefix="moodring-track-") as tmp:
-            messages = Path(args.messages) if args.messages else demo_file(DEMO_POSTS)
-            sys.stderr.write(f"replaying {messages.name} for the social alerts…\n")
-            db = Path(tmp) / "track.db"
-            _score_into(settings, messages, db)
-            stored, watched = _stored_alerts(db)
-            where = f"{messages.name}, replayed now"
+        (stored, watched), where = _replayed(settings, args, "the social alerts", _stored_alerts)
     if watched is None and not missing:
         missing = f"no messages in {where}"
     result = track(
-        asset, got.candles, stored, watched, weights=market_weights(settings), missing=missing
+        asset, candles, stored, watched, weights=market_weights(settings), missing=missing
     )
     out = sys.stdout
     out.write(f"moodring track: {asset} daily closes from {prices.name}; social alerts: {where}\n")
@@ -488,6 +463,36 @@ def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
         out.write(f"rows written to {Path(args.out).resolve()}\n")
     out.write(json.dumps(summary(result) | {"chart": str(chart_path), "out": args.out}) + "\n")
     return 0
+
+
+def _daily_history(args: argparse.Namespace) -> tuple[str, Path, list[Candle]]:
+    """``--asset``'s daily candles from ``--prices`` or the bundled file: (asset, file,
+    candles)."""
+    from bot.market.candles import bundled_path, read_candles_csv
+
+    asset = args.asset.upper()
+    prices = Path(args.prices) if args.prices else bundled_path(asset)
+    got = read_candles_csv(prices, asset, "1d")
+    if not got.candles:
+        raise ConfigError(f"{prices}: no daily candles")
+    return asset, prices, got.candles
+
+
+def _replayed(
+    settings: Settings, args: argparse.Namespace, what: str, read: Callable[[Path], T]
+) -> tuple[T, str]:
+    """``--messages`` (default: the bundled month) run through the real pipeline into a
+    scratch database, and ``read`` of it: (what was read, where it came from)."""
+    import tempfile
+
+    from bot.app.demo import DEMO_POSTS
+
+    messages = Path(args.messages) if args.messages else demo_file(DEMO_POSTS)
+    sys.stderr.write(f"replaying {messages.name} for {what}…\n")
+    with tempfile.TemporaryDirectory(prefix="moodring-") as tmp:
+        db = Path(tmp) / "replayed.db"
+        _score_into(settings, messages, db)
+        return read(db), f"{messages.name}, replayed now"
 
 
 def _stored_alerts(db: Path) -> tuple[list[Alert], tuple[datetime, datetime] | None]:
