@@ -166,7 +166,7 @@ class ExchangeFeed:
         Returns:
             ccxt's markets by unified symbol (``"BTC/USDT"``, ``"BTC/USDT:USDT"``, ...).
         """
-        await self._call("load markets", self.exchange.load_markets)
+        await self.call("load markets", self.exchange.load_markets)
         return self.exchange.markets
 
     async def candles(
@@ -209,14 +209,14 @@ class ExchangeFeed:
         found: dict[int, Candle] = {}
         what = f"{symbol} {interval} candles"
         if since is None:
-            rows = await self._call(
+            rows = await self.call(
                 what, self.exchange.fetch_ohlcv, symbol, interval, None, limit, {"until": hi}
             )
             found.update(self._bars(asset, interval, rows, None, hi))
         else:
             cursor = _ms(since)
             while cursor <= hi:
-                rows = await self._call(
+                rows = await self.call(
                     what, self.exchange.fetch_ohlcv, symbol, interval, cursor, limit, {"until": hi}
                 )
                 opened = [t for t in map(_open_ms, rows) if t is not None and cursor <= t <= hi]
@@ -242,7 +242,7 @@ class ExchangeFeed:
             SourceUnavailable: the exchange kept failing.
         """
         symbol = await self._spot_symbol(asset)
-        raw = await self._call(f"{symbol} ticker", self.exchange.fetch_ticker, symbol)
+        raw = await self.call(f"{symbol} ticker", self.exchange.fetch_ticker, symbol)
         if raw.get("last") is None:
             raise SourceUnavailable(f"{self.name} gave no last price for {symbol}")
         last = _positive(raw["last"])
@@ -328,7 +328,7 @@ class ExchangeFeed:
         if swap is None or not self.exchange.has.get("fetchFundingRate"):
             return None, None
         try:
-            raw = await self._call(f"{swap} funding", self.exchange.fetch_funding_rate, swap)
+            raw = await self.call(f"{swap} funding", self.exchange.fetch_funding_rate, swap)
         except (SourceUnavailable, MalformedInput) as e:
             log.warning("funding rate of %s unavailable: %s", swap, e)
             return None, None
@@ -342,7 +342,7 @@ class ExchangeFeed:
         if swap is None or not self.exchange.has.get("fetchOpenInterest"):
             return None
         try:
-            raw = await self._call(f"{swap} open interest", self.exchange.fetch_open_interest, swap)
+            raw = await self.call(f"{swap} open interest", self.exchange.fetch_open_interest, swap)
         except (SourceUnavailable, MalformedInput) as e:
             log.warning("open interest of %s unavailable: %s", swap, e)
             return None
@@ -418,10 +418,16 @@ class ExchangeFeed:
             raise MalformedInput(f"{self.name} sent a bad {interval} bar ({problem}): {row!r:.200}")
         return Candle(asset.upper(), interval, at, *values)
 
-    async def _call(
+    async def call(
         self, what: str, op: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``op`` with retries; map ccxt's errors to the connectors' errors."""
+        """Run ``op`` with this feed's retries and map ccxt's errors to the connectors' errors
+        (``VolatilityFeed`` reuses it for Deribit's implicit methods).
+
+        Raises:
+            MalformedInput: the exchange does not know the symbol.
+            SourceUnavailable: retries spent, a ban-length wait asked, or a request refused.
+        """
         failures = 0
         while True:
             try:

@@ -157,7 +157,7 @@ class VolatilityFeed:
                 "end_timestamp": end_ms,
                 "resolution": RESOLUTIONS[interval],
             }
-            answer = await self._rest._call(
+            answer = await self._rest.call(
                 f"{currency} DVOL {interval}",
                 self.exchange.public_get_get_volatility_index_data,
                 params,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -64,7 +65,7 @@ def composite_v2_at(
     from bot.market.composite_v2 import market_reading_v2
 
     candles = closed_by(daily_closes(store, asset, now), now)
-    implied = store.implied_vol(asset, "1d", now - timedelta(days=120), now)
+    implied = implied_daily(store, asset, now)
     try:
         reading = market_reading_v2(
             candles,
@@ -234,12 +235,30 @@ def liquidations_at(
 ) -> LiquidationWindow | None:
     """The sampled liquidations of ``asset`` in the window ending at ``now``, against their
     baseline; None when none were ever collected for it."""
+    windows = liquidation_windows(store, asset, now, (window,))
+    return windows[0] if windows else None
+
+
+def liquidation_windows(
+    store: Store, asset: str, now: datetime, windows: Sequence[str] = tuple(WINDOWS)
+) -> list[LiquidationWindow]:
+    """``liquidations_at`` for several windows from one read of the hourly totals; empty
+    when none were ever collected for ``asset``."""
     first = store.first_liquidation_hour(asset)
     if first is None:
-        return None
-    span = WINDOWS[window]
+        return []
+    span = max(WINDOWS[w] for w in windows)
     hours = store.liquidation_hours(asset, now - span - COLLECTING, now)
-    return liquidation_window(asset, hours, first, now, window)
+    return [liquidation_window(asset, hours, first, now, w) for w in windows]
+
+
+#: The implied-volatility history market-v2 reads (its 90-day average, and room for gaps).
+IV_HISTORY = timedelta(days=120)
+
+
+def implied_daily(store: Store, asset: str, now: datetime) -> list[VolatilityIndex]:
+    """The daily implied-volatility bars market-v2's volatility component reads."""
+    return store.implied_vol(asset, "1d", now - IV_HISTORY, now)
 
 
 #: An implied-volatility reading older than this is not shown as "now".

@@ -197,6 +197,8 @@ class LiquidationReadings(Sensor):
 #: finds it older than ``RESTART_GAP`` records the stretch as a gap.
 LISTENING_EVERY_S = 10.0
 RESTART_GAP = timedelta(seconds=30)
+#: How often single liquidation events past ``EVENTS_KEPT`` are dropped.
+PRUNE_EVERY = timedelta(hours=1)
 
 
 async def run_liquidations(
@@ -229,6 +231,7 @@ async def run_liquidations(
     async def listening() -> None:
         nonlocal down_since
         last_saved = 0.0
+        pruned: datetime | None = None
         while not stopping.is_set():
             await wait_or_stop(stopping, flush_s)
             await flush()
@@ -240,7 +243,8 @@ async def run_liquidations(
             if feed.connected and now.timestamp() - last_saved >= LISTENING_EVERY_S:
                 last_saved = now.timestamp()
                 await asyncio.to_thread(store.set_checkpoint, checkpoint, now.isoformat(), now)
-            if now.minute == 0 and now.second < flush_s + 1:  # about hourly: single events age out
+            if pruned is None or now - pruned >= PRUNE_EVERY:  # single events age out
+                pruned = now
                 await asyncio.to_thread(store.prune_liquidations, now - EVENTS_KEPT)
 
     async def read() -> None:

@@ -18,8 +18,15 @@ from bot.market.alerts import (
 from bot.market.candles import closed_by
 from bot.market.composite_v2 import market_reading_v2
 from bot.market.levels import levels_at, nearest
-from bot.market.liquidations import LIQUIDATION_STATE, WINDOWS, cascade_alert
-from bot.market.reads import funding_at, liquidations_at, price_view, stored_weights
+from bot.market.liquidations import LIQUIDATION_STATE, cascade_alert
+from bot.market.reads import (
+    funding_at,
+    implied_daily,
+    liquidation_windows,
+    liquidations_at,
+    price_view,
+    stored_weights,
+)
 from bot.mood.alerts import AlertParams, AlertState
 from bot.store import Store
 from bot.types import Alert, MoodReading, Scope
@@ -119,7 +126,7 @@ class MarketRules:
                     now,
                     funding_at(self.store, asset, now),
                     social.value if social is not None else None,
-                    self.store.implied_vol(asset, "1d", now - timedelta(days=120), now),
+                    implied_daily(self.store, asset, now),
                     liquidations_at(self.store, asset, now),
                     weights,
                 )
@@ -138,14 +145,12 @@ class MarketRules:
         """The liquidation cascade rule over the last hour and day, every tick (a cascade is
         news within the hour, not at the daily close); no state change where nothing is
         collected."""
-        if self.store.first_liquidation_hour(asset) is None:
-            return [], None
+        windows = liquidation_windows(self.store, asset, now)
+        if not any(w.multiple for w in windows):
+            return [], None  # collecting, or nothing to compare: no reads below
         scope = Scope(asset=asset)
         state = AlertState.from_json(self.store.alert_state(scope.key(), LIQUIDATION_STATE))
         found: list[Alert] = []
-        windows = [w for w in (liquidations_at(self.store, asset, now, k) for k in WINDOWS) if w]
-        if not any(w.multiple for w in windows):
-            return [], None  # collecting, or nothing to compare: no reads below
         view = price_view(self.store, asset, now)
         price = view.price if view is not None else None
         level = _nearest_level(self.store, asset, now, price)
