@@ -123,6 +123,8 @@ def hold_shared_writer(url: str, what: str) -> Iterator[None]:
     Raises:
         DatabaseBusyError: a one-process writer holds the database.
     """
+    import psycopg
+
     conn = _connect(url, what)
     with conn:
         got = conn.execute(
@@ -133,4 +135,10 @@ def hold_shared_writer(url: str, what: str) -> Iterator[None]:
                 f"{redact(url)} is in use by `moodring run` (or rescore, migrate); stop it"
                 " first: stage workers and the one-process bot never share a database"
             )
-        yield
+        try:
+            yield
+        finally:
+            # Unlock before closing: the server frees a closed session's locks only when its
+            # backend has exited, after close() returns, so a taker right behind could lose.
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", [WRITER_KEY])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from bot.errors import ConfigError, StoreError
@@ -77,4 +77,10 @@ def _hold_postgres(url: str, what: str) -> Iterator[None]:
                 f"{redact(url)} is in use by another moodring process; stop it first"
             )
         conn.execute("SELECT set_config('application_name', %s, false)", [f"moodring {what}"])
-        yield
+        try:
+            yield
+        finally:
+            # Unlock before closing: a closed session's locks go only when its backend has
+            # exited, after close() returns, so the next taker could find them still held.
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext('moodring-writer'))")
