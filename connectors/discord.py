@@ -145,6 +145,40 @@ def _roles(user: discord.User | discord.Member, admin_roles: Collection[str]) ->
     return frozenset()
 
 
+async def _member_roles(
+    guild: discord.Guild, user_id: int, admin_roles: Collection[str]
+) -> frozenset[str]:
+    """The roles member ``user_id`` holds in ``guild`` now, fetched from Discord."""
+    try:
+        member = await guild.fetch_member(user_id)
+    except discord.NotFound:
+        return frozenset()  # no longer in the server
+    except discord.HTTPException as exc:
+        raise SourceUnavailable(f"discord: cannot look up a member ({exc.status})") from None
+    return _roles(member, admin_roles)
+
+
+async def rest_roles(
+    client: discord.Client, command: Command, admin_roles: Collection[str]
+) -> frozenset[str]:
+    """``DiscordConnector.roles_of`` for a client with no gateway (``rest_client``): the
+    server and the member are both fetched over HTTP, so a process that does not read the
+    gateway (``moodring serve``) can still re-check a moderator.
+
+    Raises:
+        SourceUnavailable: Discord cannot say now (an outage, or the request failed).
+    """
+    if not command.community.isdigit() or not command.user.isdigit():
+        return frozenset()
+    try:
+        guild = await client.fetch_guild(int(command.community), with_counts=False)
+    except (discord.NotFound, discord.Forbidden):
+        return frozenset()  # a server the bot is not in (or has left)
+    except discord.HTTPException as exc:
+        raise SourceUnavailable(f"discord: cannot look up a server ({exc.status})") from None
+    return await _member_roles(guild, int(command.user), admin_roles)
+
+
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     """Split text into chunks Discord accepts (``limit`` characters, see ``connectors.text``)."""
     return chunks_of(text, limit)
@@ -374,15 +408,9 @@ class DiscordConnector:
             return frozenset()  # not a server the bot is in (or a DM channel)
         if guild.unavailable:
             raise SourceUnavailable(f"discord: server {guild.id} is unavailable")
-        try:
-            # Asked, not read from the cache: without the members intent a cached member's
-            # roles are not kept up to date, and a demotion must count.
-            member = await guild.fetch_member(int(command.user))
-        except discord.NotFound:
-            return frozenset()
-        except discord.HTTPException as exc:
-            raise SourceUnavailable(f"discord: cannot look up a member ({exc.status})") from None
-        return _roles(member, self.admin_roles)
+        # Asked, not read from the cache: without the members intent a cached member's
+        # roles are not kept up to date, and a demotion must count.
+        return await _member_roles(guild, int(command.user), self.admin_roles)
 
     async def respond(self, interaction: discord.Interaction) -> None:
         """Answer a slash command: ``answer`` it, then reply with mentions disabled."""

@@ -639,3 +639,89 @@ def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
     assert body["content"] == "BTC mood 9/100 @everyone"
     assert body["allowed_mentions"]["parse"] == []  # the text cannot ping anyone
     assert ("GET", "/api/v10/users/@me", "Bot good") in seen
+
+
+def test_rest_roles_asks_discord_for_the_server_and_the_member(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``moodring serve``'s Discord lookup, with no gateway: the server (its roles, owner)
+    and the member are fetched over HTTP on every ask. A role named in ``admin_roles``, Manage
+    Server or ownership makes a moderator; a member who left, or a server the bot is not in,
+    has no role; a Discord error is SourceUnavailable, not "no"."""
+    from aiohttp import web
+
+    from connectors.discord import rest_client, rest_roles
+
+    def user(uid: str) -> dict[str, Any]:
+        return {"id": uid, "username": f"u{uid}", "discriminator": "0", "avatar": None}
+
+    def reply(payload: dict[str, Any], status: int = 200) -> web.Response:
+        body = json.dumps(payload).encode()
+        return web.Response(body=body, status=status, headers={"Content-Type": "application/json"})
+
+    manage_guild = 1 << 5
+    roles = [
+        {"id": "500", "name": "@everyone", "permissions": "0", "position": 0},
+        {"id": "501", "name": "Mods", "permissions": "0", "position": 1},
+        {"id": "502", "name": "Staff", "permissions": str(manage_guild), "position": 2},
+    ]
+    members = {"1": ["501"], "2": ["502"], "3": [], "9": []}  # 9 owns the server
+    asked: list[str] = []
+
+    async def me(request: web.Request) -> web.Response:
+        return reply(user("42") | {"bot": True})
+
+    async def application(request: web.Request) -> web.Response:
+        app = {"id": "7", "name": "moodring", "description": "", "icon": None, "verify_key": "k"}
+        flags = {"bot_public": False, "bot_require_code_grant": False}
+        return reply(app | flags | {"owner": user("9")})
+
+    async def guild(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        gid = request.match_info["guild"]
+        if gid == "404":
+            return reply({"message": "Unknown Guild", "code": 10004}, status=404)
+        if gid == "503":
+            return reply({"message": "upstream", "code": 0}, status=503)
+        return reply({"id": gid, "name": "Crypto", "owner_id": "9", "roles": roles})
+
+    async def member(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        uid = request.match_info["user"]
+        if uid not in members:
+            return reply({"message": "Unknown Member", "code": 10007}, status=404)
+        return reply({"user": user(uid), "roles": members[uid], "flags": 0, "joined_at": None})
+
+    async def main() -> list[Any]:
+        app = web.Application()
+        app.router.add_get("/api/v10/users/@me", me)
+        app.router.add_get("/api/v10/oauth2/applications/@me", application)
+        app.router.add_get("/api/v10/guilds/{guild}", guild)
+        app.router.add_get("/api/v10/guilds/{guild}/members/{user}", member)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+        client = await rest_client("good")
+        results: list[Any] = []
+        try:
+            for server, uid in [("77", "1"), ("77", "2"), ("77", "3"), ("77", "9"), ("77", "5")]:
+                cmd = Command("discord", server, server, uid, "dashboard")
+                results.append(await rest_roles(client, cmd, ["mods"]))
+            results.append(await rest_roles(client, Command("discord", "404", "c", "1", "x"), []))
+            results.append(await rest_roles(client, Command("discord", "x1", "c", "1", "x"), []))
+            with pytest.raises(SourceUnavailable, match="server"):
+                await rest_roles(client, Command("discord", "503", "c", "1", "x"), [])
+        finally:
+            await client.close()
+            await runner.cleanup()
+        return results
+
+    admin, none = frozenset({"admin"}), frozenset()
+    results = asyncio.run(main())
+    # Mods by name (case-folded), Manage Server, the owner; a plain member; one who left.
+    assert results == [admin, admin, none, admin, none, none, none]
+    assert "/api/v10/guilds/77/members/1" in asked  # the member was asked, not cached
+    assert not any("x1" in path for path in asked)  # a non-numeric id is never sent

@@ -4,7 +4,10 @@ and a dashboard link re-checked against the platform's live roles."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -17,13 +20,16 @@ import pytest
 
 from bot.app.cli import main
 from bot.app.wiring import build_pipeline, live_moderator_check, pipeline_config, serve
-from bot.chat.links import Grant
+from bot.chat.links import DashboardLinks, Grant
 from bot.market.candles import load_bundled
 from bot.settings import Settings
 from bot.store import Store
 from connectors.console import ConsoleSink
 from connectors.errors import SourceUnavailable
 from connectors.types import Command
+from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -112,3 +118,52 @@ def test_run_serve_needs_host_and_port(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["--db", str(db), "run", "--serve", "8080"]) == 2
     assert "is not HOST:PORT" in capsys.readouterr().err
     assert not db.exists()  # refused before anything was opened
+
+
+def test_serve_alone_rechecks_a_link_with_telegrams_live_admin_list(
+    tmp_path: Path, fake_telegram: FakeTelegram
+) -> None:
+    """`moodring serve` runs no chat connector, yet a link's moderator is asked of Telegram
+    (``getChatAdministrators`` over HTTP): the admin's link opens, a demoted one's is refused."""
+    db = tmp_path / "serve.db"
+    Store(db).close()
+    fake_telegram.admins[-100123] = [42]
+    links = DashboardLinks("s" * 43)
+    now = datetime.now(UTC)
+    admin = links.token("telegram", "-100123", "42", now)
+    demoted = links.token("telegram", "-100123", "7", now)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODRING_")}
+    env |= {
+        "MOODRING_TELEGRAM_TOKEN": fake_telegram.token,
+        "MOODRING_TELEGRAM_API_URL": fake_telegram.base_url,
+        "MOODRING_DASHBOARD_SECRET": "s" * 43,
+        "MOODRING_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    command = [sys.executable, "-m", "bot.app.cli", "--db", str(db), "serve", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60  # a bound on waiting, not a timing assertion
+        while True:
+            try:
+                httpx.get(f"{base}/api/v1/health")
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "serve never answered"
+                time.sleep(0.2)
+        opened = httpx.get(f"{base}/dashboard/{admin}")
+        refused = httpx.get(f"{base}/dashboard/{demoted}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert opened.status_code == 200, opened.text
+    assert refused.status_code == 403
+    assert "no longer a moderator" in refused.text
+    assert fake_telegram.requests("getMe")  # logged in over HTTP, no getUpdates poll
+    assert not fake_telegram.requests("getUpdates")
+    asked = fake_telegram.requests("getChatAdministrators")
+    assert len(asked) == 1 and asked[0].params["chat_id"] == "-100123"  # the list is cached
+    assert fake_telegram.token not in err  # never logged
+    assert "re-checked live on console, telegram" in err

@@ -705,28 +705,31 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the public JSON API (``/api/v1/``) from the database until interrupted."""
     import uvicorn
 
-    from bot.app.wiring import dashboard_links
+    from bot.app.wiring import dashboard_links, platform_moderator_check
     from bot.store import Store
     from bot.web.app import ApiConfig, create_app
 
     _need_database(settings, "run `moodring demo` or `moodring run` first, or give --db")
     store = Store(settings.db)
     try:
-        config = ApiConfig(
-            public_sources=tuple(settings.public_sources),
-            trusted_proxies=tuple(settings.trusted_proxies),
-            rate_per_minute=settings.api_rate_per_minute,
-            links=dashboard_links(settings),
-        )
-        app = create_app(store, config)
-        log.info(
-            "serving the API on http://%s:%d/api/v1/ and dashboards (links: %s) (Ctrl-C stops)",
-            args.host,
-            args.port,
-            settings.public_url,
-        )
-        # uvicorn's own access log would repeat every client address; ours stays quiet.
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        with platform_moderator_check(settings) as moderator_check:
+            config = ApiConfig(
+                public_sources=tuple(settings.public_sources),
+                trusted_proxies=tuple(settings.trusted_proxies),
+                rate_per_minute=settings.api_rate_per_minute,
+                links=dashboard_links(settings),
+            )
+            # Each dashboard view re-checks its link's moderator with the platform, as under
+            # `run --serve`: a demoted moderator's link stops working within the cache's minute.
+            app = create_app(store, config, moderator_check=moderator_check)
+            log.info(
+                "serving the API on http://%s:%d/api/v1/ and dashboards (links: %s) (Ctrl-C stops)",
+                args.host,
+                args.port,
+                settings.public_url,
+            )
+            # uvicorn's own access log would repeat every client address; ours stays quiet.
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         store.close()
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -26,11 +27,10 @@ if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.pipeline.workers import Role, StageWorker
     from bot.store import Store
     from connectors.base import Sink, Source
+    from connectors.types import Command
     from connectors.x import XSource
     from nlp.scorer import Scorer
     from nlp.types import Score
-
-log = logging.getLogger("moodring")
 
 log = logging.getLogger("moodring")
 
@@ -423,6 +423,69 @@ def live_moderator_check(
         return "admin" in held
 
     return check
+
+
+@contextlib.contextmanager
+def platform_moderator_check(
+    settings: Settings, login_timeout_s: float = 60.0
+) -> Iterator[Callable[[Grant], bool | None]]:
+    """``live_moderator_check`` for a process with no chat connectors (``moodring serve``):
+    logs in to each platform whose token is set over HTTP only (Telegram's ``getMe``, Discord
+    without its gateway) and asks roles from an event loop in a thread of its own.
+
+    A platform whose login fails is left out with a warning: its links then cannot be
+    re-checked (``None``, unknown) and their lifetime bounds them, as in an outage.
+    """
+    from bot.chat.inbox import console_roles
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="moodring-roles", daemon=True)
+    thread.start()
+    stack = AsyncExitStack()
+
+    async def open_lookups() -> dict[str, RoleLookup]:
+        from connectors.errors import SourceUnavailable
+
+        roles: dict[str, RoleLookup] = {"console": console_roles}
+        if settings.telegram_token is not None:
+            from connectors.telegram import TelegramRoles, login
+
+            try:
+                tg = await login(
+                    settings.telegram_token.get_secret_value(), settings.telegram_api_url
+                )
+            except SourceUnavailable as exc:
+                log.warning("dashboards: Telegram moderators cannot be re-checked: %s", exc)
+            else:
+                stack.push_async_callback(tg.shutdown)
+                roles["telegram"] = TelegramRoles(tg).check
+        if settings.discord_token is not None:
+            from connectors.discord import rest_client, rest_roles
+
+            try:
+                client = await rest_client(settings.discord_token.get_secret_value())
+            except SourceUnavailable as exc:
+                log.warning("dashboards: Discord moderators cannot be re-checked: %s", exc)
+            else:
+                stack.push_async_callback(client.close)
+                admin_roles = settings.discord_admin_roles
+
+                async def discord_roles(command: Command) -> frozenset[str]:
+                    return await rest_roles(client, command, admin_roles)
+
+                roles["discord"] = discord_roles
+        return roles
+
+    try:
+        roles = asyncio.run_coroutine_threadsafe(open_lookups(), loop).result(login_timeout_s)
+        log.info("dashboards: moderators re-checked live on %s", ", ".join(sorted(roles)))
+        yield live_moderator_check(roles, loop)
+    finally:
+        with contextlib.suppress(Exception):  # shutting down: a failed logout changes nothing
+            asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def _web(
