@@ -343,3 +343,36 @@ def test_an_answer_is_computed_once_per_minute_of_data(
         assert len(calls) == 1
         assert c.get("/api/v1/mood?asset=BTC&window=1h").status_code == 200
         assert len(calls) == 2  # other arguments: another answer
+
+
+def test_the_api_answers_the_same_on_postgresql(db: Path, store: Store, pg_url: str) -> None:
+    """`moodring serve` on PostgreSQL: the same database moved with `moodring migrate`'s copy
+    answers every endpoint word for word as the SQLite one does (and ETags match too, since
+    they are made from the answer)."""
+    from bot.store.moving import copy_to_postgres
+
+    copies = copy_to_postgres(db, pg_url)
+    assert all(c.source == c.copied for c in copies)
+    config = ApiConfig(public_sources=("telegram:-100222",), rate_per_minute=10_000)
+    on_sqlite = client(create_app(store, config, clock=lambda: WALL))
+    pg = Store(pg_url)
+    try:
+        on_pg = client(create_app(pg, config, clock=lambda: WALL))
+        for url in [
+            "/api/v1/mood?asset=BTC&window=24h",
+            f"/api/v1/mood?at={(START + timedelta(days=2)).isoformat().replace('+', '%2B')}",
+            "/api/v1/mood?community=test&platform=replay",
+            "/api/v1/history?asset=BTC&step=1h&limit=24",
+            "/api/v1/history?step=1d&format=csv",
+            "/api/v1/fng?limit=3",
+            "/api/v1/fng?limit=3&format=csv",
+            "/api/v1/levels?asset=BTC",
+            "/api/v1/alerts",
+            "/api/v1/health",
+            "/api/v1/mood?asset=NOSUCHCOIN",
+        ]:
+            a, b = on_sqlite.get(url), on_pg.get(url)
+            assert (a.status_code, a.text) == (b.status_code, b.text), url
+            assert a.headers.get("etag") == b.headers.get("etag"), url
+    finally:
+        pg.close()
