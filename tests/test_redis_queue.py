@@ -264,6 +264,38 @@ async def drain_n(queue: RedisStreamQueue[ScoreChunk], n: int) -> list[ScoreChun
     return items
 
 
+def test_a_get_whose_cancel_the_client_swallows_still_ends(
+    url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client library that eats a cancel during a blocking read (returning "nothing read")
+    must not turn ``get`` into a loop its canceller waits on for ever."""
+    queue = make(url, redis_prefix, "c1")
+    reads = 0
+    blocking = queue._read_new
+
+    async def swallowing(client: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        nonlocal reads
+        reads += 1
+        try:
+            return await blocking(client)
+        except asyncio.CancelledError:
+            return []  # what a library tearing its connection down may do
+
+    monkeypatch.setattr(queue, "_read_new", swallowing)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(queue.get())
+        while reads == 0:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=30)  # a bound on a hang, not a timing
+        assert done and task.cancelled()
+        assert reads == 1  # it did not go back to read again
+        await closing(queue)
+
+    asyncio.run(scenario())
+
+
 def test_close_ends_every_consumer_after_the_queue_is_drained(url: str, redis_prefix: str) -> None:
     async def scenario() -> None:
         producer = make(url, redis_prefix, "producer")

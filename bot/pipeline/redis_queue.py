@@ -390,7 +390,13 @@ class RedisStreamQueue(Generic[T]):
         if self._reached_end:
             raise Closed("queue closed")
         self._consumed = True
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # A cancel that a blocking read swallowed (a client library may, while it
+                # tears a connection down) must still end the loop, or the canceller waits on
+                # a get that blocks again and again.
+                raise asyncio.CancelledError
             received = await self._claim()
             if received is not None:
                 return received

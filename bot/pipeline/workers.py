@@ -124,11 +124,20 @@ class Getter(Generic[T]):
         task, self._task = self._task, None
         return task.result()
 
-    async def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def cancel(self, wait_s: float = 10.0) -> None:
+        """Cancel the get in flight and wait for it, at most ``wait_s`` seconds: a get that
+        does not end (a read stuck in the client library) must not hold up a shutdown or a
+        lease hand-over; what it had read stays pending and is taken over."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=wait_s)
+        if not done:
+            log.warning("a queue read did not end %.0f s after its cancel; left behind", wait_s)
+            return
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("the cancelled queue read ended with %r", task.exception())
 
 
 def index_progress(value: str | None) -> tuple[int, datetime | None]:
