@@ -309,6 +309,39 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     return meta
 
 
+def soup(first: Path, second: Path, alpha: float, out: Path) -> dict:
+    """Interpolate two fine-tunes of one lineage in weight space (WiSE-FT, Wortsman et al.
+    2022): ``(1 - alpha) * first + alpha * second``, written as a model directory (fp16, the
+    tokenizer and ``moodring.json`` of ``second``). Free at run time: one model, one pass.
+
+    Raises:
+        ValueError: the two models do not have the same tensors (not one architecture).
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within 0..1, not {alpha}")
+    a = load_file(str(first / "model.safetensors"))
+    b = load_file(str(second / "model.safetensors"))
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        raise ValueError(f"{first} and {second} are not the same architecture")
+    mixed = {
+        k: ((1 - alpha) * a[k].float() + alpha * b[k].float()).to(b[k].dtype).contiguous()
+        for k in sorted(a)
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for f in second.iterdir():
+        if f.is_file() and f.name not in ("model.safetensors", "report.json"):
+            shutil.copy(f, out / f.name)
+    save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
+    meta = json.loads((out / "moodring.json").read_text())
+    meta["soup"] = {"first": str(first), "second": str(second), "alpha": alpha}
+    (out / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta["soup"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--init", required=True, help="model directory to start from")
@@ -354,6 +387,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data", type=Path, default=None, help="fit class offsets on its dev sets")
         a = p.parse_args(argv[1:])
         sys.stdout.write(json.dumps(ship(a.src, a.to, a.model_id, a.data)) + "\n")
+        return 0
+    if argv[:1] == ["soup"]:
+        p = argparse.ArgumentParser(description="interpolate two models in weight space")
+        p.add_argument("first", type=Path)
+        p.add_argument("second", type=Path)
+        p.add_argument("--alpha", type=float, required=True, help="the second model's share")
+        p.add_argument("--out", type=Path, required=True)
+        a = p.parse_args(argv[1:])
+        sys.stdout.write(json.dumps(soup(a.first, a.second, a.alpha, a.out)) + "\n")
         return 0
     if argv[:1] == ["calibrate"]:
         p = argparse.ArgumentParser(description="fit an installed model's class offsets")

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from nlp import training
 from nlp.scorer import Scorer, sha256_of
@@ -103,3 +104,41 @@ def test_same_seed_same_model_and_figures(tiny_base_dir: Path, data, tmp_path: P
     third = train(tiny_base_dir, data, tmp_path / "c", "--seed-offset", "5", "--configs", "plain")
     assert "holdout" not in third  # one config: nothing to rank
     assert sha256_of(tmp_path / "c" / "student" / "model.safetensors") != weights
+
+
+def test_soup_interpolates_two_models_in_weight_space(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``stance_training soup``: alpha 0 is the first model, 1 the second, 0.5 their mean,
+    and the result loads and scores like any shipped model."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from nlp.stance_training import main as stance_main
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    weights = load_file(str(other / "model.safetensors"))
+    shifted = {k: (v.float() + 0.5).to(v.dtype) for k, v in weights.items()}
+    save_file(shifted, str(other / "model.safetensors"), metadata={"format": "pt"})
+    mixed: dict[float, dict] = {}
+    for alpha in (0.0, 0.5, 1.0):
+        out = tmp_path / f"soup{alpha}"
+        assert (
+            stance_main(
+                ["soup", str(tiny_model_dir), str(other), "--alpha", str(alpha), "--out", str(out)]
+            )
+            == 0
+        )
+        mixed[alpha] = load_file(str(out / "model.safetensors"))
+    first = load_file(str(tiny_model_dir / "model.safetensors"))
+    for k, v in first.items():
+        assert torch.equal(mixed[0.0][k], v)
+        assert torch.equal(mixed[1.0][k], shifted[k])
+        mean = ((v.float() + shifted[k].float()) / 2).to(v.dtype)
+        assert torch.allclose(mixed[0.5][k].float(), mean.float(), atol=1e-3)
+    meta = json.loads((tmp_path / "soup0.5" / "moodring.json").read_text())
+    assert meta["soup"]["alpha"] == 0.5
+    scores = Scorer(tmp_path / "soup0.5", cache_size=0, backend="torch").score(["to the moon"])
+    assert len(scores) == 1 and abs(scores[0].p_neg + scores[0].p_neu + scores[0].p_pos - 1) < 1e-4
+    with pytest.raises(SystemExit):
+        stance_main(["soup", str(tiny_model_dir), str(other), "--alpha", "x", "--out", "o"])
