@@ -4,8 +4,9 @@ gateway parsers, cache and slash-command tree (only the REST transport and webso
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -557,6 +558,53 @@ def test_run_maps_bad_token_and_stops_on_event() -> None:
     asyncio.run(main())
 
 
+BOT_USER = {"id": "42", "username": "moodring", "discriminator": "0", "global_name": None}
+BOT_USER |= {"avatar": None, "bot": True, "verified": True, "mfa_enabled": False, "flags": 0}
+
+
+def json_reply(payload: dict[str, Any], status: int = 200) -> Any:
+    """An aiohttp JSON response as Discord sends it (discord.py decodes a body only when the
+    content type is exactly application/json)."""
+    from aiohttp import web
+
+    body = json.dumps(payload).encode()
+    return web.Response(body=body, status=status, headers={"Content-Type": "application/json"})
+
+
+@contextlib.asynccontextmanager
+async def loopback_discord(
+    monkeypatch: pytest.MonkeyPatch, routes: Callable[[Any], None]
+) -> AsyncIterator[None]:
+    """Discord's REST API on 127.0.0.1 for discord.py's own HTTP client: the login routes
+    (``Bot good`` is the one token accepted) plus the test's ``routes``."""
+    from aiohttp import web
+
+    async def me(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bot good":
+            return json_reply({"message": "401: Unauthorized", "code": 0}, status=401)
+        return json_reply(BOT_USER)
+
+    async def application(request: web.Request) -> web.Response:
+        app = {"id": "7", "name": "moodring", "description": "", "icon": None, "verify_key": "k"}
+        flags = {"bot_public": False, "bot_require_code_grant": False}
+        return json_reply(app | flags | {"owner": BOT_USER})
+
+    app = web.Application()
+    app.router.add_get("/api/v10/users/@me", me)
+    app.router.add_get("/api/v10/oauth2/applications/@me", application)
+    routes(app.router)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -568,23 +616,7 @@ def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
     from connectors.discord import rest_client
 
     seen: list[tuple[str, str, Any]] = []
-    user = {"id": "42", "username": "moodring", "discriminator": "0", "global_name": None}
-    user |= {"avatar": None, "bot": True, "verified": True, "mfa_enabled": False, "flags": 0}
-
-    def reply(payload: dict[str, Any], status: int = 200) -> web.Response:
-        # discord.py decodes a body only when the content type is exactly application/json.
-        body = json.dumps(payload).encode()
-        return web.Response(body=body, status=status, headers={"Content-Type": "application/json"})
-
-    async def me(request: web.Request) -> web.Response:
-        seen.append(("GET", request.path, request.headers.get("Authorization")))
-        if request.headers.get("Authorization") != "Bot good":
-            return reply({"message": "401: Unauthorized", "code": 0}, status=401)
-        return reply(user)
-
-    async def application(request: web.Request) -> web.Response:
-        app = {"id": "7", "name": "moodring", "description": "", "icon": None, "verify_key": "k"}
-        return reply(app | {"bot_public": False, "bot_require_code_grant": False, "owner": user})
+    user, reply = BOT_USER, json_reply
 
     async def post(request: web.Request) -> web.Response:
         body = await request.json()
@@ -609,17 +641,10 @@ def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
         )
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/api/v10/users/@me", me)
-        app.router.add_get("/api/v10/oauth2/applications/@me", application)
-        app.router.add_post("/api/v10/channels/{channel}/messages", post)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
-        try:
+        def routes(router: web.UrlDispatcher) -> None:
+            router.add_post("/api/v10/channels/{channel}/messages", post)
+
+        async with loopback_discord(monkeypatch, routes):
             with pytest.raises(SourceUnavailable, match="rejected"):
                 await rest_client("bad")
             client = await rest_client("good")
@@ -628,8 +653,6 @@ def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
                 await DiscordSink(client).send(Reply("BTC mood 9/100 @everyone", target="1234"))
             finally:
                 await client.close()
-        finally:
-            await runner.cleanup()
 
     asyncio.run(main())
     posts = [entry for entry in seen if entry[0] == "POST"]
@@ -638,7 +661,6 @@ def test_rest_client_logs_in_over_http_only_and_the_sink_sends(
     assert path == "/api/v10/channels/1234/messages"
     assert body["content"] == "BTC mood 9/100 @everyone"
     assert body["allowed_mentions"]["parse"] == []  # the text cannot ping anyone
-    assert ("GET", "/api/v10/users/@me", "Bot good") in seen
 
 
 def test_rest_roles_asks_discord_for_the_server_and_the_member(
@@ -655,10 +677,7 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
     def user(uid: str) -> dict[str, Any]:
         return {"id": uid, "username": f"u{uid}", "discriminator": "0", "avatar": None}
 
-    def reply(payload: dict[str, Any], status: int = 200) -> web.Response:
-        body = json.dumps(payload).encode()
-        return web.Response(body=body, status=status, headers={"Content-Type": "application/json"})
-
+    reply = json_reply
     manage_guild = 1 << 5
     roles = [
         {"id": "500", "name": "@everyone", "permissions": "0", "position": 0},
@@ -667,14 +686,6 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
     ]
     members = {"1": ["501"], "2": ["502"], "3": [], "9": []}  # 9 owns the server
     asked: list[str] = []
-
-    async def me(request: web.Request) -> web.Response:
-        return reply(user("42") | {"bot": True})
-
-    async def application(request: web.Request) -> web.Response:
-        app = {"id": "7", "name": "moodring", "description": "", "icon": None, "verify_key": "k"}
-        flags = {"bot_public": False, "bot_require_code_grant": False}
-        return reply(app | flags | {"owner": user("9")})
 
     async def guild(request: web.Request) -> web.Response:
         asked.append(request.path)
@@ -693,17 +704,14 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
         return reply({"user": user(uid), "roles": members[uid], "flags": 0, "joined_at": None})
 
     async def main() -> list[Any]:
-        app = web.Application()
-        app.router.add_get("/api/v10/users/@me", me)
-        app.router.add_get("/api/v10/oauth2/applications/@me", application)
-        app.router.add_get("/api/v10/guilds/{guild}", guild)
-        app.router.add_get("/api/v10/guilds/{guild}/members/{user}", member)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+        def routes(router: web.UrlDispatcher) -> None:
+            router.add_get("/api/v10/guilds/{guild}", guild)
+            router.add_get("/api/v10/guilds/{guild}/members/{user}", member)
+
+        async with loopback_discord(monkeypatch, routes):
+            return await ask_all()
+
+    async def ask_all() -> list[Any]:
         client = await rest_client("good")
         results: list[Any] = []
         try:
@@ -716,7 +724,6 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
                 await rest_roles(client, Command("discord", "503", "c", "1", "x"), [])
         finally:
             await client.close()
-            await runner.cleanup()
         return results
 
     admin, none = frozenset({"admin"}), frozenset()
