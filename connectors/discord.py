@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.utils import MISSING
@@ -145,6 +146,11 @@ def _roles(user: discord.User | discord.Member, admin_roles: Collection[str]) ->
     return frozenset()
 
 
+#: What asking Discord can fail with besides an HTTP error status: a rate limit longer than
+#: the client waits (``RateLimited``), and the network (aiohttp's errors, timeouts).
+_UNREACHABLE = (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError)
+
+
 async def _member_roles(
     guild: discord.Guild, user_id: int, admin_roles: Collection[str]
 ) -> frozenset[str]:
@@ -155,6 +161,8 @@ async def _member_roles(
         return frozenset()  # no longer in the server
     except discord.HTTPException as exc:
         raise SourceUnavailable(f"discord: cannot look up a member ({exc.status})") from None
+    except _UNREACHABLE as exc:  # rate limited past the wait allowed, or the network failed
+        raise SourceUnavailable(f"discord: cannot look up a member ({exc!r})") from None
     return _roles(member, admin_roles)
 
 
@@ -176,6 +184,8 @@ async def rest_roles(
         return frozenset()  # a server the bot is not in (or has left)
     except discord.HTTPException as exc:
         raise SourceUnavailable(f"discord: cannot look up a server ({exc.status})") from None
+    except _UNREACHABLE as exc:
+        raise SourceUnavailable(f"discord: cannot look up a server ({exc!r})") from None
     return await _member_roles(guild, int(command.user), admin_roles)
 
 
@@ -518,8 +528,9 @@ class _ShardedClient(_Client, discord.AutoShardedClient):
 
 
 async def rest_client(token: str, max_ratelimit_timeout: float = 30.0) -> discord.Client:
-    """A client logged in over HTTP only, no gateway: enough for ``DiscordSink`` where
-    another process reads the gateway (a stage worker that delivers alerts). Close it after.
+    """A client logged in over HTTP only, no gateway: enough for ``DiscordSink`` and
+    ``rest_roles`` where another process reads the gateway (a stage worker that delivers
+    alerts, ``moodring serve`` re-checking a dashboard's moderator). Close it after.
 
     Raises:
         SourceUnavailable: the token was rejected, or Discord could not be reached.
@@ -536,9 +547,12 @@ async def rest_client(token: str, max_ratelimit_timeout: float = 30.0) -> discor
     except discord.LoginFailure as exc:
         await client.close()
         raise SourceUnavailable("discord rejected the bot token") from exc
-    except (discord.DiscordException, OSError) as exc:
+    except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
         await client.close()
         raise SourceUnavailable(f"discord login failed: {exc!r}") from exc
+    except BaseException:  # a cancel or a timeout around it: let the session go all the same
+        await client.close()
+        raise
     return client
 
 

@@ -309,13 +309,18 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     return meta
 
 
-def soup(first: Path, second: Path, alpha: float, out: Path) -> dict:
+def soup(first: Path, second: Path, alpha: float, out: Path, model_id: str) -> dict:
     """Interpolate two fine-tunes of one lineage in weight space (WiSE-FT, Wortsman et al.
-    2022): ``(1 - alpha) * first + alpha * second``, written as a model directory (fp16, the
-    tokenizer and ``moodring.json`` of ``second``). Free at run time: one model, one pass.
+    2022): ``(1 - alpha) * first + alpha * second`` for every floating-point tensor, written
+    as a model directory named ``model_id`` (fp16, with ``second``'s tokenizer and settings).
+    Free at run time: one model, one pass.
+
+    What described ``second``'s own weights (their sha256, class offsets, suite counts) is
+    left out: ``ship --data`` records them for the new weights.
 
     Raises:
-        ValueError: the two models do not have the same tensors (not one architecture).
+        ValueError: a bad ``alpha``, ``out`` being one of the two, or two models that do
+            not have the same tensors (not one architecture).
     """
     import shutil
 
@@ -323,12 +328,17 @@ def soup(first: Path, second: Path, alpha: float, out: Path) -> dict:
 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within 0..1, not {alpha}")
+    if out.resolve() in (first.resolve(), second.resolve()):
+        raise ValueError(f"{out} is one of the models being mixed; write the soup elsewhere")
     a = load_file(str(first / "model.safetensors"))
     b = load_file(str(second / "model.safetensors"))
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise ValueError(f"{first} and {second} are not the same architecture")
     mixed = {
+        # Integer buffers (position ids) are not weights: kept as they are.
         k: ((1 - alpha) * a[k].float() + alpha * b[k].float()).to(b[k].dtype).contiguous()
+        if b[k].is_floating_point()
+        else b[k].contiguous()
         for k in sorted(a)
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -337,6 +347,9 @@ def soup(first: Path, second: Path, alpha: float, out: Path) -> dict:
             shutil.copy(f, out / f.name)
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
     meta = json.loads((out / "moodring.json").read_text())
+    for key in ("weights_sha256", "class_bias", "calibration", "suite", "soup"):
+        meta.pop(key, None)
+    meta["model_id"] = model_id
     meta["soup"] = {"first": str(first), "second": str(second), "alpha": alpha}
     (out / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta["soup"]
@@ -394,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("second", type=Path)
         p.add_argument("--alpha", type=float, required=True, help="the second model's share")
         p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--model-id", required=True)
         a = p.parse_args(argv[1:])
-        sys.stdout.write(json.dumps(soup(a.first, a.second, a.alpha, a.out)) + "\n")
+        sys.stdout.write(json.dumps(soup(a.first, a.second, a.alpha, a.out, a.model_id)) + "\n")
         return 0
     if argv[:1] == ["calibrate"]:
         p = argparse.ArgumentParser(description="fit an installed model's class offsets")

@@ -694,11 +694,15 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
             return reply({"message": "Unknown Guild", "code": 10004}, status=404)
         if gid == "503":
             return reply({"message": "upstream", "code": 0}, status=503)
+        if gid == "403":
+            return reply({"message": "Missing Access", "code": 50001}, status=403)
         return reply({"id": gid, "name": "Crypto", "owner_id": "9", "roles": roles})
 
     async def member(request: web.Request) -> web.Response:
         asked.append(request.path)
         uid = request.match_info["user"]
+        if uid == "503":
+            return reply({"message": "upstream", "code": 0}, status=503)
         if uid not in members:
             return reply({"message": "Unknown Member", "code": 10007}, status=404)
         return reply({"user": user(uid), "roles": members[uid], "flags": 0, "joined_at": None})
@@ -718,17 +722,24 @@ def test_rest_roles_asks_discord_for_the_server_and_the_member(
             for server, uid in [("77", "1"), ("77", "2"), ("77", "3"), ("77", "9"), ("77", "5")]:
                 cmd = Command("discord", server, server, uid, "dashboard")
                 results.append(await rest_roles(client, cmd, ["mods"]))
+            demoted = Command("discord", "77", "77", "1", "dashboard")
+            members["1"] = []  # the Mods role taken away: the next ask sees it at once
+            results.append(await rest_roles(client, demoted, ["mods"]))
             results.append(await rest_roles(client, Command("discord", "404", "c", "1", "x"), []))
+            results.append(await rest_roles(client, Command("discord", "403", "c", "1", "x"), []))
             results.append(await rest_roles(client, Command("discord", "x1", "c", "1", "x"), []))
             with pytest.raises(SourceUnavailable, match="server"):
                 await rest_roles(client, Command("discord", "503", "c", "1", "x"), [])
+            with pytest.raises(SourceUnavailable, match="member"):
+                await rest_roles(client, Command("discord", "77", "c", "503", "x"), [])
         finally:
             await client.close()
         return results
 
     admin, none = frozenset({"admin"}), frozenset()
     results = asyncio.run(main())
-    # Mods by name (case-folded), Manage Server, the owner; a plain member; one who left.
-    assert results == [admin, admin, none, admin, none, none, none]
-    assert "/api/v10/guilds/77/members/1" in asked  # the member was asked, not cached
+    # Mods, Manage Server, a plain member, the owner, one who left; the demoted Mod; a
+    # server the bot is not in, or may not see; a non-numeric id.
+    assert results == [admin, admin, none, admin, none, none, none, none, none]
+    assert asked.count("/api/v10/guilds/77/members/1") == 2  # asked each time, not cached
     assert not any("x1" in path for path in asked)  # a non-numeric id is never sent

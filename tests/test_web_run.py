@@ -139,6 +139,7 @@ def test_serve_alone_rechecks_a_link_with_telegrams_live_admin_list(
         "MOODRING_TELEGRAM_API_URL": fake_telegram.base_url,
         "MOODRING_DASHBOARD_SECRET": "s" * 43,
         "MOODRING_CACHE_DIR": str(tmp_path / "cache"),
+        "MOODRING_CONFIG": str(tmp_path / "none.toml"),  # never a developer's own file
     }
     command = [sys.executable, "-m", "bot.app.cli", "--db", str(db), "serve", "--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -157,7 +158,11 @@ def test_serve_alone_rechecks_a_link_with_telegrams_live_admin_list(
         refused = httpx.get(f"{base}/dashboard/{demoted}")
     finally:
         server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        try:
+            _, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
     assert opened.status_code == 200, opened.text
     assert refused.status_code == 403
     assert "no longer a moderator" in refused.text
@@ -167,3 +172,60 @@ def test_serve_alone_rechecks_a_link_with_telegrams_live_admin_list(
     assert len(asked) == 1 and asked[0].params["chat_id"] == "-100123"  # the list is cached
     assert fake_telegram.token not in err  # never logged
     assert "re-checked live on console, telegram" in err
+
+
+def test_serve_comes_up_when_a_platform_login_fails_or_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chat platform never holds the API back: Telegram that accepts the connection and
+    never answers (a timeout) and Discord that hangs up mid-request (an aiohttp error) are
+    each left out with one warning; their links are then "unknown", the console's still
+    checked."""
+    import discord
+
+    from bot.app.wiring import platform_moderator_check
+
+    silent = socket.socket()  # listens, never accepts: a connect succeeds, nothing answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hangup = socket.socket()
+    hangup.bind(("127.0.0.1", 0))
+    hangup.listen(8)
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        hangup.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = hangup.accept()
+            except TimeoutError:
+                continue
+            conn.recv(4096)
+            conn.close()
+
+    closer = threading.Thread(target=hang_up, daemon=True)
+    closer.start()
+    port = hangup.getsockname()[1]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    settings = Settings(
+        db=tmp_path / "x.db",
+        telegram_token="123:abc",
+        telegram_api_url=f"http://127.0.0.1:{silent.getsockname()[1]}/bot",
+        discord_token="good",
+    )
+    now = datetime.now(UTC)
+    try:
+        with caplog.at_level("WARNING"), platform_moderator_check(settings, 2.0) as check:
+            assert check(Grant("telegram", "-100", "42", now)) is None
+            assert check(Grant("discord", "7", "42", now)) is None
+            assert check(Grant("console", "console", "operator", now)) is True
+    finally:
+        stop.set()
+        closer.join(5)
+        silent.close()
+        hangup.close()
+    warned = [r.getMessage() for r in caplog.records if "cannot be re-checked" in r.getMessage()]
+    assert len(warned) == 2
+    assert any("telegram" in w and "TimeoutError" in w for w in warned), warned
+    assert any("discord" in w for w in warned), warned
+    assert not any("123:abc" in r.getMessage() for r in caplog.records)

@@ -702,7 +702,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the public JSON API (``/api/v1/``) from the database until interrupted."""
+    """Serve the public JSON API (``/api/v1/``) and the moderators' dashboards from the
+    database until interrupted; each chat platform with a token is logged in over HTTP only,
+    to re-check a dashboard link's moderator (``platform_moderator_check``)."""
     import uvicorn
 
     from bot.app.wiring import dashboard_links, platform_moderator_check
@@ -720,7 +722,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 links=dashboard_links(settings),
             )
             # Each dashboard view re-checks its link's moderator with the platform, as under
-            # `run --serve`: a demoted moderator's link stops working within the cache's minute.
+            # `run --serve`: a demoted moderator's link stops working within the caches' time.
             app = create_app(store, config, moderator_check=moderator_check)
             log.info(
                 "serving the API on http://%s:%d/api/v1/ and dashboards (links: %s) (Ctrl-C stops)",

@@ -413,9 +413,11 @@ def live_moderator_check(
         async def ask() -> frozenset[str]:
             return await lookup(cmd)
 
+        future = asyncio.run_coroutine_threadsafe(ask(), loop)
         try:
-            held = asyncio.run_coroutine_threadsafe(ask(), loop).result(timeout_s)
+            held = future.result(timeout_s)
         except Exception as exc:  # any failure to ask: unknown, not refused
+            future.cancel()  # a lookup that timed out must not pile up on the loop
             log.warning(
                 "dashboard role check of %s on %s failed: %r", grant.user, grant.platform, exc
             )
@@ -427,14 +429,16 @@ def live_moderator_check(
 
 @contextlib.contextmanager
 def platform_moderator_check(
-    settings: Settings, login_timeout_s: float = 60.0
+    settings: Settings, login_timeout_s: float = 30.0
 ) -> Iterator[Callable[[Grant], bool | None]]:
     """``live_moderator_check`` for a process with no chat connectors (``moodring serve``):
     logs in to each platform whose token is set over HTTP only (Telegram's ``getMe``, Discord
-    without its gateway) and asks roles from an event loop in a thread of its own.
+    without its gateway), both at once, and asks roles from an event loop in a thread of its
+    own.
 
-    A platform whose login fails is left out with a warning: its links then cannot be
-    re-checked (``None``, unknown) and their lifetime bounds them, as in an outage.
+    A platform whose login fails or takes longer than ``login_timeout_s`` is left out with a
+    warning: its links then cannot be re-checked (``None``, unknown) and their lifetime bounds
+    them, as in an outage. The API is never held back by a chat platform.
     """
     from bot.chat.inbox import console_roles
 
@@ -443,49 +447,71 @@ def platform_moderator_check(
     thread.start()
     stack = AsyncExitStack()
 
+    async def telegram() -> RoleLookup:
+        from connectors.telegram import TelegramRoles, login
+
+        assert settings.telegram_token is not None
+        tg = await login(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
+        stack.push_async_callback(tg.shutdown)
+        return TelegramRoles(tg).check
+
+    async def discord() -> RoleLookup:
+        from connectors.discord import rest_client, rest_roles
+
+        assert settings.discord_token is not None
+        client = await rest_client(settings.discord_token.get_secret_value())
+        stack.push_async_callback(client.close)
+        admin_roles = settings.discord_admin_roles
+
+        async def roles_of(command: Command) -> frozenset[str]:
+            return await rest_roles(client, command, admin_roles)
+
+        return roles_of
+
     async def open_lookups() -> dict[str, RoleLookup]:
-        from connectors.errors import SourceUnavailable
-
+        logins = {
+            name: login
+            for name, login, token in (
+                ("telegram", telegram, settings.telegram_token),
+                ("discord", discord, settings.discord_token),
+            )
+            if token is not None
+        }
+        results = await asyncio.gather(
+            *(asyncio.wait_for(login(), login_timeout_s) for login in logins.values()),
+            return_exceptions=True,
+        )
         roles: dict[str, RoleLookup] = {"console": console_roles}
-        if settings.telegram_token is not None:
-            from connectors.telegram import TelegramRoles, login
-
-            try:
-                tg = await login(
-                    settings.telegram_token.get_secret_value(), settings.telegram_api_url
+        for name, result in zip(logins, results, strict=True):
+            if isinstance(result, BaseException):
+                # Any failure (a refused token, an outage, a timeout): the message never
+                # holds the token (the connectors' logins mask it; see their docstrings).
+                log.warning(
+                    "dashboards: %s moderators cannot be re-checked (login failed: %s)",
+                    name,
+                    result if str(result) else type(result).__name__,
                 )
-            except SourceUnavailable as exc:
-                log.warning("dashboards: Telegram moderators cannot be re-checked: %s", exc)
             else:
-                stack.push_async_callback(tg.shutdown)
-                roles["telegram"] = TelegramRoles(tg).check
-        if settings.discord_token is not None:
-            from connectors.discord import rest_client, rest_roles
-
-            try:
-                client = await rest_client(settings.discord_token.get_secret_value())
-            except SourceUnavailable as exc:
-                log.warning("dashboards: Discord moderators cannot be re-checked: %s", exc)
-            else:
-                stack.push_async_callback(client.close)
-                admin_roles = settings.discord_admin_roles
-
-                async def discord_roles(command: Command) -> frozenset[str]:
-                    return await rest_roles(client, command, admin_roles)
-
-                roles["discord"] = discord_roles
+                roles[name] = result
         return roles
 
     try:
-        roles = asyncio.run_coroutine_threadsafe(open_lookups(), loop).result(login_timeout_s)
+        opening = asyncio.run_coroutine_threadsafe(open_lookups(), loop)
+        try:
+            roles = opening.result(login_timeout_s + 5)
+        except Exception:
+            opening.cancel()
+            raise
         log.info("dashboards: moderators re-checked live on %s", ", ".join(sorted(roles)))
         yield live_moderator_check(roles, loop)
     finally:
+        closing = asyncio.run_coroutine_threadsafe(stack.aclose(), loop)
         with contextlib.suppress(Exception):  # shutting down: a failed logout changes nothing
-            asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(10)
+            closing.result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        loop.close()
+        if not thread.is_alive():  # else a stuck logout holds it; the daemon thread ends with us
+            loop.close()
 
 
 def _web(

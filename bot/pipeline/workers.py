@@ -134,7 +134,12 @@ class Getter(Generic[T]):
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=wait_s)
         if not done:
-            log.warning("a queue read did not end %.0f s after its cancel; left behind", wait_s)
+            name = getattr(self.queue, "stream", type(self.queue).__name__)
+            log.warning(
+                "a read of %s did not end %.0f s after its cancel; left behind", name, wait_s
+            )
+            # Whatever it ends with later is retrieved here, not reported as never retrieved.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             return
         if not task.cancelled() and task.exception() is not None:
             log.debug("the cancelled queue read ended with %r", task.exception())

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from bot.errors import StoreError
 from bot.store.postgres import redact
-from bot.store.runlock import DatabaseBusyError
+from bot.store.runlock import DatabaseBusyError, connect_locking
 
 log = logging.getLogger(__name__)
 
@@ -25,30 +24,6 @@ WRITER_KEY = "moodring-writer"
 INDEX_KEY = "moodring-index"
 #: The one intake worker: it numbers the chunks, and it is the one Telegram poller.
 INTAKE_KEY = "moodring-intake"
-#: TCP keepalives on both ends of a lease's connection: the server's (the ``tcp_keepalives_*``
-#: settings, for this session only) free the lock of a holder whose host vanished (no FIN, no
-#: RST) within about 25 s; the client's let a holder cut off from the server notice it.
-_KEEPALIVES: dict[str, str | int] = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
-}
-
-
-def _connect(url: str, what: str) -> Any:
-    import psycopg
-    from psycopg import conninfo
-
-    try:
-        conn = psycopg.connect(
-            conninfo.make_conninfo(url, connect_timeout=10, **_KEEPALIVES), autocommit=True
-        )
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot open database {redact(url)}: {exc}") from None
-    conn.execute("SELECT set_config('application_name', %s, false)", [f"moodring {what}"])
-    return conn
 
 
 class Lease:
@@ -70,7 +45,7 @@ class Lease:
 
         if self._conn is not None:
             return True
-        conn = _connect(self.url, self.what)
+        conn = connect_locking(self.url, self.what)
         try:
             row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [self.key]).fetchone()
         except psycopg.Error:
@@ -125,7 +100,7 @@ def hold_shared_writer(url: str, what: str) -> Iterator[None]:
     """
     import psycopg
 
-    conn = _connect(url, what)
+    conn = connect_locking(url, what)
     with conn:
         got = conn.execute(
             "SELECT pg_try_advisory_lock_shared(hashtext(%s))", [WRITER_KEY]

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from bot.errors import ConfigError, StoreError
 from bot.store.postgres import is_postgres, redact
@@ -62,21 +63,49 @@ def hold(db: Path | str, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+#: TCP keepalives on both ends of a lock's connection: the server's (the ``tcp_keepalives_*``
+#: settings, for this session only) free the lock of a holder whose host vanished (no FIN, no
+#: RST) within about 25 s; the client's let a holder cut off from the server notice it (and
+#: keep its unlock at shutdown from waiting on TCP's retransmissions for many minutes).
+_KEEPALIVES: dict[str, str | int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+}
+
+
+def connect_locking(url: str, what: str) -> Any:
+    """An autocommit connection for session advisory locks, named ``moodring {what}``.
+
+    Raises:
+        StoreError: the database cannot be opened.
+    """
+    import psycopg
+    from psycopg import conninfo
+
+    try:
+        conn = psycopg.connect(
+            conninfo.make_conninfo(url, connect_timeout=10, **_KEEPALIVES), autocommit=True
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot open database {redact(url)}: {exc}") from None
+    conn.execute("SELECT set_config('application_name', %s, false)", [f"moodring {what}"])
+    return conn
+
+
 @contextmanager
 def _hold_postgres(url: str, what: str) -> Iterator[None]:
     import psycopg
 
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot open database {redact(url)}: {exc}") from None
+    conn = connect_locking(url, what)
     with conn:
         got = conn.execute("SELECT pg_try_advisory_lock(hashtext('moodring-writer'))").fetchone()
         if not got or not got[0]:
             raise DatabaseBusyError(
                 f"{redact(url)} is in use by another moodring process; stop it first"
             )
-        conn.execute("SELECT set_config('application_name', %s, false)", [f"moodring {what}"])
         try:
             yield
         finally:
