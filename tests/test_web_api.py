@@ -345,6 +345,7 @@ def test_an_answer_is_computed_once_per_minute_of_data(
         assert len(calls) == 2  # other arguments: another answer
 
 
+@pytest.mark.sqlite_only  # it copies the SQLite file itself
 def test_the_api_answers_the_same_on_postgresql(db: Path, store: Store, pg_url: str) -> None:
     """`moodring serve` on PostgreSQL: the same database moved with `moodring migrate`'s copy
     answers every endpoint word for word as the SQLite one does (and ETags match too, since
