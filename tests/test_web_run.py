@@ -229,3 +229,32 @@ def test_serve_comes_up_when_a_platform_login_fails_or_hangs(
     assert any("telegram" in w and "TimeoutError" in w for w in warned), warned
     assert any("discord" in w for w in warned), warned
     assert not any("123:abc" in r.getMessage() for r in caplog.records)
+
+
+def test_serve_logs_in_again_to_a_platform_that_was_down_at_start(
+    tmp_path: Path, fake_telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telegram down when `serve` starts: its links are "unknown" at first, and once a later
+    login gets through, the admin list decides again, without a restart."""
+    from bot.app.wiring import platform_moderator_check
+    from tests.fake_telegram import SERVER_ERROR
+
+    fake_telegram.admins[-100123] = [42]
+    fake_telegram.fail_next(SERVER_ERROR)  # the first getMe
+    settings = Settings(
+        db=tmp_path / "x.db",
+        telegram_token=fake_telegram.token,
+        telegram_api_url=fake_telegram.base_url,
+    )
+    admin = Grant("telegram", "-100123", "42", datetime.now(UTC))
+    demoted = Grant("telegram", "-100123", "7", datetime.now(UTC))
+    with caplog.at_level("INFO"), platform_moderator_check(settings, 5.0, relogin_s=0.2) as check:
+        assert check(admin) is None  # not logged in yet: unknown, not refused
+        deadline = time.monotonic() + 30  # a bound on waiting, not a timing assertion
+        while (answer := check(admin)) is None:
+            assert time.monotonic() < deadline, "the second login never came"
+            time.sleep(0.1)
+        assert answer is True
+        assert check(demoted) is False
+    assert len(fake_telegram.requests("getMe")) >= 2
+    assert any("re-checked live again" in r.getMessage() for r in caplog.records)

@@ -429,7 +429,7 @@ def live_moderator_check(
 
 @contextlib.contextmanager
 def platform_moderator_check(
-    settings: Settings, login_timeout_s: float = 30.0
+    settings: Settings, login_timeout_s: float = 30.0, relogin_s: float = 60.0
 ) -> Iterator[Callable[[Grant], bool | None]]:
     """``live_moderator_check`` for a process with no chat connectors (``moodring serve``):
     logs in to each platform whose token is set over HTTP only (Telegram's ``getMe``, Discord
@@ -438,7 +438,9 @@ def platform_moderator_check(
 
     A platform whose login fails or takes longer than ``login_timeout_s`` is left out with a
     warning: its links then cannot be re-checked (``None``, unknown) and their lifetime bounds
-    them, as in an outage. The API is never held back by a chat platform.
+    them, as in an outage. It is tried again every ``relogin_s`` seconds until it answers, so
+    an outage at start does not last until the next restart. The API is never held back by a
+    chat platform.
     """
     from bot.chat.inbox import console_roles
 
@@ -481,24 +483,46 @@ def platform_moderator_check(
             *(asyncio.wait_for(login(), login_timeout_s) for login in logins.values()),
             return_exceptions=True,
         )
-        roles: dict[str, RoleLookup] = {"console": console_roles}
+        failed: dict[str, Callable[[], Awaitable[RoleLookup]]] = {}
         for name, result in zip(logins, results, strict=True):
             if isinstance(result, BaseException):
                 # Any failure (a refused token, an outage, a timeout): the message never
                 # holds the token (the connectors' logins mask it; see their docstrings).
                 log.warning(
-                    "dashboards: %s moderators cannot be re-checked (login failed: %s)",
+                    "dashboards: %s moderators cannot be re-checked (login failed: %s);"
+                    " trying again every %.0f s",
                     name,
                     result if str(result) else type(result).__name__,
+                    relogin_s,
                 )
+                failed[name] = logins[name]
             else:
                 roles[name] = result
+        if failed:
+            retrying = asyncio.create_task(relogin(failed))
+            stack.callback(retrying.cancel)
         return roles
+
+    async def relogin(failed: dict[str, Callable[[], Awaitable[RoleLookup]]]) -> None:
+        while failed:
+            await asyncio.sleep(relogin_s)
+            for name, login in list(failed.items()):
+                try:
+                    # The lookups' dict is read from the server's threads: one key set at a
+                    # time is safe, and a view reads either no lookup (unknown) or this one.
+                    roles[name] = await asyncio.wait_for(login(), login_timeout_s)
+                except Exception as exc:
+                    log.debug("dashboards: %s login failed again: %r", name, exc)
+                else:
+                    del failed[name]
+                    log.info("dashboards: %s moderators are re-checked live again", name)
+
+    roles: dict[str, RoleLookup] = {"console": console_roles}
 
     try:
         opening = asyncio.run_coroutine_threadsafe(open_lookups(), loop)
         try:
-            roles = opening.result(login_timeout_s + 5)
+            opening.result(login_timeout_s + 5)
         except Exception:
             opening.cancel()
             raise
