@@ -707,23 +707,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     to re-check a dashboard link's moderator (``platform_moderator_check``)."""
     import uvicorn
 
-    from bot.app.wiring import dashboard_links, platform_moderator_check
+    from bot.app.wiring import api_config, platform_moderator_check
     from bot.store import Store
-    from bot.web.app import ApiConfig, create_app
+    from bot.web.app import create_app
 
     _need_database(settings, "run `moodring demo` or `moodring run` first, or give --db")
     store = Store(settings.db)
     try:
         with platform_moderator_check(settings) as moderator_check:
-            config = ApiConfig(
-                public_sources=tuple(settings.public_sources),
-                trusted_proxies=tuple(settings.trusted_proxies),
-                rate_per_minute=settings.api_rate_per_minute,
-                links=dashboard_links(settings),
-            )
             # Each dashboard view re-checks its link's moderator with the platform, as under
             # `run --serve`: a demoted moderator's link stops working within the caches' time.
-            app = create_app(store, config, moderator_check=moderator_check)
+            app = create_app(store, api_config(settings), moderator_check=moderator_check)
             log.info(
                 "serving the API on http://%s:%d/api/v1/ and dashboards (links: %s) (Ctrl-C stops)",
                 args.host,

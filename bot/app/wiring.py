@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
     from bot.pipeline.runner import Pipeline
     from bot.pipeline.workers import Role, StageWorker
     from bot.store import Store
+    from bot.web.app import ApiConfig
     from connectors.base import Sink, Source
     from connectors.types import Command
     from connectors.x import XSource
@@ -91,6 +92,18 @@ def dashboard_links(settings: Settings) -> DashboardLinks:
     else:
         secret = load_or_create_secret(secret_file(config_file(settings), cache_root()))
     return DashboardLinks(secret, settings.public_url, settings.dashboard_ttl_s)
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    """The web app's settings (``moodring serve`` and ``run --serve`` alike)."""
+    from bot.web.app import ApiConfig
+
+    return ApiConfig(
+        public_sources=tuple(settings.public_sources),
+        trusted_proxies=tuple(settings.trusted_proxies),
+        rate_per_minute=settings.api_rate_per_minute,
+        links=dashboard_links(settings),
+    )
 
 
 def warn_unlisted(settings: Settings) -> None:
@@ -548,21 +561,15 @@ def _web(
     """The API and the dashboards (``run --serve``) in the bot's own loop, until it stops."""
     import uvicorn
 
-    from bot.web.app import ApiConfig, create_app
+    from bot.web.app import create_app
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield  # the bot's own handlers stop everything, this server included
 
-    config = ApiConfig(
-        public_sources=tuple(settings.public_sources),
-        trusted_proxies=tuple(settings.trusted_proxies),
-        rate_per_minute=settings.api_rate_per_minute,
-        links=dashboard_links(settings),
-    )
     check = live_moderator_check(roles, asyncio.get_running_loop())
-    app = create_app(store, config, moderator_check=check)
+    app = create_app(store, api_config(settings), moderator_check=check)
     host, port = address
     server = _Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)

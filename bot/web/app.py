@@ -340,25 +340,27 @@ STATIC = {
 
 class RoleCache:
     """``check``'s answers, kept a minute per (platform, community, user): each page view
-    re-checks the role, without one platform lookup per reload."""
+    re-checks the role, without one platform lookup per reload. Pages render in the server's
+    thread pool, hence the lock."""
 
     def __init__(self, check: ModeratorCheck | None, monotonic: Callable[[], float]) -> None:
         self.check = check
-        self.monotonic = monotonic
-        self._seen: dict[tuple[str, str, str], tuple[float, bool | None]] = {}
+        self._seen: TTLCache[tuple[str, str, str], bool | None] = TTLCache(
+            maxsize=10_000, ttl=ROLE_CACHE_S, timer=monotonic
+        )
+        self._lock = threading.Lock()
 
     def allowed(self, grant: Grant) -> bool | None:
         if self.check is None:
             return None
         key = (grant.platform, grant.community, grant.user)
-        now = self.monotonic()
-        hit = self._seen.get(key)
-        if hit is not None and now - hit[0] < ROLE_CACHE_S:
-            return hit[1]
-        if len(self._seen) > 10_000:  # bounded: old entries are dropped wholesale
-            self._seen.clear()
-        answer = self.check(grant)
-        self._seen[key] = (now, answer)
+        with self._lock:
+            hit = self._seen.get(key, _MISSING)
+        if hit is not _MISSING:
+            return cast(bool | None, hit)
+        answer = self.check(grant)  # outside the lock: a slow platform holds up no one else
+        with self._lock:
+            self._seen[key] = answer
         return answer
 
 
