@@ -189,11 +189,12 @@ def run(args: argparse.Namespace) -> dict:
     for i, (_, lab, _) in enumerate(rows):
         targets[i, LABEL_TO_ID[lab]] += 1 - eps
     if args.general_soft > 0:
-        # Self-distillation on the general tweets: the starting model's own probabilities,
+        # Self-distillation on the general tweets: the starting model's own probabilities
+        # (or --teacher's, when the start is an adapted encoder whose head has drifted),
         # mixed into their targets, anchor the general skill that finance data would erase.
         from nlp.training import load_base_model
 
-        teacher = load_base_model(init).to(device).eval()
+        teacher = load_base_model(Path(args.teacher or init)).to(device).eval()
         idx = [i for i, row in enumerate(rows) if row[2] == "general"]
         probs = predict_logits(
             teacher, tok, [model_text(rows[i][0]) for i in idx], device, args.max_length
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace) -> dict:
         a = args.general_soft
         targets[idx] = (1 - a) * targets[idx] + a * probs
         del teacher
-        note("general_soft", {"rows": len(idx), "weight": a})
+        note("general_soft", {"rows": len(idx), "weight": a, "teacher": args.teacher or str(init)})
     cfg = TrainConfig(
         name="stance",
         lr=args.lr,
@@ -374,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--general-soft", type=float, default=0.0,
         help="weight of the starting model's own probabilities in the general tweets' targets",
+    )  # fmt: skip
+    p.add_argument(
+        "--teacher", default=None,
+        help="model directory whose probabilities --general-soft mixes in (default: --init)",
     )  # fmt: skip
     p.add_argument("--bearish-repeat", type=int, default=2)
     p.add_argument("--fin-repeat", type=int, default=1, help="times each TFNS row is seen")
