@@ -110,6 +110,46 @@ def test_extreme_alert_explains_the_reading_and_the_change():
     assert state.extreme == "fear" and state.fired_at("extreme") == NOW
 
 
+def test_an_extreme_that_is_ordinary_for_its_scope_raises_no_alert():
+    """A scope whose 30-day norm is 74 does not "enter Extreme Greed" at 78: only a reading at
+    least ``extreme_min_vs_norm`` (10) points beyond its norm toward the band alerts, and
+    then the alert says how far. Without a norm yet, the absolute bands alone decide."""
+
+    def normed(value: float, norm: float | None, at: datetime) -> MoodReading:
+        r = reading(value, at)
+        if norm is None:
+            return r
+        return dataclasses.replace(
+            r, components={**r.components, "norm_30d": norm, "vs_norm": value - norm}
+        )
+
+    def feed(series: list[tuple[float, float | None]]) -> tuple[list[list], AlertState]:
+        state, history, out = AlertState(), [], []
+        for i, (value, norm) in enumerate(series):
+            now = NOW + i * timedelta(minutes=10)
+            r = normed(value, norm, now)
+            alerts, state = evaluate(r, history, [], state, now, NO_COOLDOWN)
+            out.append([a for a in alerts if a.kind == "extreme"])  # swings aside
+            history.append(r)
+        return out, state
+
+    # Greedy scope: 78 is 4 above its norm (silent), 85 is 11 above (alerts, once).
+    out, state = feed([(70, 74), (78, 74), (80, 74), (85, 74), (86, 74), (84, 74)])
+    assert [len(a) for a in out] == [0, 0, 0, 1, 0, 0]
+    (alert,) = out[3]
+    assert alert.title == "BTC social mood entered Extreme Greed: 85/100"
+    assert ", 11 above its 30-day norm; 312 messages" in alert.detail
+    assert state.extreme == "greed"
+    # Fear mirrors it: 22 is only 6 below a norm of 28, 15 is 13 below.
+    out, _ = feed([(40, 28), (22, 28), (15, 28)])
+    assert [len(a) for a in out] == [0, 0, 1]
+    assert "13 below its 30-day norm" in out[2][0].detail
+    # A scope with no norm yet (under 7 days of readings): the absolute band as before.
+    out, _ = feed([(70, None), (78, None)])
+    assert [len(a) for a in out] == [0, 1]
+    assert "norm" not in out[1][0].detail
+
+
 # --- swings ----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Alert rules v0: entering an extreme band, a fast swing, a hype spike; as pure functions."""
+"""Alert rules v1: an extreme band entered (unusual for its scope), a swing, a hype spike."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class AlertParams:
     #: ...if there are at least this many of them (3x of 2 is not hype).
     hype_min_mentions: int = 30
     extreme_cooldown_s: int = 12 * 3600
+    #: Where a scope has a 30-day norm, an extreme alert also needs the reading this many
+    #: points beyond it, toward the band: a community whose ordinary day is 74 does not
+    #: "enter Extreme Greed" news at 76 (docs/INDEX.md, "Extreme alerts and the norm").
+    extreme_min_vs_norm: float = 10.0
     swing_cooldown_s: int = 2 * 3600
     hype_cooldown_s: int = 24 * 3600
     #: No alert from a reading less sure than this.
@@ -292,6 +296,13 @@ def _extreme_rule(
 ) -> tuple[Alert | None, AlertState]:
     v = round(value)  # the same rounding as the bands, so the alert agrees with the band shown
     held, entered = extreme_step(v, state.extreme, params)
+    vs_norm = reading.components.get("vs_norm")
+    if entered is not None and vs_norm is not None:
+        beyond = vs_norm if entered == "greed" else -vs_norm
+        if beyond < params.extreme_min_vs_norm:
+            # Ordinary for this scope: no alert, and the band is not held, so a reading that
+            # does move far from the norm while still in the band can enter it then.
+            return None, replace(state, extreme=None)
     state = replace(state, extreme=held)
     if entered is None or not _cooled_down(state, EXTREME, now, params):
         return None, state
@@ -312,10 +323,18 @@ def _extreme_rule(
         title=f"{_label(reading.scope)} social mood entered {band_of(value)}: {v}/100",
         value=value,
         previous=before.value if before is not None else None,
-        detail=f"{change}; {_sample_words(reading)}",
+        detail=f"{change}{_norm_words(vs_norm)}; {_sample_words(reading)}",
         evidence=_evidence(points, now, reading, direction, params, index_params),
     )
     return alert, state.with_fired(EXTREME, now)
+
+
+def _norm_words(vs_norm: float | None) -> str:
+    """', 12 above its 30-day norm' (empty while the scope has no norm)."""
+    if vs_norm is None:
+        return ""
+    points = round(vs_norm)
+    return f", {abs(points)} {'above' if points > 0 else 'below'} its 30-day norm"
 
 
 def _swing_rule(

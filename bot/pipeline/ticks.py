@@ -129,6 +129,7 @@ class IndexEngine:
         self._due: dict[datetime, list[ScoredRow]] = {}
         self._scopes: tuple[datetime, list[Scope], set[tuple[str, str]]] | None = None
         self._baseline_cache: dict[tuple[str, datetime], tuple[Baseline, Baseline]] = {}
+        self._norm_cache: dict[tuple[str, datetime], tuple[float | None, timedelta]] = {}
         self.max_baselines = max_baselines
         self.late = 0
         self.skipped = 0  # empty ticks not run (``due_ticks``)
@@ -579,6 +580,9 @@ class IndexEngine:
                     tracked_since=self.covered(),
                     baseline=volume,
                 )
+                # The extreme rule weighs the reading against its scope's norm, as the hourly
+                # tick does (the norm as of the hour: 30 days of readings barely move in one).
+                reading = with_norm(reading, *self._norm(scope, window, hour))
                 state = AlertState.from_json(
                     states[key] if key in states else self.store.alert_state(*key)
                 )
@@ -653,6 +657,15 @@ class IndexEngine:
                 volume_baseline(*args, tracked_since=self.covered(), include_set_aside=True),
             )
         return self._baseline_cache[key]
+
+    def _norm(self, scope: Scope, window: str, hour: datetime) -> tuple[float | None, timedelta]:
+        """``scope``'s 30-day norm of ``window`` readings as of ``hour`` (once per hour)."""
+        key = (f"{scope.key()}|{window}", hour)
+        if key not in self._norm_cache:
+            if len(self._norm_cache) >= self.max_baselines:
+                self._norm_cache.clear()
+            self._norm_cache[key] = self.store.reading_norm(scope, window, hour - NORM_SPAN, hour)
+        return self._norm_cache[key]
 
     def advance(self, until: datetime, outbox: bool = True) -> tuple[int, list[Alert]]:
         """Every due hourly tick and every due minute up to ``until``, in time order.
