@@ -29,27 +29,34 @@ def write_data(root: Path) -> Path:
             # Posts from the 7-day hold-out on: their texts must not be read.
             day = 1 + i // 3
             text = "HOLDOUT POST" if day >= 18 else synthetic_text(rng, "positive")
+            at = f"2022-07-{day:02d}T12:00:00Z"
             w.writerow(
-                {"id": i, "created_at": f"2022-07-{day:02d}T12:00:00Z", "author": "a", "tag": "",
-                 "likes": 0, "text": text}  # fmt: skip
+                {"id": i, "created_at": at, "author": "a", "tag": "", "likes": 0, "text": text}
             )
+        at = "2022-07-01T00:00:00Z"
         w.writerow(
-            {"id": 99, "created_at": "2022-07-01T00:00:00Z", "author": "b", "tag": "Bullish",
-             "likes": 0, "text": SUITE_CASE}  # fmt: skip
+            {
+                "id": 99,
+                "created_at": at,
+                "author": "b",
+                "tag": "Bullish",
+                "likes": 0,
+                "text": SUITE_CASE,
+            }
         )
     with open(root / "social" / "crypto_tweets_2021.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["id", "created_at", "text"])
         w.writeheader()
         for i in range(40):
-            w.writerow({"id": i, "created_at": "2021-03-01", "text": synthetic_text(rng, "neutral")})
+            text = synthetic_text(rng, "neutral")
+            w.writerow({"id": i, "created_at": "2021-03-01", "text": text})
         w.writerow({"id": 41, "created_at": "2021-03-01", "text": "  "})
     with open(root / "sentiment" / "fin_train.tsv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["label", "text", "source"], delimiter="\t")
         w.writeheader()
-        for i in range(40):
-            w.writerow(
-                {"label": "negative", "text": synthetic_text(rng, "negative"), "source": "tfns-train"}
-            )
+        for _ in range(40):
+            text = synthetic_text(rng, "negative")
+            w.writerow({"label": "negative", "text": text, "source": "tfns-train"})
         w.writerow({"label": "neutral", "text": "A DEV SET HEADLINE", "source": "tfns-valid"})
     return root
 
@@ -62,8 +69,10 @@ def test_the_corpus_is_older_posts_and_training_texts_only(tmp_path: Path) -> No
     assert counts["stocktwits_dropped_near_suite"] == 1
     assert 0 < counts["stocktwits"] <= 51 and 0 < counts["crypto_tweets"] <= 40
     assert 0 < counts["tfns_train"] <= 40
-    assert len(texts) == len(set(texts)) == counts["stocktwits"] + counts["crypto_tweets"] + (
-        counts["tfns_train"]
+    assert (
+        len(texts)
+        == len(set(texts))
+        == counts["stocktwits"] + counts["crypto_tweets"] + (counts["tfns_train"])
     )
     joined = "\n".join(texts).lower()
     assert "holdout post" not in joined and "dev set headline" not in joined

@@ -50,7 +50,7 @@ def assert_valid(score) -> None:
     assert all(0.0 <= p <= 1.0 for p in probs)
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-6)
     assert score.label == LABELS[probs.index(max(probs))]
-    assert score.model_id == "moodring-minilm-l6-stance-v2.1"
+    assert score.model_id == "moodring-minilm-l6-stance-v3"
 
 
 def test_auto_is_onnx_on_cpu(scorer: Scorer, onnx_cache: Path) -> None:

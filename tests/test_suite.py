@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from nlp.suite import REQUIRED, Case, grade, load_suite, run_suite, suite_sha256
+from nlp.suite import (
+    CAPABILITY_BAR,
+    OVERALL_BAR,
+    REQUIRED,
+    Case,
+    grade,
+    load_suite,
+    run_suite,
+    suite_sha256,
+)
 from tests.conftest import SHIPPED_MODEL
 
 #: int8 scores move slightly with batch-mates, so a recorded count may differ by this much.
@@ -72,4 +81,14 @@ def test_the_shipped_model_passes_what_its_metadata_records() -> None:
             entry["passed"],
             recorded["passed"][cap],
         )
-    assert result["meets_bars"] == recorded.get("meets_bars", False)
+    # The recorded claim follows from the recorded counts...
+    req = [c for c in recorded["n"] if c in REQUIRED]
+    overall = sum(recorded["passed"][c] for c in req) / sum(recorded["n"][c] for c in req)
+    claimed = overall >= OVERALL_BAR and all(
+        recorded["passed"][c] / recorded["n"][c] >= CAPABILITY_BAR for c in req
+    )
+    assert recorded.get("meets_bars", False) == claimed
+    # ...and is this run's own whenever the counts reproduce exactly (v3's slang sits one case
+    # above its bar, so another CPU's int8 kernels may move it within the tolerance above).
+    if all(e["passed"] == recorded["passed"][c] for c, e in result["capabilities"].items()):
+        assert result["meets_bars"] == claimed
