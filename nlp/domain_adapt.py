@@ -37,7 +37,14 @@ from torch import nn
 from nlp.neardup import NearDuplicateIndex
 from nlp.stance_training import HOLDOUT_FROM, model_text
 from nlp.suite import load_suite
-from nlp.training import load_base_model, load_tokenizer, read_labelled, save_model
+from nlp.training import (
+    epoch_batches,
+    load_base_model,
+    load_tokenizer,
+    pad_batch,
+    read_labelled,
+    save_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,23 +156,11 @@ def adapt(args: argparse.Namespace) -> dict:
     step = 0
     window: list[float] = []
     while step < total:
-        order = list(range(n))
-        rng.shuffle(order)
-        pool = args.batch_size * 50  # length buckets: little padding, as the stance recipe
-        batches = []
-        for p in range(0, n, pool):
-            chunk = sorted(order[p : p + pool], key=lambda i: len(enc[i]))
-            batches += [
-                chunk[s : s + args.batch_size] for s in range(0, len(chunk), args.batch_size)
-            ]
-        rng.shuffle(batches)
-        for idx in batches:
+        # Length buckets, as the stance recipe: little padding.
+        for idx in epoch_batches(enc, args.batch_size, rng, length_buckets=True):
             if step >= total:
                 break
-            width = max(len(enc[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(enc[i])] = torch.tensor(enc[i])
+            ids = pad_batch(enc, idx, pad)
             attention = (ids != pad).long()
             special = torch.isin(ids, special_ids)
             inputs, chosen = mask_tokens(ids, special, mask_id, mlm.config.vocab_size, gen)
@@ -193,8 +188,7 @@ def adapt(args: argparse.Namespace) -> dict:
                 note()
                 log.info("adapt: step %d/%d mlm loss %.4f", step, total, mean)
     # Back into the classifier: the adapted encoder under the init's own pooler and head.
-    state = {k: v for k, v in mlm.bert.state_dict().items()}
-    result = classifier.bert.load_state_dict(state, strict=False)
+    result = classifier.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
     assert result.missing_keys == [k for k in result.missing_keys if k.startswith("pooler.")]
     classifier.eval()
     meta = json.loads((init / "moodring.json").read_text())
