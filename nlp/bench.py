@@ -126,6 +126,7 @@ def _scorer_worker(args: argparse.Namespace, texts: list[str]) -> dict:
         device=args.device,
         batch_size=args.batch_size,
         cache_size=0,
+        dedupe=False,
         backend=args.backend,
     )
     result: dict[str, object] = dict(

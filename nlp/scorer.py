@@ -94,8 +94,10 @@ class Scorer:
     per call after sorting, and padding is masked); with int8 ONNX they move slightly with a
     text's batch-mates (activations get one quantization scale per batch: mean |dp| 0.02 on
     StockTwits posts, ~2% of labels flip between one-by-one and batched scoring), while the
-    same calls always give the same results. Repeated texts are scored once per call and
-    served from a small LRU cache; with ``cache_size`` 0 every text is computed.
+    same calls always give the same results. Repeated texts are scored once per call
+    (``dedupe``; off, every text is computed: a benchmark over a repeated corpus must not
+    count texts the model never saw) and served across calls from a small LRU cache
+    (``cache_size``; 0 = off, so a text's score depends only on its own call).
     ``overlap_chunk`` (default: 8,192 on a GPU, 0 = off on the CPU) splits a long call into
     chunks and tokenises the next chunk in a worker thread while the model runs this one.
     """
@@ -110,6 +112,7 @@ class Scorer:
         verify: bool = True,
         backend: str = "auto",
         overlap_chunk: int | None = None,
+        dedupe: bool = True,
     ) -> None:
         self.model_dir = Path(model_dir)
         weights = self.model_dir / WEIGHTS_FILE
@@ -131,6 +134,7 @@ class Scorer:
         self.device = device
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.dedupe = dedupe
         # Overlapping tokenisation with the model pays only where the model runs elsewhere:
         # on 2 CPU cores both stages want the same cores.
         if overlap_chunk is None:
@@ -275,9 +279,7 @@ class Scorer:
         """Score many texts; the scorer forms its own batches."""
         if isinstance(texts, str):
             raise TypeError("score() takes a sequence of texts; use score_one() for one")
-        if not self.cache_size:
-            # Caches off means every text is computed, repeats included: a benchmark over
-            # a repeated corpus must not count texts it never ran through the model.
+        if not self.dedupe:
             return self._compute([t if t is not None else "" for t in texts])
         results: list[Score | None] = [None] * len(texts)
         todo: dict[str, list[int]] = {}

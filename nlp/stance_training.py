@@ -251,7 +251,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
 
     meta_path = model_dir / "moodring.json"
     meta = json.loads(meta_path.read_text())
-    scorer = Scorer(model_dir, cache_size=0, backend="onnx")
+    scorer = Scorer(model_dir, cache_size=0, dedupe=False, backend="onnx")
 
     def dev(name: str, texts: list[str], gold: list[int], metric: str) -> DevSet:
         # One call per set, as `moodring eval` scores it (int8 scores move with batch-mates).
@@ -297,7 +297,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     if data is not None:
         calibrate(dst, data)
         meta = json.loads((dst / "moodring.json").read_text())
-    scorer = Scorer(dst, cache_size=0, backend="onnx")
+    scorer = Scorer(dst, cache_size=0, dedupe=False, backend="onnx")
     result = run_suite(lambda texts: [s.label for s in scorer.score(texts)])
     meta["suite"] = {
         "sha256": result["suite_sha256"],

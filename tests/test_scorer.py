@@ -191,9 +191,28 @@ def test_backend_choice() -> None:
         resolve_backend("tensorrt", "cpu", MODEL)
 
 
-def test_caches_off_means_every_repeat_goes_through_the_model(tiny_model_dir: Path) -> None:
-    """A benchmark over a repeated corpus runs with caches off: then nothing may be skipped,
-    or msgs/s would count texts the model never saw."""
+def test_the_pipelines_scores_depend_only_on_their_own_call(onnx_cache: Path) -> None:
+    """The pipeline's scorer keeps nothing across calls: with int8, a repeated text served
+    from memory would score as in the chunk that first held it, so the same message could
+    score differently with which worker took which chunk, or across a restart."""
+    texts = distinct_texts(DEMO, 120)
+    first, second = texts[:60], [*texts[:30], *texts[60:]]
+    fresh = Scorer(MODEL, cache_size=0).score(second)
+    worked = Scorer(MODEL, cache_size=0)
+    worked.score(first)
+    assert worked.score(second) == fresh
+    assert worked.cached == 0
+    # With a cache, the repeats come back as the first call scored them (with other
+    # batch-mates): what the pipeline must not do.
+    cached = Scorer(MODEL)
+    cached.score(first)
+    repeats = cached.score(second)[:30]
+    assert repeats == Scorer(MODEL, cache_size=0).score(first)[:30] != fresh[:30]
+
+
+def test_dedupe_off_means_every_repeat_goes_through_the_model(tiny_model_dir: Path) -> None:
+    """A benchmark over a repeated corpus runs with dedupe and cache off: then nothing may be
+    skipped, or msgs/s would count texts the model never saw."""
 
     class Counting(Scorer):
         computed = 0
@@ -203,7 +222,7 @@ def test_caches_off_means_every_repeat_goes_through_the_model(tiny_model_dir: Pa
             return super().forward(encoded)
 
     texts = ["$BTC to the moon", "longs got rekt"] * 50
-    off = Counting(tiny_model_dir, cache_size=0, backend="torch")
+    off = Counting(tiny_model_dir, cache_size=0, dedupe=False, backend="torch")
     scores = off.score(texts)
     assert Counting.computed == 100 and len(scores) == 100
     assert scores[0].label == scores[2].label and scores[1].label == scores[3].label

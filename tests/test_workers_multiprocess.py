@@ -7,7 +7,8 @@ subscriber with a repeat only where a kill interrupted a send, and the leases mo
 
 Chunks are as long as intake's batches (``MOODRING_SCORE_CHUNK=256``), so every flush of the
 replay cuts exactly one full chunk and the cut never depends on timing: the int8 model's
-scores move slightly with batch-mates, so equal alerts need equal chunks.
+scores move slightly with batch-mates, so equal alerts need equal chunks (and scorers that
+keep no scores from earlier chunks, which differ from worker to worker: ``load_scorer``).
 """
 
 from __future__ import annotations

@@ -760,7 +760,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
-    scorer = load_scorer(settings, cache_size=0)
+    scorer = load_scorer(settings, dedupe=False)
     try:
         result = evaluate_file(path, scorer, args.source, args.since)
     except ValueError as exc:
@@ -773,7 +773,7 @@ def _eval_suite(settings: Settings) -> int:
     """The behaviour suite on the configured model: a line per capability, then JSON."""
     from nlp.suite import CAPABILITY_BAR, OVERALL_BAR, run_suite
 
-    scorer = load_scorer(settings, cache_size=0)
+    scorer = load_scorer(settings, dedupe=False)
     result = run_suite(lambda texts: [s.label for s in scorer.score(texts)])
     out = sys.stdout
     out.write(f"behaviour suite on {scorer.model_id} ({scorer.backend})\n")
@@ -806,7 +806,7 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
     with runlock.hold(settings.db, "rescore"):
         store = Store(settings.db)
         try:
-            scorer = load_scorer(settings, cache_size=0)
+            scorer = load_scorer(settings)
             bar = tqdm(unit="msg", disable=args.no_progress, file=sys.stderr, desc="rescoring")
 
             def progress(done: int, total: int) -> None:

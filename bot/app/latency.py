@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=300.0, help="burst length")
     args = parser.parse_args(argv)
     settings = load_settings(None)
-    scorer = load_scorer(settings, cache_size=0)
+    scorer = load_scorer(settings, dedupe=False)
 
     texts = demo_texts()
     sample = [normalize(t) for t in texts[:2048]]

@@ -36,9 +36,18 @@ if TYPE_CHECKING:  # imported lazily, so `moodring --help` stays quick
 log = logging.getLogger("moodring")
 
 
-def load_scorer(settings: Settings, cache_size: int = 4096, threads: int | None = None) -> Scorer:
-    """The shipped scorer (``threads``: the model's intra-op threads, default every core);
-    nlp's load errors become one clear ModelUnavailable."""
+def load_scorer(settings: Settings, threads: int | None = None, dedupe: bool = True) -> Scorer:
+    """The shipped scorer (``threads``: the model's intra-op threads, default every core;
+    ``dedupe`` off for evaluations, which score every text as it comes); nlp's load errors
+    become one clear ModelUnavailable.
+
+    Its cache of scores across calls is off: int8 scores move slightly with a text's
+    batch-mates, so a repeated text served from one process's memory would score as in an
+    earlier chunk, and the same message could score differently with the number of scoring
+    workers, which of them took a chunk, or a restart (a scoring worker killed mid-stream
+    once gave a BTC reading 33 where the one-process run gave 32). Each chunk scored on its
+    own gives every message one score wherever and whenever it is scored; repeats within a
+    call are still scored once."""
     from nlp.errors import ModelLoadError
     from nlp.scorer import Scorer
 
@@ -47,7 +56,8 @@ def load_scorer(settings: Settings, cache_size: int = 4096, threads: int | None 
             settings.model_dir,
             device=settings.device,
             batch_size=settings.batch_size,
-            cache_size=cache_size,
+            cache_size=0,
+            dedupe=dedupe,
             threads=threads,
         )
     except ModelLoadError as exc:
