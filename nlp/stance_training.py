@@ -8,7 +8,9 @@ product reads (negative = bearish, neutral, positive = bullish; see ``models/LAB
   own Bullish/Bearish tags (bearish repeated to balance the two);
 - SemEval tweets (``train.tsv``), a random subsample each run: plain emotion is crowd fear and
   greed, so the general classes carry over, and they keep the model's general skill;
-- weakly labelled trading-chat sentences from :mod:`nlp.stance_templates`.
+- weakly labelled trading-chat sentences from :mod:`nlp.stance_templates`;
+- optionally (``--pseudo``), untagged in-domain posts (StockTwits before the hold-out, the
+  2021 crypto tweets) with the teacher's sharpened probabilities as targets (self-training).
 
 Every text that is a near-duplicate of a behaviour-suite case is dropped first. Cashtags of
 StockTwits posts are swapped for other coins' at random (augmentation at no extra cost).
@@ -79,6 +81,22 @@ def read_stocktwits(path: Path) -> list[tuple[str, str]]:
         ]
 
 
+def read_untagged(data: Path) -> list[str]:
+    """In-domain posts without a label: untagged StockTwits posts from before the hold-out
+    and the 2021 crypto tweets (self-training texts for ``--pseudo``)."""
+    with open(data / "social" / "stocktwits_btc_eth_2022.csv", newline="", encoding="utf-8") as f:
+        texts = [
+            row["text"]
+            for row in csv.DictReader(f)
+            if row.get("text")
+            and (row.get("tag") or "").lower() not in TAG_LABELS
+            and row["created_at"] < HOLDOUT_FROM
+        ]
+    with open(data / "social" / "crypto_tweets_2021.csv", newline="", encoding="utf-8") as f:
+        texts += [row["text"] for row in csv.DictReader(f) if row.get("text")]
+    return texts
+
+
 def swap_cashtags(text: str, rng: random.Random) -> str:
     """Replace ``$BTC.X``/``$ETH.X`` with other coins' cashtags, so the model learns the
     stance, not the two tickers of the stream."""
@@ -108,7 +126,16 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     # by repetition (the targets are soft, so the loss takes no class weights).
     fin += [row for row in fin if row[1] != "neutral"] * max(0, args.fin_polar_repeat - 1)
     fin = fin * max(1, args.fin_repeat)
-    sources = {"tfns": fin, "stocktwits": st, "general": general, "templates": templates}
+    untagged = read_untagged(data) if args.pseudo else []
+    rng.shuffle(untagged)
+    pseudo = [(t, "") for t in untagged[: args.pseudo]]  # targets come from the teacher
+    sources = {
+        "tfns": fin,
+        "stocktwits": st,
+        "general": general,
+        "templates": templates,
+        "pseudo": pseudo,
+    }
     index = NearDuplicateIndex(suite_texts)
     rows, counts = [], {}
     for name, part in sources.items():
@@ -187,22 +214,35 @@ def run(args: argparse.Namespace) -> dict:
     eps = args.label_smoothing
     targets = torch.full((len(rows), len(LABELS)), eps / len(LABELS))
     for i, (_, lab, _) in enumerate(rows):
-        targets[i, LABEL_TO_ID[lab]] += 1 - eps
-    if args.general_soft > 0:
-        # Self-distillation on the general tweets: the starting model's own probabilities
-        # (or --teacher's, when the start is an adapted encoder whose head has drifted),
-        # mixed into their targets, anchor the general skill that finance data would erase.
+        if lab:
+            targets[i, LABEL_TO_ID[lab]] += 1 - eps
+    pseudo = [i for i, row in enumerate(rows) if row[2] == "pseudo"]
+    if args.general_soft > 0 or pseudo:
         from nlp.training import load_base_model
 
         teacher = load_base_model(Path(args.teacher or init)).to(device).eval()
-        idx = [i for i, row in enumerate(rows) if row[2] == "general"]
-        probs = predict_logits(
-            teacher, tok, [model_text(rows[i][0]) for i in idx], device, args.max_length
-        ).softmax(-1)
-        a = args.general_soft
-        targets[idx] = (1 - a) * targets[idx] + a * probs
+
+        def teacher_logits(idx: list[int]) -> torch.Tensor:
+            texts = [model_text(rows[i][0]) for i in idx]
+            return predict_logits(teacher, tok, texts, device, args.max_length)
+
+        if args.general_soft > 0:
+            # Self-distillation on the general tweets: the starting model's own probabilities
+            # (or --teacher's, when the start is an adapted encoder whose head has drifted),
+            # mixed into their targets, anchor the general skill that finance data would erase.
+            idx = [i for i, row in enumerate(rows) if row[2] == "general"]
+            a = args.general_soft
+            targets[idx] = (1 - a) * targets[idx] + a * teacher_logits(idx).softmax(-1)
+            teacher_id = args.teacher or str(init)
+            note("general_soft", {"rows": len(idx), "weight": a, "teacher": teacher_id})
+        if pseudo:
+            # Self-training: the teacher's reading of untagged in-domain posts, sharpened
+            # (temperature < 1) so the student learns its confident calls, not its doubts.
+            probs = (teacher_logits(pseudo) / args.pseudo_temp).softmax(-1)
+            targets[pseudo] = probs
+            spread = probs.argmax(-1).bincount(minlength=len(LABELS)).tolist()
+            note("pseudo", {"rows": len(pseudo), "temp": args.pseudo_temp, "argmax": spread})
         del teacher
-        note("general_soft", {"rows": len(idx), "weight": a, "teacher": args.teacher or str(init)})
     cfg = TrainConfig(
         name="stance",
         lr=args.lr,
@@ -388,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--st-repeat", type=int, default=1, help="times each StockTwits row is seen")
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
+    p.add_argument(
+        "--pseudo", type=int, default=0,
+        help="untagged in-domain posts to self-train on, targets from --teacher (0 = none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pseudo-temp", type=float, default=0.5,
+        help="temperature of the teacher's logits for --pseudo targets (< 1 sharpens)",
+    )  # fmt: skip
     p.add_argument("--limit", type=int, default=0, help="train on the first N mixed rows only")
     p.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)

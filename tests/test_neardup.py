@@ -57,9 +57,13 @@ def test_the_recipes_training_set_holds_no_near_duplicate_of_a_suite_case(
 
     args = argparse.Namespace(
         seed=21, data=str(SHARED), swap=0.3, bearish_repeat=2, fin_repeat=1, st_repeat=1,
-        fin_polar_repeat=2, general=100_000, templates=4000, limit=0,
+        fin_polar_repeat=2, general=100_000, templates=4000, limit=0, pseudo=100_000,
     )  # fmt: skip
     rows, counts = build_training_set(args, [c.text for c in load_suite()])
     assert len(rows) > 40_000
     assert sum(v for k, v in counts.items() if k.endswith("_dropped_near_suite")) >= 1
     assert all(suite_index.match(text) is None for text, _, _ in rows)
+    # The self-training posts are unlabelled: the teacher gives their targets.
+    pseudo = [label for _, label, source in rows if source == "pseudo"]
+    assert counts["pseudo"] == len(pseudo) > 8000
+    assert set(pseudo) == {""}

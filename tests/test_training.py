@@ -148,3 +148,27 @@ def test_soup_interpolates_two_models_in_weight_space(tiny_model_dir: Path, tmp_
     assert abs(score.p_neg + score.p_neu + score.p_pos - 1) < 1e-4
     with pytest.raises(ValueError, match="one of the models"):
         stance_main([*args[:5], "--out", str(other), "--alpha", "0.5", "--model-id", "x"])
+
+
+def test_self_training_reads_only_untagged_posts_from_before_the_hold_out(tmp_path: Path) -> None:
+    """``--pseudo`` texts: untagged StockTwits posts older than the hold-out and the 2021
+    crypto tweets; a tagged post, or any post of the hold-out week, is never among them."""
+    from nlp.stance_training import HOLDOUT_FROM, read_untagged
+
+    social = tmp_path / "social"
+    social.mkdir()
+    before, after = "2022-07-01T00:00:00Z", "2022-07-20T00:00:00Z"
+    assert before < HOLDOUT_FROM < after
+    with open(social / "stocktwits_btc_eth_2022.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "created_at", "author", "tag", "likes", "text"])
+        w.writerow([1, before, "a", "", 0, "untagged, before"])
+        w.writerow([2, before, "a", "Bullish", 0, "tagged, before"])
+        w.writerow([3, after, "a", "", 0, "untagged, in the hold-out"])
+        w.writerow([4, after, "a", "Bearish", 0, "tagged, in the hold-out"])
+        w.writerow([5, before, "a", "", 0, ""])
+    with open(social / "crypto_tweets_2021.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "created_at", "text"])
+        w.writerow([1, "2021-03-01T00:00:00Z", "a 2021 tweet"])
+    assert read_untagged(tmp_path) == ["untagged, before", "a 2021 tweet"]
