@@ -171,6 +171,26 @@ PHRASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Stance said on its own, with no asset or a bare one, and with the intensifiers chat uses: a
+# model that learned stance from sentences alone read "bullish" as neutral and "$SOL is pumping
+# hard" as bearish. Used by ``generate(stance_words=...)``.
+STANCE_WORDS: dict[str, tuple[str, ...]] = {
+    BULLISH: (
+        "bullish", "very bullish", "so bullish", "extremely bullish", "feeling bullish",
+        "turning bullish here", "bullish as hell", "mega bullish", "bullish on {a}",
+        "{a} bullish", "pumping", "{a} pumping hard", "{a} pumping so hard",
+        "{a} is pumping like crazy", "{a} ripping hard", "up only", "{a} up big",
+        "{a} going up hard", "{a} mooning hard", "{a} looking bullish af",
+    ),
+    BEARISH: (
+        "bearish", "very bearish", "so bearish", "extremely bearish", "feeling bearish",
+        "turning bearish here", "bearish as hell", "mega bearish", "bearish on {a}",
+        "{a} bearish", "dumping", "{a} dumping hard", "{a} dumping so hard",
+        "{a} is dumping like crazy", "{a} bleeding hard", "down only", "{a} down big",
+        "{a} going down hard", "{a} tanking hard", "{a} looking bearish af",
+    ),
+}  # fmt: skip
+
 # Sides of a leveraged market and what happens to them: the side that is hurt tells the move.
 LONG_SIDE = ("longs", "bulls", "long positions", "leveraged longs", "dip buyers", "late longs")
 SHORT_SIDE = (
@@ -357,8 +377,11 @@ def _headlines(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def generate(seed: int = 7, n: int = 4000) -> list[tuple[str, str]]:
-    """About ``n`` distinct ``(text, label)`` pairs; labels are negative/neutral/positive."""
+def generate(seed: int = 7, n: int = 4000, stance_words: float = 0.0) -> list[tuple[str, str]]:
+    """About ``n`` distinct ``(text, label)`` pairs; labels are negative/neutral/positive.
+
+    ``stance_words`` adds that share of ``n`` more pairs from :data:`STANCE_WORDS` (0 keeps
+    the set the v2 and v3 recipes trained on)."""
     rng = random.Random(seed)
     parts = (
         _asset_phrases(rng, PHRASES, int(n * 0.40))
@@ -368,6 +391,9 @@ def generate(seed: int = 7, n: int = 4000) -> list[tuple[str, str]]:
         + _headlines(rng, int(n * 0.13))
         + [(rng.choice(SMALL_TALK) + rng.choice(SUFFIXES[:6]), NEUTRAL) for _ in range(n // 20)]
     )
+    if stance_words:
+        # Drawn after the rest, so the other parts stay what they were without it.
+        parts += _asset_phrases(rng, STANCE_WORDS, int(n * stance_words))
     seen: set[str] = set()
     out = []
     for text, label in parts:

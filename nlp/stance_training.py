@@ -121,7 +121,12 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     ]
     rng.shuffle(general)
     general = general[: args.general]
-    templates = generate(seed=args.seed, n=args.templates) if args.templates else []
+    stance_words = getattr(args, "stance_words", 0.0)
+    templates = (
+        generate(seed=args.seed, n=args.templates, stance_words=stance_words)
+        if args.templates
+        else []
+    )
     # TFNS is 65 % neutral; seeing its bearish and bullish rows more often is class balancing
     # by repetition (the targets are soft, so the loss takes no class weights).
     fin += [row for row in fin if row[1] != "neutral"] * max(0, args.fin_polar_repeat - 1)
@@ -428,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--st-repeat", type=int, default=1, help="times each StockTwits row is seen")
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
+    p.add_argument(
+        "--stance-words", type=float, default=0.0,
+        help="extra share of template sentences that say the stance alone (bullish af, ...)",
+    )  # fmt: skip
     p.add_argument(
         "--pseudo", type=int, default=0,
         help="untagged in-domain posts to self-train on, targets from --teacher (0 = none)",

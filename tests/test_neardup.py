@@ -47,6 +47,23 @@ def test_the_template_generator_is_deterministic() -> None:
     assert generate(seed=3, n=500) != generate(seed=4, n=500)
 
 
+def test_stance_words_add_to_the_templates_and_leave_the_rest_as_it_was() -> None:
+    """``stance_words`` appends the stance said alone; without it an older recipe's
+    templates come out as they did."""
+    plain = generate(seed=3, n=1000)
+    more = generate(seed=3, n=1000, stance_words=0.2)
+    assert more[: len(plain)] == plain
+    extra = more[len(plain) :]
+    assert 150 <= len(extra) <= 200
+    assert {label for _, label in extra} == {BULLISH, BEARISH}
+    for text, label in extra:
+        side = "bullish" if label == BULLISH else "bearish"
+        other = "bearish" if label == BULLISH else "bullish"
+        assert other not in text.lower(), text
+        if side[:4] in text.lower():
+            assert side in text.lower(), text
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the training corpora live in ../shared/data")
 def test_the_recipes_training_set_holds_no_near_duplicate_of_a_suite_case(
     suite_index: NearDuplicateIndex,
