@@ -23,6 +23,38 @@ OPSET = 17
 RECIPE = 2
 
 
+#: CPU features that pick ONNX Runtime's integer kernels, and so move the int8 scores.
+INT8_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_signature(cpuinfo: str | None = None) -> str:
+    """The CPU and its instruction sets that pick ONNX Runtime's integer kernels, e.g.
+    ``"AMD EPYC (avx2 avx512f avx512_vnni)"``.
+
+    The same int8 model gives slightly different scores on CPUs with and without VNNI
+    (models/README.md), so every int8 figure is recorded with this. ``cpuinfo`` is the text
+    of ``/proc/cpuinfo``, read when not given; elsewhere the platform's processor name.
+    """
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    name, flags = "", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not name:
+            name = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    found = [f for f in INT8_FEATURES if f in flags]
+    return f"{name} ({' '.join(found)})" if found else name
+
+
 def onnx_available() -> bool:
     """Whether onnxruntime can be imported (the ``auto`` backend's test)."""
     return importlib.util.find_spec("onnxruntime") is not None

@@ -292,6 +292,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
 
     from nlp.calibration import DevSet, fit_class_bias
     from nlp.evaluate import read_labelled_tsv
+    from nlp.onnx_backend import cpu_signature
     from nlp.scorer import Scorer
 
     meta_path = model_dir / "moodring.json"
@@ -313,7 +314,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
     ]
     bias, figures = fit_class_bias(devs)
     meta["class_bias"] = list(bias)
-    meta["calibration"] = {"backend": scorer.backend, "dev": figures}
+    meta["calibration"] = {"backend": scorer.backend, "cpu": cpu_signature(), "dev": figures}
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {"class_bias": list(bias), "dev": figures}
 
@@ -325,6 +326,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     in every ``make test``)."""
     import shutil
 
+    from nlp.onnx_backend import cpu_signature
     from nlp.scorer import Scorer, sha256_of
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -347,6 +349,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     meta["suite"] = {
         "sha256": result["suite_sha256"],
         "backend": scorer.backend,
+        "cpu": cpu_signature(),
         "passed": {c: e["passed"] for c, e in result["capabilities"].items()},
         "n": {c: e["n"] for c, e in result["capabilities"].items()},
         "meets_bars": result["meets_bars"],

@@ -23,6 +23,33 @@ def test_missing_model_dir_is_one_clear_line(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in err
 
 
+def test_an_eval_figure_says_what_it_was_measured_with(tmp_path: Path, capsys) -> None:
+    """int8 scores depend on the CPU's instruction set, so `moodring eval`'s JSON names the
+    model, the backend and (for int8) the CPU beside the figures."""
+    import json
+
+    from nlp.onnx_backend import cpu_signature
+
+    tsv = tmp_path / "x.tsv"
+    tsv.write_text("label\ttext\npositive\tbullish af, loading more\nnegative\trekt again\n")
+    assert main(["eval", str(tsv)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 2 and 0.0 <= result["macro_recall"] <= 1.0
+    assert result["model_id"].startswith("moodring-minilm-l6-stance")
+    assert result["backend"] == "onnx" and result["cpu"] == cpu_signature()
+
+
+def test_the_cpu_signature_names_the_kernels_choices() -> None:
+    from nlp.onnx_backend import cpu_signature
+
+    vnni = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    assert cpu_signature(vnni) == "AMD EPYC (avx2 avx512f avx512_vnni)"
+    older = "model name\t: Intel(R) Xeon(R) CPU\nflags\t: fpu avx avx2\nmodel name\t: other\n"
+    assert cpu_signature(older) == "Intel(R) Xeon(R) CPU (avx2)"
+    assert cpu_signature("model name: ARM thing\nFeatures: fp asimd\n") == "ARM thing"
+    assert cpu_signature("")  # some name, whatever the platform
+
+
 def test_missing_eval_file_is_one_clear_line(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path / "missing.tsv")]) == 2
     assert "no such file" in capsys.readouterr().err

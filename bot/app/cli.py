@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the commands import these lazily, so `moodring --help` stay
     from connectors.base import Sink
     from connectors.replay import ReplayStats
     from connectors.types import Candle
+    from nlp.scorer import Scorer
 
 log = logging.getLogger("moodring")
 T = TypeVar("T")
@@ -765,8 +766,20 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         result = evaluate_file(path, scorer, args.source, args.since)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    result.update(_measured_on(scorer))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
+
+
+def _measured_on(scorer: Scorer) -> dict[str, str]:
+    """What a figure was measured with: the model, its backend, and (int8 scores depend on
+    the CPU's instruction set) the CPU."""
+    from nlp.onnx_backend import cpu_signature
+
+    on = {"model_id": scorer.model_id, "backend": scorer.backend}
+    if scorer.backend == "onnx":
+        on["cpu"] = cpu_signature()
+    return on
 
 
 def _eval_suite(settings: Settings) -> int:
@@ -789,8 +802,7 @@ def _eval_suite(settings: Settings) -> int:
     )
     if not result["meets_bars"]:
         out.write("  below the bars; failed cases are listed in the JSON line\n")
-    result["model_id"] = scorer.model_id
-    result["backend"] = scorer.backend
+    result.update(_measured_on(scorer))
     out.write(json.dumps(result) + "\n")
     return 0
 
