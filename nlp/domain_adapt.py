@@ -22,7 +22,6 @@ embeddings stay frozen (the decoder is tied to them; the stance recipe freezes t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 
 from nlp.neardup import NearDuplicateIndex
-from nlp.stance_training import HOLDOUT_FROM, model_text
+from nlp.stance_training import model_text, read_crypto_tweets, stocktwits_before_holdout
 from nlp.suite import load_suite
 from nlp.training import (
     epoch_batches,
@@ -51,18 +50,17 @@ log = logging.getLogger(__name__)
 
 def unlabelled_texts(data: Path) -> dict[str, list[str]]:
     """The in-domain texts by source (raw; :func:`model_text` is applied later)."""
-    with open(data / "social" / "stocktwits_btc_eth_2022.csv", newline="", encoding="utf-8") as f:
-        stocktwits = [
-            r["text"] for r in csv.DictReader(f) if r.get("text") and r["created_at"] < HOLDOUT_FROM
-        ]
-    with open(data / "social" / "crypto_tweets_2021.csv", newline="", encoding="utf-8") as f:
-        tweets = [r["text"] for r in csv.DictReader(f) if r.get("text")]
+    stocktwits = stocktwits_before_holdout(data / "social" / "stocktwits_btc_eth_2022.csv")
     fin = [
         r["text"]
         for r in read_labelled(data / "sentiment" / "fin_train.tsv")
         if r.get("source") == "tfns-train"
     ]
-    return {"stocktwits": stocktwits, "crypto_tweets": tweets, "tfns_train": fin}
+    return {
+        "stocktwits": [row["text"] for row in stocktwits],
+        "crypto_tweets": read_crypto_tweets(data),
+        "tfns_train": fin,
+    }
 
 
 def corpus(data: Path) -> tuple[list[str], dict[str, int]]:

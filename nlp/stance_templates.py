@@ -174,22 +174,22 @@ PHRASES: dict[str, tuple[str, ...]] = {
 # Stance said on its own, with no asset or a bare one, and with the intensifiers chat uses: a
 # model that learned stance from sentences alone read "bullish" as neutral and "$SOL is pumping
 # hard" as bearish. Used by ``generate(stance_words=...)``.
+_STANCE_FORMS = (
+    "{side}", "very {side}", "so {side}", "extremely {side}", "feeling {side}",
+    "turning {side} here", "{side} as hell", "mega {side}", "{side} on {{a}}", "{{a}} {side}",
+    "{pump}", "{{a}} {pump} hard", "{{a}} {pump} so hard", "{{a}} is {pump} like crazy",
+    "{{a}} {rip} hard", "{way} only", "{{a}} {way} big", "{{a}} going {way} hard",
+    "{{a}} {moon} hard", "{{a}} looking {side} af",
+)  # fmt: skip
+# Each side's words for the forms' slots: the two lists mirror each other by construction.
+_STANCE_SIDES = {
+    BULLISH: dict(side="bullish", pump="pumping", rip="ripping", way="up", moon="mooning"),
+    BEARISH: dict(side="bearish", pump="dumping", rip="bleeding", way="down", moon="tanking"),
+}
 STANCE_WORDS: dict[str, tuple[str, ...]] = {
-    BULLISH: (
-        "bullish", "very bullish", "so bullish", "extremely bullish", "feeling bullish",
-        "turning bullish here", "bullish as hell", "mega bullish", "bullish on {a}",
-        "{a} bullish", "pumping", "{a} pumping hard", "{a} pumping so hard",
-        "{a} is pumping like crazy", "{a} ripping hard", "up only", "{a} up big",
-        "{a} going up hard", "{a} mooning hard", "{a} looking bullish af",
-    ),
-    BEARISH: (
-        "bearish", "very bearish", "so bearish", "extremely bearish", "feeling bearish",
-        "turning bearish here", "bearish as hell", "mega bearish", "bearish on {a}",
-        "{a} bearish", "dumping", "{a} dumping hard", "{a} dumping so hard",
-        "{a} is dumping like crazy", "{a} bleeding hard", "down only", "{a} down big",
-        "{a} going down hard", "{a} tanking hard", "{a} looking bearish af",
-    ),
-}  # fmt: skip
+    label: tuple(form.format(**words) for form in _STANCE_FORMS)
+    for label, words in _STANCE_SIDES.items()
+}
 
 # Sides of a leveraged market and what happens to them: the side that is hurt tells the move.
 LONG_SIDE = ("longs", "bulls", "long positions", "leveraged longs", "dip buyers", "late longs")

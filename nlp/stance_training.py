@@ -69,32 +69,41 @@ def model_text(text: str) -> str:
     return emoji_to_words(normalize(text))
 
 
-def read_stocktwits(path: Path) -> list[tuple[str, str]]:
-    """Tagged posts ``(text, label)`` from before the hold-out (:data:`HOLDOUT_FROM`)."""
+def stocktwits_before_holdout(path: Path) -> list[dict[str, str]]:
+    """The StockTwits rows with a text from before the hold-out (:data:`HOLDOUT_FROM`),
+    tagged or not: what training may read of the stream."""
     with open(path, newline="", encoding="utf-8") as fh:
         return [
-            (row["text"], TAG_LABELS[tag])
+            row
             for row in csv.DictReader(fh)
-            if (tag := (row.get("tag") or "").lower()) in TAG_LABELS
-            and row.get("text")
-            and row["created_at"] < HOLDOUT_FROM
+            if row.get("text") and row["created_at"] < HOLDOUT_FROM
         ]
+
+
+def read_crypto_tweets(data: Path) -> list[str]:
+    """The texts of the 2021 crypto tweets (unlabelled)."""
+    with open(data / "social" / "crypto_tweets_2021.csv", newline="", encoding="utf-8") as fh:
+        return [row["text"] for row in csv.DictReader(fh) if row.get("text")]
+
+
+def _tag(row: dict[str, str]) -> str:
+    return (row.get("tag") or "").lower()
+
+
+def read_stocktwits(path: Path) -> list[tuple[str, str]]:
+    """Tagged posts ``(text, label)`` from before the hold-out (:data:`HOLDOUT_FROM`)."""
+    return [
+        (row["text"], TAG_LABELS[_tag(row)])
+        for row in stocktwits_before_holdout(path)
+        if _tag(row) in TAG_LABELS
+    ]
 
 
 def read_untagged(data: Path) -> list[str]:
     """In-domain posts without a label: untagged StockTwits posts from before the hold-out
     and the 2021 crypto tweets (self-training texts for ``--pseudo``)."""
-    with open(data / "social" / "stocktwits_btc_eth_2022.csv", newline="", encoding="utf-8") as f:
-        texts = [
-            row["text"]
-            for row in csv.DictReader(f)
-            if row.get("text")
-            and (row.get("tag") or "").lower() not in TAG_LABELS
-            and row["created_at"] < HOLDOUT_FROM
-        ]
-    with open(data / "social" / "crypto_tweets_2021.csv", newline="", encoding="utf-8") as f:
-        texts += [row["text"] for row in csv.DictReader(f) if row.get("text")]
-    return texts
+    posts = stocktwits_before_holdout(data / "social" / "stocktwits_btc_eth_2022.csv")
+    return [row["text"] for row in posts if _tag(row) not in TAG_LABELS] + read_crypto_tweets(data)
 
 
 def swap_cashtags(text: str, rng: random.Random) -> str:
@@ -121,9 +130,8 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     ]
     rng.shuffle(general)
     general = general[: args.general]
-    stance_words = getattr(args, "stance_words", 0.0)
     templates = (
-        generate(seed=args.seed, n=args.templates, stance_words=stance_words)
+        generate(seed=args.seed, n=args.templates, stance_words=args.stance_words)
         if args.templates
         else []
     )
