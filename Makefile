@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test chromium test-postgresql install dev lint bench eval clean
+.PHONY: demo test chromium qemu test-postgresql install dev lint bench eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ dev: $(VENV)/.dev
 demo: install
 	$(BIN)/moodring demo
 
-test: dev chromium
+test: dev chromium qemu
 	$(BIN)/python -m ruff check bot nlp connectors tests
 	$(BIN)/python -m ruff format --check bot nlp connectors tests
 	$(BIN)/python -m mypy nlp connectors bot
@@ -40,6 +40,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
 	  && apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } \
 	  || { echo "the browser test needs chromium: sudo apt-get install -y --no-install-recommends chromium"; exit 1; }
+
+# tests/test_int8_cpus.py scores under an emulated CPU without VNNI (qemu-user) to check that
+# the int8 scores do not depend on the instruction set: installed when missing and we are root
+# on x86_64, else one line (the test then skips; it checks a property, not this machine).
+qemu:
+	@[ "$$(uname -m)" != x86_64 ] || command -v qemu-x86_64 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && apt-get install -y --no-install-recommends qemu-user >/dev/null; } \
+	  || echo "tests/test_int8_cpus.py skips without qemu-user: sudo apt-get install -y qemu-user"
 
 # The whole suite again with every store on PostgreSQL (tests/backend_mode.py): the machine's
 # PostgreSQL at 127.0.0.1:5432, or a throwaway one where none answers.

@@ -34,7 +34,12 @@ import torch
 from torch import nn
 
 from nlp.neardup import NearDuplicateIndex
-from nlp.stance_training import model_text, read_crypto_tweets, stocktwits_before_holdout
+from nlp.stance_training import (
+    STOCKTWITS_FILE,
+    model_text,
+    read_crypto_tweets,
+    stocktwits_before_holdout,
+)
 from nlp.suite import load_suite
 from nlp.training import (
     epoch_batches,
@@ -50,7 +55,7 @@ log = logging.getLogger(__name__)
 
 def unlabelled_texts(data: Path) -> dict[str, list[str]]:
     """The in-domain texts by source (raw; :func:`model_text` is applied later)."""
-    stocktwits = stocktwits_before_holdout(data / "social" / "stocktwits_btc_eth_2022.csv")
+    stocktwits = stocktwits_before_holdout(data / "social" / STOCKTWITS_FILE)
     fin = [
         r["text"]
         for r in read_labelled(data / "sentiment" / "fin_train.tsv")

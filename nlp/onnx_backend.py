@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ SHA_FILE = "model.int8.onnx.sha256"
 CACHE_ENV = "MOODRING_CACHE_DIR"
 OPSET = 17
 #: Bumped whenever export or quantization changes, so older cached builds are rebuilt.
-RECIPE = 2
+RECIPE = 3
+#: Layers kept in fp32 for a model whose ``moodring.json`` names none (``int8.fp32_layers``).
+DEFAULT_FP32_LAYERS = ("bert.encoder.layer.0.output.dense", "bert.encoder.layer.1.output.dense")
 
 
 #: CPU features that pick ONNX Runtime's integer kernels, and so move the int8 scores.
@@ -66,9 +68,36 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "moodring"
 
 
-def int8_path(weights_sha256: str, root: Path | None = None) -> Path:
-    """Where the int8 model built from weights with this sha256 is cached."""
-    return (root or cache_root()) / "onnx" / weights_sha256[:16] / INT8_FILE
+def int8_settings(model_dir: Path) -> dict:
+    """The model's own int8 settings (``moodring.json``'s ``int8``): the layers kept in fp32
+    and, where ``ship`` fitted them, the smoothing scales' file and sha256. ``{}`` if none."""
+    import json
+
+    try:
+        meta = json.loads((Path(model_dir) / "moodring.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    settings = meta.get("int8") or {}
+    return dict(settings) if isinstance(settings, dict) else {}
+
+
+def int8_key(model_dir: Path, weights_sha256: str) -> str:
+    """Names the cached int8 build: the weights' sha256, or, for a model with its own int8
+    settings, a sha256 over the weights' and those settings (a new smoothing file or a new
+    choice of fp32 layers is a new build)."""
+    import hashlib
+    import json
+
+    settings = int8_settings(model_dir)
+    if not settings:
+        return weights_sha256
+    blob = json.dumps({"weights": weights_sha256, "int8": settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def int8_path(key: str, root: Path | None = None) -> Path:
+    """Where the int8 model named ``key`` (:func:`int8_key`) is cached."""
+    return (root or cache_root()) / "onnx" / key[:16] / INT8_FILE
 
 
 def _sha256(path: Path) -> str:
@@ -86,29 +115,43 @@ def is_cached(path: Path) -> bool:
     return sha_path.read_text().split() == [_sha256(path), f"recipe={RECIPE}"]
 
 
-def export_int8(model_dir: Path, out_path: Path) -> str:
+def export_int8(model_dir: Path, out_path: Path, reduce_range: bool = True) -> str:
     """Export ``model_dir`` to ONNX in fp32 and quantize it dynamically to int8.
 
     The export traces the eager-attention fp32 model with the legacy TorchScript exporter
-    (dynamic batch and sequence axes); weights of the MatMul/Gemm nodes become per-channel
-    QInt8 (but see :func:`_sensitive_nodes`), activations are quantized at run time, one
-    scale per batch tensor, so a text's scores move slightly with its batch-mates. Both steps
-    are deterministic, so the same weights give a byte-identical file.
+    (dynamic batch and sequence axes), after applying the model's smoothing scales if it has
+    them (:mod:`nlp.smoothing`). Weights of the MatMul/Gemm nodes become per-channel QInt8
+    with 7-bit range (but see :func:`_fp32_nodes`); activations are quantized at run time,
+    one scale per batch tensor, so a text's scores move slightly with its batch-mates. Both
+    steps are deterministic, so the same weights give a byte-identical file.
 
     Args:
         model_dir: a transformers sequence-classification model directory.
         out_path: where to write the int8 model.
+        reduce_range: 7-bit weights (the product's); ``False`` builds the 8-bit file of
+            recipe 2, which scores differently on CPUs without VNNI (kept to show that).
 
     Returns:
         The sha256 of the written file.
+
+    Raises:
+        ValueError: the smoothing file does not match the sha256 ``moodring.json`` records.
     """
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification
 
+    from nlp.smoothing import apply_scales, load_scales
+
+    settings = int8_settings(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation="eager"
     ).eval()
+    if settings.get("smoothing"):
+        path = Path(model_dir) / settings["smoothing"]
+        if _sha256(path) != settings.get("smoothing_sha256"):
+            raise ValueError(f"{path} does not match the sha256 in moodring.json")
+        apply_scales(model, load_scales(path))
     ids = torch.tensor([[101, 2023, 2003, 102, 0, 0], [101, 2204, 2204, 2204, 2204, 102]])
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
@@ -130,49 +173,63 @@ def export_int8(model_dir: Path, out_path: Path) -> str:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        # Per-channel weights; the FFN output projections of the first two layers stay fp32.
-        # Measured on val.tsv (fp32: 0.7510 macro recall): all-int8 per-tensor 0.734, all-int8
-        # per-channel 0.739 to 0.747 depending on batch size, these two layers in fp32 0.749
-        # to 0.755 at about the same speed; static (calibrated) int8 was slower and worse.
+        # 7-bit weights (reduce_range): CPUs without VNNI add u8 x s8 products in 16-bit
+        # sums that saturate with 8-bit weights, so the same file scored differently there
+        # (14 of 631 labels flipped between this machine and an emulated Haswell); with 7
+        # bits no sum saturates and the two agree (models/README.md, "The CPU path").
         logging.disable(logging.INFO)  # the quantizer logs one INFO line per tensor to root
         try:
             quantize_dynamic(
                 str(fp32),
                 str(out_path),
                 per_channel=True,
+                reduce_range=reduce_range,
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=_sensitive_nodes(fp32),
+                nodes_to_exclude=_fp32_nodes(
+                    fp32, settings.get("fp32_layers", DEFAULT_FP32_LAYERS)
+                ),
             )
         finally:
             logging.disable(logging.NOTSET)
     return _sha256(out_path)
 
 
-def _sensitive_nodes(fp32: Path) -> list[str]:
-    """MatMul nodes left in fp32: the FFN output projection of encoder layers 0 and 1."""
+def _fp32_nodes(fp32: Path, layers: Sequence[str]) -> list[str]:
+    """The MatMul nodes of these layers (module names, ``bert.encoder.layer.0.output.dense``),
+    which stay fp32: the ones whose int8 error moved the most labels."""
     import onnx
 
     graph = onnx.load(str(fp32), load_external_data=False).graph
-    return [
-        node.name
-        for node in graph.node
-        if node.op_type == "MatMul"
-        and any(node.name.startswith(f"/bert/encoder/layer.{k}/output/dense/") for k in (0, 1))
-    ]
+    # The exporter names a Linear's MatMul after its module path: /bert/encoder/layer.0/...
+    wanted = {"/" + "/".join(_module_path(layer)) + "/MatMul" for layer in layers}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.name in wanted]
+
+
+def _module_path(layer: str) -> list[str]:
+    """``bert.encoder.layer.0.output.dense`` → ``["bert", "encoder", "layer.0", "output",
+    "dense"]`` (a list index stays joined to its list, as the exporter writes it)."""
+    parts: list[str] = []
+    for part in layer.split("."):
+        if part.isdigit() and parts:
+            parts[-1] = f"{parts[-1]}.{part}"
+        else:
+            parts.append(part)
+    return parts
 
 
 def ensure_int8(model_dir: Path, weights_sha256: str, root: Path | None = None) -> Path:
-    """The cached int8 model for these weights, built (about 10 s) if absent or corrupt.
+    """The cached int8 model for these weights and int8 settings, built (about 10 s) if
+    absent or corrupt.
 
     Args:
         model_dir: the model directory the weights live in.
-        weights_sha256: sha256 of its weights file; names the cache entry.
+        weights_sha256: sha256 of its weights file; with the settings, names the cache entry.
         root: cache root; defaults to :func:`cache_root`.
 
     Returns:
         The path of a verified ``model.int8.onnx``.
     """
-    path = int8_path(weights_sha256, root)
+    path = int8_path(int8_key(model_dir, weights_sha256), root)
     if is_cached(path):
         return path
     log.warning(
@@ -216,8 +273,3 @@ class OnnxModel:
         return self.session.run(
             ["logits"], {"input_ids": input_ids, "attention_mask": attention_mask}
         )[0]
-
-
-def clear(weights_sha256: str, root: Path | None = None) -> None:
-    """Remove the cached int8 model for these weights (used to force a rebuild)."""
-    shutil.rmtree(int8_path(weights_sha256, root).parent, ignore_errors=True)

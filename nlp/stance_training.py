@@ -39,6 +39,7 @@ from nlp.evaluate import TAG_LABELS, polar_accuracies, read_tagged_csv
 from nlp.metrics import macro_recall
 from nlp.neardup import NearDuplicateIndex
 from nlp.normalize import emoji_to_words, normalize
+from nlp.smoothing import DEFAULT_ALPHA, SHIP_FP32_LAYERS, SMOOTHING_FILE
 from nlp.stance_templates import generate
 from nlp.suite import load_suite, run_suite, suite_sha256
 from nlp.training import (
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 #: The StockTwits hold-out: the last 7 days of the stream (tagged posts from here on).
 HOLDOUT_FROM = "2022-07-17T10:30:28Z"
+STOCKTWITS_FILE = "stocktwits_btc_eth_2022.csv"
 _CASHTAG_RE = re.compile(r"\$(BTC|ETH)\.X\b")
 SWAP_TO = ("SOL", "DOGE", "XRP", "ADA", "LINK", "AVAX", "DOT", "MATIC", "LTC", "BNB", "SHIB")
 
@@ -102,7 +104,7 @@ def read_stocktwits(path: Path) -> list[tuple[str, str]]:
 def read_untagged(data: Path) -> list[str]:
     """In-domain posts without a label: untagged StockTwits posts from before the hold-out
     and the 2021 crypto tweets (self-training texts for ``--pseudo``)."""
-    posts = stocktwits_before_holdout(data / "social" / "stocktwits_btc_eth_2022.csv")
+    posts = stocktwits_before_holdout(data / "social" / STOCKTWITS_FILE)
     return [row["text"] for row in posts if _tag(row) not in TAG_LABELS] + read_crypto_tweets(data)
 
 
@@ -121,7 +123,7 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
         for r in read_labelled(data / "sentiment" / "fin_train.tsv")
         if r.get("source") == "tfns-train"
     ]
-    st_train = read_stocktwits(data / "social" / "stocktwits_btc_eth_2022.csv")
+    st_train = read_stocktwits(data / "social" / STOCKTWITS_FILE)
     st = [(swap_cashtags(t, rng) if rng.random() < args.swap else t, lab) for t, lab in st_train]
     st += [row for row in st if row[1] == "negative"] * max(0, args.bearish_repeat - 1)
     st = st * max(1, args.st_repeat)
@@ -188,7 +190,7 @@ def evaluate(
     vl = logits([r["text"] for r in val])
     vg = [LABEL_TO_ID[r["label"].lower()] for r in val]
     out["val_macro_recall"] = round(macro_recall(vg, vl.argmax(-1).tolist()), 4)
-    texts, gold = read_tagged_csv(data / "social" / "stocktwits_btc_eth_2022.csv", HOLDOUT_FROM)
+    texts, gold = read_tagged_csv(data / "social" / STOCKTWITS_FILE, HOLDOUT_FROM)
     hl = logits(texts)
     polar, balanced = polar_accuracies(
         (hl[:, 2] > hl[:, 0]).tolist(), [g == LABEL_TO_ID["positive"] for g in gold]
@@ -314,7 +316,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
 
     fin = read_labelled_tsv(data / "sentiment" / "fin_train.tsv", "tfns-valid")
     val = read_labelled_tsv(data / "sentiment" / "val.tsv")
-    st = read_tagged_csv(data / "social" / "stocktwits_btc_eth_2022.csv", HOLDOUT_FROM)
+    st = read_tagged_csv(data / "social" / STOCKTWITS_FILE, HOLDOUT_FROM)
     devs = [
         dev("tfns_valid_macro_recall", *fin, "macro_recall"),
         dev("val_macro_recall", *val, "macro_recall"),
@@ -325,6 +327,54 @@ def calibrate(model_dir: Path, data: Path) -> dict:
     meta["calibration"] = {"backend": scorer.backend, "cpu": cpu_signature(), "dev": figures}
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {"class_bias": list(bias), "dev": figures}
+
+
+def smoothing_texts(data: Path, n: int = 1500, seed: int = 0) -> list[str]:
+    """Training texts whose activations set the int8 smoothing scales: equal shares of
+    ``tfns-train``, SemEval ``train.tsv`` and StockTwits before the hold-out (never a dev
+    set or the suite), drawn with a fixed seed."""
+    from nlp.evaluate import read_labelled_tsv
+
+    rng = random.Random(seed)
+    fin = read_labelled_tsv(data / "sentiment" / "fin_train.tsv", "tfns-train")[0]
+    general = read_labelled_tsv(data / "sentiment" / "train.tsv")[0]
+    posts = [r["text"] for r in stocktwits_before_holdout(data / "social" / STOCKTWITS_FILE)]
+    return [t for pool in (fin, general, posts) for t in rng.sample(pool, min(n // 3, len(pool)))]
+
+
+def fit_int8(
+    model_dir: Path,
+    data: Path,
+    alpha: float = DEFAULT_ALPHA,
+    fp32_layers: tuple[str, ...] = SHIP_FP32_LAYERS,
+) -> dict:
+    """Fit an installed model's int8 settings: smoothing scales from the fp32 model's
+    activations on training texts (:mod:`nlp.smoothing`), and the layers kept in fp32;
+    written beside the weights and recorded in ``moodring.json`` (``int8``), where the
+    int8 build (:func:`nlp.onnx_backend.export_int8`) reads them."""
+    from nlp.scorer import Scorer, sha256_of
+    from nlp.smoothing import fit_scales, input_ranges, save_scales
+
+    scorer = Scorer(model_dir, cache_size=0, dedupe=False, backend="torch")
+    texts = smoothing_texts(data)
+    encoded = sorted(scorer.preprocess(texts), key=len)  # batches as the scorer builds them
+    size = scorer.batch_size
+    batches = [encoded[i : i + size] for i in range(0, len(encoded), size)]
+    model = scorer.model.float().eval()
+    scales = fit_scales(model, input_ranges(model, batches), alpha)
+    save_scales(model_dir / SMOOTHING_FILE, scales, alpha)
+    settings = {
+        "smoothing": SMOOTHING_FILE,
+        "smoothing_sha256": sha256_of(model_dir / SMOOTHING_FILE),
+        "smoothing_alpha": alpha,
+        "smoothing_texts": len(texts),
+        "fp32_layers": list(fp32_layers),
+    }
+    meta_path = model_dir / "moodring.json"
+    meta = json.loads(meta_path.read_text())
+    meta["int8"] = settings
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return settings
 
 
 def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
@@ -350,6 +400,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
     )
     (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if data is not None:
+        fit_int8(dst, data)
         calibrate(dst, data)
         meta = json.loads((dst / "moodring.json").read_text())
     scorer = Scorer(dst, cache_size=0, dedupe=False, backend="onnx")
@@ -400,11 +451,11 @@ def soup(first: Path, second: Path, alpha: float, out: Path, model_id: str) -> d
     }
     out.mkdir(parents=True, exist_ok=True)
     for f in second.iterdir():
-        if f.is_file() and f.name not in ("model.safetensors", "report.json"):
+        if f.is_file() and f.name not in ("model.safetensors", "report.json", SMOOTHING_FILE):
             shutil.copy(f, out / f.name)
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
     meta = json.loads((out / "moodring.json").read_text())
-    for key in ("weights_sha256", "class_bias", "calibration", "suite", "soup"):
+    for key in ("weights_sha256", "class_bias", "calibration", "suite", "soup", "int8"):
         meta.pop(key, None)
     meta["model_id"] = model_id
     meta["soup"] = {"first": str(first), "second": str(second), "alpha": alpha}
