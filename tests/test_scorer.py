@@ -12,7 +12,7 @@ import pytest
 from nlp.bench import distinct_texts
 from nlp.errors import ModelLoadError
 from nlp.evaluate import evaluate_file
-from nlp.onnx_backend import CACHE_ENV, SHA_FILE, int8_path, is_cached
+from nlp.onnx_backend import CACHE_ENV, SHA_FILE, int8_key, int8_path, is_cached
 from nlp.scorer import LABELS, ModelInfo, Scorer, resolve_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +50,12 @@ def assert_valid(score) -> None:
     assert all(0.0 <= p <= 1.0 for p in probs)
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-6)
     assert score.label == LABELS[probs.index(max(probs))]
-    assert score.model_id == "moodring-minilm-l6-stance-v3"
+    assert score.model_id == "moodring-minilm-l6-stance-v3.1"
 
 
 def test_auto_is_onnx_on_cpu(scorer: Scorer, onnx_cache: Path) -> None:
     assert scorer.backend == "onnx"
-    assert is_cached(int8_path(ModelInfo.read(MODEL).weights_sha256, onnx_cache))
+    assert is_cached(int8_path(int8_key(MODEL, ModelInfo.read(MODEL).weights_sha256), onnx_cache))
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_onnx_agrees_with_torch(scorer: Scorer, torch_scorer: Scorer) -> None:
 
 
 def test_cache_check_detects_a_tampered_int8_file(scorer: Scorer, tmp_path: Path) -> None:
-    cached = int8_path(ModelInfo.read(MODEL).weights_sha256)
+    cached = int8_path(int8_key(MODEL, ModelInfo.read(MODEL).weights_sha256))
     copy = tmp_path / cached.name
     shutil.copy(cached, copy)
     shutil.copy(cached.with_name(SHA_FILE), tmp_path / SHA_FILE)
