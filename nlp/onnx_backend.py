@@ -73,8 +73,10 @@ def int8_settings(model_dir: Path) -> dict:
     and, where ``ship`` fitted them, the smoothing scales' file and sha256. ``{}`` if none."""
     import json
 
+    from nlp.scorer import META_FILE
+
     try:
-        meta = json.loads((Path(model_dir) / "moodring.json").read_text())
+        meta = json.loads((Path(model_dir) / META_FILE).read_text())
     except (OSError, ValueError):
         return {}
     settings = meta.get("int8") or {}
@@ -200,21 +202,14 @@ def _fp32_nodes(fp32: Path, layers: Sequence[str]) -> list[str]:
     import onnx
 
     graph = onnx.load(str(fp32), load_external_data=False).graph
+    wanted = set(layers)
     # The exporter names a Linear's MatMul after its module path: /bert/encoder/layer.0/...
-    wanted = {"/" + "/".join(_module_path(layer)) + "/MatMul" for layer in layers}
-    return [node.name for node in graph.node if node.op_type == "MatMul" and node.name in wanted]
-
-
-def _module_path(layer: str) -> list[str]:
-    """``bert.encoder.layer.0.output.dense`` → ``["bert", "encoder", "layer.0", "output",
-    "dense"]`` (a list index stays joined to its list, as the exporter writes it)."""
-    parts: list[str] = []
-    for part in layer.split("."):
-        if part.isdigit() and parts:
-            parts[-1] = f"{parts[-1]}.{part}"
-        else:
-            parts.append(part)
-    return parts
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and node.name.removeprefix("/").removesuffix("/MatMul").replace("/", ".") in wanted
+    ]
 
 
 def ensure_int8(model_dir: Path, weights_sha256: str, root: Path | None = None) -> Path:

@@ -22,15 +22,6 @@ DEFAULT_ALPHA = 0.8
 #: Layers ``ship`` keeps in fp32 on the int8 path: the first layer's FFN, whose int8 error
 #: moved the most labels; two fp32 layers, as before smoothing, so the speed is unchanged.
 SHIP_FP32_LAYERS = ("bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.0.output.dense")
-#: The Linear layers smoothed: every projection inside the encoder.
-ENCODER_LINEARS = (
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-)
 #: Scales are kept within this factor of 1 so no channel is squeezed to nothing.
 SCALE_LIMIT = 100.0
 

@@ -52,6 +52,7 @@ from nlp.training import (
     predict_logits,
     read_labelled,
     save_model,
+    write_meta,
 )
 
 if TYPE_CHECKING:  # imported lazily at run time: transformers is slow to import
@@ -325,7 +326,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
     bias, figures = fit_class_bias(devs)
     meta["class_bias"] = list(bias)
     meta["calibration"] = {"backend": scorer.backend, "cpu": cpu_signature(), "dev": figures}
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(model_dir, meta)
     return {"class_bias": list(bias), "dev": figures}
 
 
@@ -360,8 +361,7 @@ def fit_int8(
     encoded = sorted(scorer.preprocess(texts), key=len)  # batches as the scorer builds them
     size = scorer.batch_size
     batches = [encoded[i : i + size] for i in range(0, len(encoded), size)]
-    model = scorer.model.float().eval()
-    scales = fit_scales(model, input_ranges(model, batches), alpha)
+    scales = fit_scales(scorer.model, input_ranges(scorer.model, batches), alpha)
     save_scales(model_dir / SMOOTHING_FILE, scales, alpha)
     settings = {
         "smoothing": SMOOTHING_FILE,
@@ -370,10 +370,9 @@ def fit_int8(
         "smoothing_texts": len(texts),
         "fp32_layers": list(fp32_layers),
     }
-    meta_path = model_dir / "moodring.json"
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads((model_dir / "moodring.json").read_text())
     meta["int8"] = settings
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(model_dir, meta)
     return settings
 
 
@@ -398,7 +397,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
         stance=["bearish", "neutral", "bullish"],
         weights_sha256=sha256_of(dst / "model.safetensors"),
     )
-    (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(dst, meta)
     if data is not None:
         fit_int8(dst, data)
         calibrate(dst, data)
@@ -413,7 +412,7 @@ def ship(src: Path, dst: Path, model_id: str, data: Path | None = None) -> dict:
         "n": {c: e["n"] for c, e in result["capabilities"].items()},
         "meets_bars": result["meets_bars"],
     }
-    (dst / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(dst, meta)
     return meta
 
 
@@ -459,7 +458,7 @@ def soup(first: Path, second: Path, alpha: float, out: Path, model_id: str) -> d
         meta.pop(key, None)
     meta["model_id"] = model_id
     meta["soup"] = {"first": str(first), "second": str(second), "alpha": alpha}
-    (out / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(out, meta)
     return meta["soup"]
 
 

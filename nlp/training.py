@@ -338,7 +338,12 @@ def save_model(
     model = model.to("cpu").half()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    (out_dir / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(out_dir, meta)
+
+
+def write_meta(model_dir: Path, meta: dict) -> None:
+    """Write a model's ``moodring.json`` (sorted keys, so diffs between models stay small)."""
+    (model_dir / "moodring.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- recipe
