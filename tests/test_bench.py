@@ -37,7 +37,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 def test_run_bench_end_to_end() -> None:
     out = io.StringIO()
     result = bench.run_bench(
-        MODEL, DEMO, n=40, val_path=SAMPLE, batch_size=16, baseline_n=24, out=out
+        MODEL, DEMO, n=40, val_path=SAMPLE, batch_size=16, baseline_n=24, passes=3, out=out
     )
     last = json.loads(out.getvalue().strip().splitlines()[-1])
     assert last == result
@@ -45,6 +45,11 @@ def test_run_bench_end_to_end() -> None:
     assert last["backend"] == "onnx" and last["n"] == 40 and last["baseline_n"] == 24
     assert "the pipeline and VADER over the first 24 texts" in out.getvalue()
     assert last["msgs_per_s"] > 0 and last["pipeline_msgs_per_s"] > 0
+    # msgs/s is the median of three passes, which lies within their slowest and fastest.
+    assert last["passes"] == 3 and "median of 3 passes" in out.getvalue()
+    for key in ("msgs_per_s", "pipeline_msgs_per_s"):
+        low, high = last[f"{key}_range"]
+        assert 0 < low <= last[key] <= high
     assert last["speedup"] == round(last["msgs_per_s"] / last["pipeline_msgs_per_s"], 2)
     assert 0 < last["peak_rss_mb"] < 700
     assert last["val_macro_recall"] >= 0.6
@@ -79,3 +84,25 @@ def test_missing_validation_file_gives_null(
     assert result["n"] == 2
     assert "no validation file" in out.getvalue()
     assert json.loads(out.getvalue().strip().splitlines()[-1]) == result
+
+
+def test_measure_reports_the_median_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three whole passes that take 1, 3 and 2 units: msgs/s is the 2-unit pass's, the range
+    the other two's; latency percentiles come from the first batched pass only."""
+    clock = [0.0]
+    durations = iter([1.0, 3.0, 2.0])
+    batch_cost = iter([0.0, 0.25, 0.75])  # warm-up, then the batched pass's two batches
+
+    def score_batch(batch: object) -> None:
+        clock[0] += next(batch_cost)
+
+    def whole(texts: object) -> None:
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    result = bench.measure(score_batch, ["a", "b", "c", "d"], 2, whole=whole, passes=3)
+    assert result["passes"] == 3
+    assert result["msgs_per_s"] == 2.0  # 4 texts in 2 units
+    assert (result["msgs_per_s_min"], result["msgs_per_s_max"]) == (1.3, 4.0)
+    assert result["batched_msgs_per_s"] == 4.0  # 4 texts in 0.25 + 0.75
+    assert (result["p50_ms"], result["p99_ms"]) == (500.0, 745.0)

@@ -871,6 +871,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         device=device,
         batch_size=batch_size,
         total=total,
+        passes=args.passes,
         out=sys.stdout,
     )
     return 0
@@ -1076,6 +1077,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, help="scorer batch (default: settings; GPU 1024)")
     b.add_argument("--val", help=f"validation TSV (default {DEFAULT_VAL})")
     b.add_argument("--device", help="cpu or cuda")
+    b.add_argument(
+        "--passes", type=int, default=3, help="timed passes per engine; msgs/s is their median"
+    )
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="reproduce the shipped model (GPU recommended)")
