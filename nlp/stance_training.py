@@ -166,6 +166,33 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     return rows, counts
 
 
+def stance_targets(
+    rows: list[tuple[str, str, str]], label_smoothing: float, st_polar: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Soft targets for ``(text, label, source)`` rows (label smoothing; an empty label,
+    a pseudo-labelled row, stays uniform until its teacher fills it in) and, with
+    ``st_polar``, the class mask that leaves neutral out of the StockTwits rows' loss.
+
+    An author's Bullish/Bearish tag says which way, not that the text takes a view: many
+    tagged posts are a bare chart link or a question. With ``st_polar`` their rows teach the
+    direction, P(bullish) against P(bearish) (what the hold-out measures), without pulling
+    posts that say nothing away from neutral.
+    """
+    eps = label_smoothing
+    targets = torch.full((len(rows), len(LABELS)), eps / len(LABELS))
+    for i, (_, lab, _) in enumerate(rows):
+        if lab:
+            targets[i, LABEL_TO_ID[lab]] += 1 - eps
+    if not st_polar:
+        return targets, None
+    polar = torch.tensor([source == "stocktwits" for _, _, source in rows], dtype=torch.bool)
+    class_mask = torch.ones(len(rows), len(LABELS), dtype=torch.bool)
+    class_mask[polar, LABEL_TO_ID["neutral"]] = False
+    targets[polar, LABEL_TO_ID["neutral"]] = 0.0
+    targets[polar] /= targets[polar].sum(-1, keepdim=True)
+    return targets, class_mask
+
+
 def evaluate(
     model: torch.nn.Module,
     tok: PreTrainedTokenizerBase,
@@ -227,11 +254,9 @@ def run(args: argparse.Namespace) -> dict:
         log.info("%s: %s", key, json.dumps(value))
 
     note("data", counts)
-    eps = args.label_smoothing
-    targets = torch.full((len(rows), len(LABELS)), eps / len(LABELS))
-    for i, (_, lab, _) in enumerate(rows):
-        if lab:
-            targets[i, LABEL_TO_ID[lab]] += 1 - eps
+    targets, class_mask = stance_targets(rows, args.label_smoothing, args.st_polar)
+    if class_mask is not None:
+        note("st_polar", {"rows": int((~class_mask).any(-1).sum())})
     pseudo = [i for i, row in enumerate(rows) if row[2] == "pseudo"]
     if args.general_soft > 0 or pseudo:
         from nlp.training import load_base_model
@@ -272,7 +297,8 @@ def run(args: argparse.Namespace) -> dict:
         log_every=50,
     )
     t = time.monotonic()
-    model = fine_tune(init, tok, [model_text(t) for t, _, _ in rows], targets, cfg, device)
+    texts = [model_text(t) for t, _, _ in rows]
+    model = fine_tune(init, tok, texts, targets, cfg, device, class_mask=class_mask)
     note("train_seconds", round(time.monotonic() - t, 1))
     figures = evaluate(model, tok, device, data, max_length=128)
     note("dev", figures)
@@ -493,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="times each bearish or bullish TFNS row is seen per neutral one",
     )  # fmt: skip
     p.add_argument("--st-repeat", type=int, default=1, help="times each StockTwits row is seen")
+    p.add_argument(
+        "--st-polar", action=argparse.BooleanOptionalAction, default=False,
+        help="StockTwits rows teach bullish against bearish only (neutral left out of their loss)",
+    )  # fmt: skip
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
     p.add_argument(
         "--stance-words", type=float, default=0.0,

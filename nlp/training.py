@@ -221,6 +221,18 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast("cpu", enabled=False)
 
 
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, class_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy against soft ``targets``; where ``class_mask`` is ``False`` the
+    class is left out of that row's softmax, so the row says nothing about it (its target
+    must be 0)."""
+    if class_mask is not None:
+        # A large finite value, not -inf: 0 * log_softmax must stay 0, not NaN.
+        logits = logits.masked_fill(~class_mask, -1e4)
+    return -(targets * logits.log_softmax(-1)).sum(-1).mean()
+
+
 def fine_tune(
     base_dir: Path,
     tokenizer: PreTrainedTokenizerBase,
@@ -230,12 +242,14 @@ def fine_tune(
     device: torch.device,
     hard_labels: torch.Tensor | None = None,
     hard_weight: float = 0.0,
+    class_mask: torch.Tensor | None = None,
 ) -> PreTrainedModel:
     """Fine-tune the base encoder end to end.
 
     ``targets`` is either class ids (shape ``[n]``) or soft targets (``[n, 3]``, used for
     distillation). With soft targets, ``hard_labels`` (``-1`` where unknown) mixes in the
-    gold labels at ``hard_weight``.
+    gold labels at ``hard_weight``, and ``class_mask`` (``[n, 3]`` bool) leaves the classes
+    marked ``False`` out of a row's softmax (their targets must be 0).
     """
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -274,7 +288,8 @@ def fine_tune(
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
             if soft:
                 tgt = targets[idx].to(device)
-                loss = -(tgt * logits.log_softmax(-1)).sum(-1).mean()
+                allowed = None if class_mask is None else class_mask[idx].to(device)
+                loss = soft_cross_entropy(logits, tgt, allowed)
                 if hard_labels is not None and hard_weight > 0:
                     hl = hard_labels[idx].to(device)
                     known = hl >= 0

@@ -172,3 +172,36 @@ def test_self_training_reads_only_untagged_posts_from_before_the_hold_out(tmp_pa
         w.writerow(["id", "created_at", "text"])
         w.writerow([1, "2021-03-01T00:00:00Z", "a 2021 tweet"])
     assert read_untagged(tmp_path) == ["untagged, before", "a 2021 tweet"]
+
+
+def test_soft_cross_entropy_leaves_masked_classes_out() -> None:
+    """A row whose neutral class is masked out is a two-way bullish/bearish cross-entropy:
+    neutral's logit gets no gradient from it, and the loss is finite; an unmasked row is the
+    ordinary three-way soft cross-entropy."""
+    logits = torch.tensor([[0.3, 2.0, -0.5], [0.1, 0.4, 0.2]], requires_grad=True)
+    targets = torch.tensor([[0.05, 0.0, 0.95], [0.1, 0.8, 0.1]])
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    loss = training.soft_cross_entropy(logits, targets, mask)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(loss)
+    assert logits.grad[0, 1] == 0 and logits.grad[0, 0] != 0 and logits.grad[1, 1] != 0
+    two_way = -(targets[0, [0, 2]] * logits[0, [0, 2]].log_softmax(-1)).sum()
+    three_way = -(targets[1] * logits[1].log_softmax(-1)).sum()
+    assert torch.allclose(loss, (two_way + three_way) / 2)
+    plain = training.soft_cross_entropy(logits, targets)
+    assert not torch.allclose(plain, loss)  # the mask changed the first row's loss
+
+
+def test_st_polar_targets_leave_neutral_out_for_stocktwits_rows_only(monkeypatch) -> None:
+    """``--st-polar``: StockTwits rows get a zero neutral target and a mask without neutral;
+    every other source keeps its three-way target."""
+    from nlp import stance_training
+
+    rows = [("up only", "positive", "stocktwits"), ("flat day", "neutral", "tfns")]
+    targets, mask = stance_training.stance_targets(rows, label_smoothing=0.1, st_polar=True)
+    assert mask is not None
+    assert mask[0].tolist() == [True, False, True] and mask[1].tolist() == [True, True, True]
+    assert targets[0, 1] == 0 and torch.isclose(targets[0].sum(), torch.tensor(1.0))
+    assert targets[0, 2] > 0.9 and torch.isclose(targets[1].sum(), torch.tensor(1.0))
+    plain, none = stance_training.stance_targets(rows, label_smoothing=0.1, st_polar=False)
+    assert none is None and plain[0, 1] > 0
