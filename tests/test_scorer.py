@@ -50,7 +50,7 @@ def assert_valid(score) -> None:
     assert all(0.0 <= p <= 1.0 for p in probs)
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-6)
     assert score.label == LABELS[probs.index(max(probs))]
-    assert score.model_id == "moodring-minilm-l6-stance-v3.1"
+    assert score.model_id == "moodring-minilm-l6-stance-v3.2"
 
 
 def test_auto_is_onnx_on_cpu(scorer: Scorer, onnx_cache: Path) -> None:
@@ -77,10 +77,50 @@ def test_a_url_is_scored_as_the_masked_link(scorer: Scorer) -> None:
     assert scorer.score_one("https://example.com/x?y=1") == scorer.score_one("http")
 
 
-def test_text_past_the_token_limit_is_truncated(scorer: Scorer) -> None:
-    long = "bitcoin is going to crash hard " * 400  # ~12 kB, far past 128 tokens
-    assert len(long.encode()) > 10_000
-    assert scorer.score_one(long) == scorer.score_one(long + " but I love it to bits")
+def test_text_past_the_token_limit_keeps_its_head_and_tail(scorer: Scorer) -> None:
+    """A long text is cut to the model's 64 tokens: its head and its last 24 tokens, so
+    what it says in the middle is dropped and how it ends is read."""
+    info = scorer.info
+    assert (info.max_length, info.tail_tokens) == (64, 24)
+    # ~2.5 kB, far past the limit, and under the normaliser's 4,000 characters (longer texts
+    # are cut to their first 4,000 characters before tokenising).
+    middle = "bitcoin is going to crash hard " * 80
+    ending = " but honestly I love it, buying more"
+    long = "gm all. " + middle + ending
+    (ids,) = scorer.preprocess([long])
+    (whole,) = scorer.preprocess(["gm all. " + middle])
+    (end_ids,) = scorer.preprocess([ending])
+    assert len(ids) == 64 and ids[:39] == whole[:39]
+    assert ids[-(len(end_ids) - 1) :] == end_ids[1:]  # the ending, then [SEP]
+    in_the_middle = "gm all. " + middle[:1000] + "wen moon " + middle[1000:] + ending
+    assert scorer.score_one(long) == scorer.score_one(in_the_middle)
+    assert scorer.score_one(long) != scorer.score_one("gm all. " + middle)
+    huge = "bitcoin is going to crash hard " * 400  # ~12 kB: the normaliser keeps its head
+    assert scorer.score_one(huge) == scorer.score_one(huge + ending)
+
+
+def test_head_and_tail_cuts_only_long_texts() -> None:
+    from nlp.scorer import head_and_tail
+
+    ids = [101, *range(1, 100), 102]
+    assert head_and_tail(ids[:64], 64, 24) == ids[:64]
+    cut = head_and_tail(ids, 64, 24)
+    assert len(cut) == 64 and cut[:39] == ids[:39] and cut[39:] == ids[-25:]
+    assert head_and_tail(ids, 64, 0) == [*ids[:63], 102]
+
+
+@pytest.mark.parametrize(
+    "truncate", [{"max_length": 64, "tail": 60}, {"max_length": 64, "tail": -1}]
+)
+def test_a_truncation_without_room_for_a_head_is_refused(truncate: dict, tmp_path: Path) -> None:
+    import json
+
+    model = tmp_path / "m"
+    shutil.copytree(MODEL, model)
+    meta = json.loads((model / "moodring.json").read_text())
+    (model / "moodring.json").write_text(json.dumps(meta | {"truncate": truncate}))
+    with pytest.raises(ModelLoadError, match="tail must be"):
+        Scorer(model, verify=False)
 
 
 def test_score_one_matches_score(scorer: Scorer) -> None:
@@ -239,14 +279,20 @@ def test_the_bare_tokenizer_gives_the_ids_transformers_gives(torch_scorer: Score
     from transformers import AutoTokenizer
 
     from nlp.normalize import emoji_to_words, normalize
+    from nlp.scorer import head_and_tail
 
     reference = AutoTokenizer.from_pretrained(str(MODEL))
     texts = [*distinct_texts(DEMO, 2000), "", "🚀🚀🚀", "Ω" * 10_000, "$BTC 暴涨 биткоин"]
     # The stance model reads emoji as words, in training and here alike.
     assert torch_scorer.info.emoji_words
     model_texts = [emoji_to_words(normalize(t)) for t in texts]
-    expected = reference(model_texts, truncation=True, max_length=128)
-    assert torch_scorer.preprocess(texts) == expected["input_ids"]
+    # Long texts keep their head and tail (nlp.scorer.head_and_tail), the same cut as ONNX's.
+    info = torch_scorer.info
+    expected = [
+        head_and_tail(ids, info.max_length, info.tail_tokens)
+        for ids in reference(model_texts)["input_ids"]
+    ]
+    assert torch_scorer.preprocess(texts) == expected
 
 
 def test_overlapped_chunks_give_the_same_scores_in_order(tiny_model_dir: Path) -> None:
