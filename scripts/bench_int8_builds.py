@@ -1,16 +1,16 @@
 """The model step of several int8 builds side by side, in one process (not a test).
 
     .venv/bin/python scripts/bench_int8_builds.py                       # the shipped build alone
-    .venv/bin/python scripts/bench_int8_builds.py --variant b64:batch=64 \\
-        --variant ml64:max_length=64 --variant other:onnx=/tmp/other.int8.onnx
+    .venv/bin/python scripts/bench_int8_builds.py --variant shipped --variant b64:batch=64 \\
+        --variant head128:max_length=128,tail=0 --variant other:onnx=/tmp/other.int8.onnx
 
 Each variant is the shipped model's cached int8 build (or ``onnx=FILE``) scored by the
-product's own :class:`nlp.scorer.Scorer` with one setting changed (``batch=``,
-``max_length=``). All variants score the same demo posts, tokenised once per max length, in
-interleaved rounds, so a shared host's slow spells fall on every variant alike. Prints for
-each the model step's best and median microseconds per message, msgs/s at the best, and how
-many labels differ from the first variant's. The figures in models/README.md ("The CPU
-path") come from this script.
+product's own :class:`nlp.scorer.Scorer` with settings changed (``batch=``, ``max_length=``,
+``tail=``: text tokens kept from the end of a longer post, 0 for the head alone). All
+variants score the same demo posts, in interleaved rounds, so a shared host's slow spells
+fall on every variant alike. Prints for each the model step's best and median microseconds
+per message, msgs/s at the best, and how many labels differ from the first variant's. The
+figures in models/README.md ("The CPU path") come from this script.
 """
 
 from __future__ import annotations
@@ -37,16 +37,19 @@ class Variant:
     onnx: Path | None = None
     batch: int | None = None
     max_length: int | None = None
+    tail: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
-        """``name[:key=value,...]`` with keys ``onnx``, ``batch`` and ``max_length``."""
+        """``name[:key=value,...]`` with keys ``onnx``, ``batch``, ``max_length``, ``tail``."""
         name, _, rest = spec.partition(":")
         fields: dict[str, object] = {}
         for item in filter(None, rest.split(",")):
             key, sep, value = item.partition("=")
-            if not sep or key not in ("onnx", "batch", "max_length"):
-                raise SystemExit(f"bad variant setting {item!r} (onnx=, batch=, max_length=)")
+            if not sep or key not in ("onnx", "batch", "max_length", "tail"):
+                raise SystemExit(
+                    f"bad variant setting {item!r} (onnx=, batch=, max_length=, tail=)"
+                )
             fields[key] = Path(value) if key == "onnx" else int(value)
         return cls(name=name, **fields)  # type: ignore[arg-type]
 
@@ -55,10 +58,14 @@ def scorer_for(model: Path, variant: Variant) -> Scorer:
     scorer = Scorer(model, backend="onnx", cache_size=0, dedupe=False)
     if variant.batch:
         scorer.batch_size = variant.batch
-    if variant.max_length:
-        # Truncation is the tokenizer's: a scorer for a copy of the model's info.
-        info = dataclasses.replace(ModelInfo.read(model), max_length=variant.max_length)
-        scorer.info = info
+    if variant.max_length is not None or variant.tail is not None:
+        # The cut is made when tokenising: the scorer gets a changed copy of the model's info.
+        info = ModelInfo.read(model)
+        scorer.info = dataclasses.replace(
+            info,
+            max_length=variant.max_length or info.max_length,
+            tail_tokens=info.tail_tokens if variant.tail is None else variant.tail,
+        )
         scorer._load_fast_tokenizer()
     if variant.onnx:
         scorer._onnx = OnnxModel(variant.onnx, default_threads())
