@@ -203,11 +203,15 @@ def evaluate(
     device: torch.device,
     data: Path,
     max_length: int,
+    tail: int = 0,
 ) -> dict:
-    """Dev figures on the fp32 torch path: tfns-valid, StockTwits hold-out, val.tsv, the suite."""
+    """Dev figures on the fp32 torch path: tfns-valid, StockTwits hold-out, val.tsv, the suite
+    (long texts cut to ``max_length`` tokens, keeping the last ``tail``)."""
 
     def logits(texts: list[str]) -> torch.Tensor:
-        return predict_logits(model, tok, [model_text(t) for t in texts], device, max_length)
+        return predict_logits(
+            model, tok, [model_text(t) for t in texts], device, max_length, tail=tail
+        )
 
     out: dict = {}
     fin = [
@@ -304,7 +308,7 @@ def run(args: argparse.Namespace) -> dict:
     texts = [model_text(t) for t, _, _ in rows]
     model = fine_tune(init, tok, texts, targets, cfg, device, class_mask=class_mask)
     note("train_seconds", round(time.monotonic() - t, 1))
-    figures = evaluate(model, tok, device, data, max_length=128)
+    figures = evaluate(model, tok, device, data, RUN_TRUNCATE["max_length"], RUN_TRUNCATE["tail"])
     note("dev", figures)
     if args.save:
         save_model(

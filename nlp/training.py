@@ -324,10 +324,17 @@ def predict_logits(
     device: torch.device,
     max_length: int = 128,
     batch_size: int = 256,
+    tail: int = 0,
 ) -> torch.Tensor:
-    """Logits for ``texts`` in their original order (batches sorted by length)."""
-    enc = tokenizer([normalize(t) for t in texts], truncation=True, max_length=max_length)[
-        "input_ids"
+    """Logits for ``texts`` in their original order (batches sorted by length). A text
+    longer than ``max_length`` keeps its head, and with ``tail`` its last ``tail`` tokens too,
+    as the product's scorer cuts it (:func:`nlp.scorer.head_and_tail`)."""
+    from nlp.scorer import head_and_tail
+
+    clean = [normalize(t) for t in texts]
+    enc = [
+        head_and_tail(ids, max_length, tail)
+        for ids in tokenizer(clean, truncation=not tail, max_length=max_length)["input_ids"]
     ]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     out = torch.empty(len(enc), len(LABELS))
