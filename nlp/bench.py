@@ -82,27 +82,27 @@ def measure(
     """
     score_batch(texts[: min(len(texts), batch_size)])  # warm-up: lazy inits, kernels
 
-    def batched() -> float:
+    def batched() -> tuple[float, list[float]]:
+        """Seconds for one batched pass, and each batch's milliseconds."""
+        latencies = []
         t0 = time.perf_counter()
         for start in range(0, len(texts), batch_size):
             t = time.perf_counter()
             score_batch(texts[start : start + batch_size])
             latencies.append((time.perf_counter() - t) * 1000)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, latencies
 
     def timed(run: Callable[[Sequence[str]], object]) -> float:
         t0 = time.perf_counter()
         run(texts)
         return time.perf_counter() - t0
 
-    latencies: list[float] = []
-    batched_s = batched()
-    first_latencies = list(latencies)
+    batched_s, latencies = batched()
     if whole is not None:
         rates = [len(texts) / timed(whole) for _ in range(max(1, passes))]
     else:
         rates = [len(texts) / batched_s]
-        rates += [len(texts) / batched() for _ in range(max(1, passes) - 1)]
+        rates += [len(texts) / batched()[0] for _ in range(max(1, passes) - 1)]
     return {
         "n": len(texts),
         "msgs_per_s": round(statistics.median(rates), 1),
@@ -110,8 +110,8 @@ def measure(
         "msgs_per_s_max": round(max(rates), 1),
         "passes": len(rates),
         "batched_msgs_per_s": round(len(texts) / batched_s, 1),
-        "p50_ms": round(percentile(first_latencies, 50), 2),
-        "p99_ms": round(percentile(first_latencies, 99), 2),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 

@@ -317,7 +317,6 @@ def run(args: argparse.Namespace) -> dict:
             out / "model",
             {
                 "temperature": figures["temperature"],
-                "max_length": 128,
                 "truncate": dict(RUN_TRUNCATE),
                 "emoji_words": True,
                 "config": asdict(cfg),

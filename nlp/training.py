@@ -32,6 +32,7 @@ from torch import nn
 
 from nlp.metrics import expected_calibration_error, macro_recall
 from nlp.normalize import normalize
+from nlp.scorer import head_and_tail
 from nlp.types import LABELS
 
 if TYPE_CHECKING:  # imported lazily at run time: transformers is slow to import
@@ -329,13 +330,8 @@ def predict_logits(
     """Logits for ``texts`` in their original order (batches sorted by length). A text
     longer than ``max_length`` keeps its head, and with ``tail`` its last ``tail`` tokens too,
     as the product's scorer cuts it (:func:`nlp.scorer.head_and_tail`)."""
-    from nlp.scorer import head_and_tail
-
     clean = [normalize(t) for t in texts]
-    enc = [
-        head_and_tail(ids, max_length, tail)
-        for ids in tokenizer(clean, truncation=not tail, max_length=max_length)["input_ids"]
-    ]
+    enc = [head_and_tail(ids, max_length, tail) for ids in tokenizer(clean)["input_ids"]]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     out = torch.empty(len(enc), len(LABELS))
     pad = tokenizer.pad_token_id
