@@ -83,6 +83,8 @@ class ModelInfo:
         max_length, tail = max(128, int(meta.get("max_length", 128))), 0
         truncate = meta.get("truncate")
         if truncate is not None:
+            if not isinstance(truncate, dict) or "max_length" not in truncate:
+                raise ValueError(f"truncate {truncate!r}: expected {{'max_length': N, 'tail': M}}")
             max_length, tail = int(truncate["max_length"]), int(truncate.get("tail", 0))
             if not 0 <= tail <= max_length - 8:
                 raise ValueError(f"truncate {truncate!r}: tail must be 0 to max_length - 8")

@@ -123,6 +123,18 @@ def test_a_truncation_without_room_for_a_head_is_refused(truncate: dict, tmp_pat
         Scorer(model, verify=False)
 
 
+@pytest.mark.parametrize("truncate", [{"tail": 24}, [64, 24], "64"])
+def test_a_malformed_truncation_is_refused_clearly(truncate: object, tmp_path: Path) -> None:
+    import json
+
+    model = tmp_path / "m"
+    shutil.copytree(MODEL, model)
+    meta = json.loads((model / "moodring.json").read_text())
+    (model / "moodring.json").write_text(json.dumps(meta | {"truncate": truncate}))
+    with pytest.raises(ModelLoadError, match="expected"):
+        Scorer(model, verify=False)
+
+
 def test_score_one_matches_score(scorer: Scorer) -> None:
     text = "ETH looks strong today, bullish"
     assert scorer.score_one(text) == scorer.score([text])[0]
