@@ -17,18 +17,24 @@ _ASCII_CONTROLS = {c: None for c in [*range(0x20), 0x7F] if chr(c) not in "\n\t"
 #: Longest text, in characters, that is kept; a tweet is 280, a Discord post 4,000. The model
 #: reads at most a few hundred tokens anyway, so cutting here bounds work on hostile input.
 MAX_CHARS = 4000
+#: Of a longer text, how many of its last characters are kept after its head. The scorer
+#: reads a long post's head and its ending (``nlp.scorer.head_and_tail``), where a poster
+#: often states their view, so the cut here must not drop the ending first.
+TAIL_CHARS = 1000
 
 
 def normalize(text: str | None, max_chars: int = MAX_CHARS) -> str:
     """Return ``text`` cleaned for the sentiment model.
 
     Mentions become ``@user``, links become ``http``; cashtags, emoji and casing are kept.
-    Control characters are dropped, whitespace is collapsed, and the result is cut to
-    ``max_chars``. ``None`` and empty input give ``""``.
+    Control characters are dropped, whitespace is collapsed, and a longer result keeps its
+    head and its last ``TAIL_CHARS`` characters (a quarter of ``max_chars`` at most), joined
+    by a space, within ``max_chars``. ``None`` and empty input give ``""``.
     """
     if not text:
         return ""
-    text = text[: max_chars * 2]
+    if len(text) > max_chars * 2:
+        text = text[:max_chars] + " " + text[-max_chars:]
     # Fast paths give the same result as the general one: printable text has no character
     # of category C at all, and ASCII text is already NFC with only ASCII controls to drop.
     # Scoring on a GPU is bound by this per-text work, so it matters.
@@ -48,7 +54,15 @@ def normalize(text: str | None, max_chars: int = MAX_CHARS) -> str:
         text = _MENTION_RE.sub("@user", text)
     # str.split() splits on exactly what ``\s`` matches (str.isspace), and is faster.
     text = " ".join(text.split())
-    return text[:max_chars]
+    return _head_and_tail(text, max_chars)
+
+
+def _head_and_tail(text: str, max_chars: int) -> str:
+    """``text`` within ``max_chars``: its head, a space and its last characters."""
+    if len(text) <= max_chars:
+        return text
+    tail = min(TAIL_CHARS, max_chars // 4)
+    return text[: max_chars - tail - 1].rstrip() + " " + text[-tail:].lstrip()
 
 
 def emoji_to_words(text: str) -> str:

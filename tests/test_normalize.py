@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nlp.normalize import MAX_CHARS, normalize
+from nlp.normalize import MAX_CHARS, TAIL_CHARS, normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "bot" / "demo_data" / "stocktwits_btc_eth_2022.csv"
@@ -23,7 +23,9 @@ def reference(text: str | None, max_chars: int = MAX_CHARS) -> str:
     """The rule written plainly, one character at a time (the training data went through it)."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFC", text[: max_chars * 2])
+    if len(text) > max_chars * 2:
+        text = text[:max_chars] + " " + text[-max_chars:]
+    text = unicodedata.normalize("NFC", text)
     text = "".join(
         ch
         for ch in text
@@ -31,7 +33,11 @@ def reference(text: str | None, max_chars: int = MAX_CHARS) -> str:
     )
     text = _URL.sub("http", text)
     text = _MENTION.sub("@user", text)
-    return re.sub(r"\s+", " ", text).strip()[:max_chars]
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) <= max_chars:
+        return text
+    tail = min(TAIL_CHARS, max_chars // 4)
+    return text[: max_chars - tail - 1].rstrip() + " " + text[-tail:].lstrip()
 
 
 # Characters that exercise every branch: ASCII controls, Unicode whitespace, format
@@ -52,6 +58,8 @@ texts = st.lists(pieces, max_size=40).map("".join)
 @given(texts)
 def test_fast_paths_match_the_plain_rule(text: str) -> None:
     assert normalize(text) == reference(text)
+    # A small limit exercises the head-and-tail cut on these texts too.
+    assert normalize(text, max_chars=12) == reference(text, max_chars=12)
 
 
 def test_every_demo_post_matches_the_plain_rule() -> None:
@@ -69,6 +77,17 @@ def test_what_the_rule_does() -> None:
     assert normalize("cafe\u0301\u200b 👨\u200d👩\u200d👧") == "café 👨\u200d👩\u200d👧"
     assert normalize("a\u00a0\u3000b") == "a b"
     assert len(normalize("x" * 50_000)) == MAX_CHARS
+
+
+def test_a_long_text_keeps_its_ending() -> None:
+    # The scorer reads a long post's head and its ending; the cut here must keep both.
+    for filler in (5_000, 50_000):
+        text = "$BTC thread: " + "blah " * (filler // 5) + "Conclusion: very bearish, sold."
+        out = normalize(text)
+        assert len(out) <= MAX_CHARS
+        assert out.startswith("$BTC thread: blah")
+        assert out.endswith("Conclusion: very bearish, sold.")
+    assert normalize("y" * 3_000, max_chars=100) == "y" * 74 + " " + "y" * 25
 
 
 def test_emoji_are_spelled_as_words_for_models_that_ask() -> None:
