@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 HOLDOUT_FROM = "2022-07-17T10:30:28Z"
 STOCKTWITS_FILE = "stocktwits_btc_eth_2022.csv"
 _CASHTAG_RE = re.compile(r"\$(BTC|ETH)\.X\b")
+#: A StockTwits cashtag (``$ETH.X``, ``$SOL.X``, ``$AAPL``), with the spaces after it.
+_ANY_CASHTAG_RE = re.compile(r"\$[A-Za-z][A-Za-z0-9]{0,9}(?:\.[A-Za-z]{1,2})?\b\s*")
 #: How the product cuts a long post for a model of this recipe (nlp.scorer.head_and_tail): 64
 #: tokens, as in training, keeping the last 24 text tokens. It read the StockTwits hold-out as
 #: 128 head tokens did (0.780) with batches of long posts half as long (models/README.md).
@@ -119,6 +121,18 @@ def swap_cashtags(text: str, rng: random.Random) -> str:
     return _CASHTAG_RE.sub(lambda _: f"${rng.choice(SWAP_TO)}.X", text)
 
 
+def drop_cashtags(text: str) -> str:
+    """``text`` without its cashtags (the text itself when nothing else is left).
+
+    Every StockTwits post carries its stream's cashtags and every tagged one takes a side,
+    so a model learns the tags as a prior: v3 read "$ETH.X I just entered shorts Friday"
+    as 0.96 bullish and the same words without the tag as neutral. Posts seen without them
+    must be read by what they say.
+    """
+    bare = _ANY_CASHTAG_RE.sub("", text).strip()
+    return bare if bare else text
+
+
 def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tuple[list, dict]:
     """The mixed ``(text, label)`` rows and a count of each source (and of dropped rows)."""
     rng = random.Random(args.seed)
@@ -130,6 +144,12 @@ def build_training_set(args: argparse.Namespace, suite_texts: list[str]) -> tupl
     ]
     st_train = read_stocktwits(data / "social" / STOCKTWITS_FILE)
     st = [(swap_cashtags(t, rng) if rng.random() < args.swap else t, lab) for t, lab in st_train]
+    if args.cashtag_drop > 0:
+        # Its own generator, so the rest of the mix is drawn exactly as without it.
+        drop_rng = random.Random(args.seed + 1)
+        st = [
+            (drop_cashtags(t) if drop_rng.random() < args.cashtag_drop else t, lab) for t, lab in st
+        ]
     st += [row for row in st if row[1] == "negative"] * max(0, args.bearish_repeat - 1)
     st = st * max(1, args.st_repeat)
     general = [
@@ -532,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="StockTwits rows teach bullish against bearish only (neutral left out of their loss)",
     )  # fmt: skip
     p.add_argument("--swap", type=float, default=0.3, help="share of posts with swapped cashtags")
+    p.add_argument(
+        "--cashtag-drop", type=float, default=0.0,
+        help="share of StockTwits posts seen with every cashtag removed",
+    )  # fmt: skip
     p.add_argument(
         "--stance-words", type=float, default=0.0,
         help="extra share of template sentences that say the stance alone (bullish af, ...)",

@@ -75,7 +75,7 @@ def test_the_recipes_training_set_holds_no_near_duplicate_of_a_suite_case(
     args = argparse.Namespace(
         seed=21, data=str(SHARED), swap=0.3, bearish_repeat=2, fin_repeat=1, st_repeat=1,
         fin_polar_repeat=2, general=100_000, templates=4000, limit=0, pseudo=100_000,
-        stance_words=0.0,
+        stance_words=0.0, cashtag_drop=0.5,
     )  # fmt: skip
     rows, counts = build_training_set(args, [c.text for c in load_suite()])
     assert len(rows) > 40_000

@@ -205,3 +205,15 @@ def test_st_polar_targets_leave_neutral_out_for_stocktwits_rows_only(monkeypatch
     assert targets[0, 2] > 0.9 and torch.isclose(targets[1].sum(), torch.tensor(1.0))
     plain, none = stance_training.stance_targets(rows, label_smoothing=0.1, st_polar=False)
     assert none is None and plain[0, 1] > 0
+
+
+def test_drop_cashtags_leaves_what_the_post_says() -> None:
+    """``--cashtag-drop``: a StockTwits post without its stream's cashtags, which every
+    tagged post carries and a model would learn as a prior."""
+    from nlp.stance_training import drop_cashtags
+
+    assert drop_cashtags("$ETH.X @user I just entered shorts") == "@user I just entered shorts"
+    assert drop_cashtags("$BTC.X $SOL.X going to zero $AAPL") == "going to zero"
+    assert drop_cashtags("buy $BRK.B now") == "buy now"
+    assert drop_cashtags("I paid $400 for it") == "I paid $400 for it"  # a price, not a tag
+    assert drop_cashtags("$BTC.X $ETH.X") == "$BTC.X $ETH.X"  # nothing else: kept whole
