@@ -82,8 +82,7 @@ def test_text_past_the_token_limit_keeps_its_head_and_tail(scorer: Scorer) -> No
     what it says in the middle is dropped and how it ends is read."""
     info = scorer.info
     assert (info.max_length, info.tail_tokens) == (64, 24)
-    # ~2.5 kB, far past the limit, and under the normaliser's 4,000 characters (longer texts
-    # are cut to their first 4,000 characters before tokenising).
+    # ~2.5 kB, far past the limit, and under the normaliser's 4,000 characters.
     middle = "bitcoin is going to crash hard " * 80
     ending = " but honestly I love it, buying more"
     long = "gm all. " + middle + ending
@@ -95,8 +94,13 @@ def test_text_past_the_token_limit_keeps_its_head_and_tail(scorer: Scorer) -> No
     in_the_middle = "gm all. " + middle[:1000] + "wen moon " + middle[1000:] + ending
     assert scorer.score_one(long) == scorer.score_one(in_the_middle)
     assert scorer.score_one(long) != scorer.score_one("gm all. " + middle)
-    huge = "bitcoin is going to crash hard " * 400  # ~12 kB: the normaliser keeps its head
-    assert scorer.score_one(huge) == scorer.score_one(huge + ending)
+    # ~12 kB, past the normaliser's 4,000 characters too: it keeps the head and the ending.
+    huge = "bitcoin is going to crash hard " * 400
+    (huge_ids,) = scorer.preprocess([huge + ending])
+    (huge_head,) = scorer.preprocess([huge])
+    assert huge_ids[:39] == huge_head[:39] and huge_ids[-(len(end_ids) - 1) :] == end_ids[1:]
+    assert scorer.score_one(huge + ending) == scorer.score_one(middle + ending)
+    assert scorer.score_one(huge + ending) != scorer.score_one(huge)
 
 
 def test_head_and_tail_cuts_only_long_texts() -> None:
