@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from bot.app.cli import main as cli_main
 from bot.app.demo import older_models_line
 from bot.pipeline.config import PipelineConfig
-from bot.pipeline.rescore import REBUILD_CHECKPOINT, rescore
+from bot.pipeline.rescore import REBUILD_CHECKPOINT, rebuild, rescore
 from bot.render import models_text, reading_text
 from bot.store import Store, runlock
 from bot.types import Scope
@@ -106,6 +106,43 @@ def test_rescore_rebuilds_readings_and_alerts_and_sends_nothing(
         # A second run finds nothing to do.
         again = rescore(store, Scorer(flipped_model_dir, cache_size=0), CONFIG)
         assert again.rescored == 0 and again.rebuilt_from is None
+    finally:
+        store.close()
+
+
+def test_a_rescore_since_an_hour_keeps_rule_state_exact(
+    scored_db: tuple[Path, RecordingSink], flipped_model_dir: Path
+) -> None:
+    """``--since`` in the middle of an extreme band: the rebuild must not record the band
+    as entered again (rule state is replayed from the first hour), and it ends with the
+    alerts, readings and rule state that a rebuild of the whole history gives."""
+    db, _ = scored_db
+    since = START + timedelta(days=2, hours=12)  # the panic day, Extreme Fear entered before
+    store = Store(db)
+    try:
+        entered = [a for a in store.alerts_between(START, since) if "Extreme Fear" in a.title]
+        assert entered, "the stream's panic enters Extreme Fear before `since`"
+        store.db.execute(
+            "UPDATE scores SET model_id = 'older-model' WHERE message_id IN"
+            " (SELECT message_id FROM messages WHERE created_at >= ?)",
+            [since.isoformat()],
+        )
+        store.db.commit()
+        before = {a.key for a in store.alerts_between(START, since)}
+
+        report = rescore(store, Scorer(flipped_model_dir, cache_size=0), CONFIG, since=since)
+
+        assert report.rebuilt_from == since and report.rescored > 0
+        # Nothing dated before the rebuild hour is added or removed.
+        assert {a.key for a in store.alerts_between(START, since)} == before
+        after = store.alerts_between(START, START + timedelta(days=4))
+        state = store.query("SELECT scope, window, state FROM alert_state ORDER BY 1, 2")
+        readings = _readings(store)
+        # The same end as rebuilding everything from the first hour.
+        rebuild(store, CONFIG, START)
+        assert store.alerts_between(START, START + timedelta(days=4)) == after
+        assert store.query("SELECT scope, window, state FROM alert_state ORDER BY 1, 2") == state
+        assert _readings(store) == readings
     finally:
         store.close()
 

@@ -371,7 +371,7 @@ async def _backfill(
     from connectors.exchange import ExchangeFeed, build_exchange
 
     name = args.exchange or settings.price_exchange or "binance"
-    since = _parse_at(args.since) if args.since else None
+    since = _parse_at(args.since, "--since") if args.since else None
     asset = args.asset.upper()
     try:
         exchange = build_exchange(name, settings.price_api_url)
@@ -740,11 +740,11 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _parse_at(text: str) -> datetime:
+def _parse_at(text: str, option: str = "--at") -> datetime:
     try:
         at = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(f"--at: not an ISO date/time: {text!r}") from exc
+        raise ConfigError(f"{option}: not an ISO date/time: {text!r}") from exc
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -814,7 +814,7 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
     from bot.pipeline.rescore import rescore
     from bot.store import Store
 
-    since = _parse_at(args.since) if args.since else None
+    since = _parse_at(args.since, "--since") if args.since else None
     with runlock.hold(settings.db, "rescore"):
         store = Store(settings.db)
         try:
@@ -838,9 +838,10 @@ def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
         out.write(f"nothing to rescore: every message with text is scored by {report.model_id}\n")
     else:
         out.write(
-            f"rescored {report.rescored} messages with {report.model_id}; rebuilt "
-            f"{report.ticks} index ticks from {report.rebuilt_from:%Y-%m-%d %H:%M} UTC "
-            f"(alerts {report.alerts_before} → {report.alerts_after}; none sent)\n"
+            f"rescored {report.rescored} messages with {report.model_id}; rebuilt readings "
+            f"and alerts from {report.rebuilt_from:%Y-%m-%d %H:%M} UTC, replaying "
+            f"{report.ticks} index ticks from the first hour of history (alerts from then "
+            f"{report.alerts_before} → {report.alerts_after}; none sent)\n"
         )
     if report.kept_purged:
         out.write(

@@ -9,7 +9,8 @@ steps, each safe to interrupt and run again:
    rescored: they keep their old score and model id, and readings over them say
    "mixed models".
 2. **Rebuild.** Readings and alerts from the earliest rescored hour on are computed again by
-   the same index engine the pipeline runs, tick by tick. The rebuild creates no outbox rows:
+   the same index engine the pipeline runs, tick by tick from the first hour of history (so
+   alert rule state is exact; the earlier ticks change nothing). The rebuild creates no outbox rows:
    it never sends an alert about the past, nor re-sends one already delivered. Alerts it
    replaces move to ``alerts_superseded`` (with their delivery records kept), so what users
    were sent stays on record.
@@ -118,16 +119,19 @@ def rebuild(
 ) -> tuple[int, int, int]:
     """Recompute readings and alerts from ``start`` up to the last stored tick.
 
-    Alert rule state restarts at ``start``: from the first hour of the history that is
-    exact; from a later hour (``--since``) an extreme band already entered before it may be
-    recorded again at ``start``, never sent. Returns (ticks, alerts before, alerts after).
+    The index runs again from the first hour of history, since alert rule state (an
+    extreme band already entered, a cooldown) is only exact when replayed from there: with
+    ``--since``, a restart at ``start`` would record again a band entered before it. The
+    ticks before ``start`` rewrite the same readings and find their alerts stored already;
+    only alerts from ``start`` on are replaced. Returns (ticks replayed, alerts from
+    ``start`` before, alerts from ``start`` after).
     """
     last = store.checkpoint_time()
     first = store.oldest_message_time()
     if last is None or first is None:
         return 0, 0, 0
     start = max(start, floor_time(first, config.tick_s))
-    before = store.supersede_from(start, config.tick_s, floor_time(first, config.tick_s))
+    before = store.supersede_from(start)
     engine = (engine_factory or IndexEngine)(store, config)
     ticks = 0
     for t in engine.due_ticks(last):

@@ -335,14 +335,17 @@ class ReadingsMixin(StoreBase):
     # ------------------------------------------------------------------ rebuilding
 
     @locked
-    def supersede_from(self, start: datetime, tick_s: int, first_tick: datetime) -> int:
+    def supersede_from(self, start: datetime) -> int:
         """Clear the index's history from ``start`` so it can be computed again.
 
         In one transaction: alerts at or after ``start`` move to ``alerts_superseded`` (their
         sent outbox rows stay as the record of delivery; unsent ones are dropped, as their
         alert no longer stands); readings from ``start`` are deleted; alert rule state is
-        reset; the tick checkpoint goes back to the tick before ``start``. Returns how many
-        alerts moved.
+        reset and the tick and minute checkpoints removed, so the index runs again from the
+        first hour of history. Rule state (an extreme band entered, a rule's cooldown, the
+        last daily close processed) is only exact when replayed from there; the ticks before
+        ``start`` write the same readings again and find their alerts already stored. Returns
+        how many alerts moved.
         """
         now = iso(datetime.now(UTC))
         with self.transaction() as db:
@@ -358,13 +361,8 @@ class ReadingsMixin(StoreBase):
             db.execute("DELETE FROM alerts WHERE at >= ?", [iso(start)])
             db.execute("DELETE FROM readings WHERE at >= ?", [iso(start)])
             db.execute("DELETE FROM alert_state")
-            # Minutes are evaluated again from the tick before ``start``.
             db.execute("DELETE FROM checkpoints WHERE name = ?", [MINUTE_CHECKPOINT])
-            if start <= first_tick:
-                db.execute("DELETE FROM checkpoints WHERE name = ?", [TICK_CHECKPOINT])
-            else:
-                previous = datetime.fromtimestamp(start.timestamp() - tick_s, UTC)
-                self._set_checkpoint(db, TICK_CHECKPOINT, iso(previous), datetime.now(UTC))
+            db.execute("DELETE FROM checkpoints WHERE name = ?", [TICK_CHECKPOINT])
         return moved
 
     @locked
