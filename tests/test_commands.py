@@ -290,3 +290,18 @@ def test_the_known_list_stays_short() -> None:
     text = unknown_asset_text("X", [f"A{i:02d}" for i in range(13)], 10)
     listed = ", ".join(f"A{i:02d}" for i in range(10))
     assert text.endswith(f"Known assets: {listed} and 3 more.")
+
+
+def test_chart_prices_are_closes_known_at_the_time(db: Path) -> None:
+    """A daily candle is stored under its opening midnight; its close exists only at the
+    next one. The chart plots each close at that time and never one from the future."""
+    from bot.chat.member import _closes
+
+    store = Store(db)
+    try:
+        now = START + timedelta(days=2, hours=12)
+        closes = _closes(CommandContext(store=store, now=now), "BTC")
+    finally:
+        store.close()
+    # Candles open at START + 0..3 days, closing at 20,000, 19,500, 19,000, 18,500.
+    assert closes == [(START + timedelta(days=1), 20000.0), (START + timedelta(days=2), 19500.0)]

@@ -181,11 +181,11 @@ def trending_lines(ctx: CommandContext) -> list[str]:
 
 
 def _closes(ctx: CommandContext, asset: str) -> list[tuple[datetime, float]]:
-    return [
-        (parse_ts(ts), close)
-        for ts, close in ctx.store.closes(asset, "1d")
-        if parse_ts(ts) <= ctx.now
-    ]
+    """Daily closes known at ``ctx.now``, each at its close time: a candle is stored under
+    its opening midnight, and its close exists only at the next one (as ``/price`` reads it)."""
+    day = timedelta(days=1)
+    closed = ((parse_ts(ts) + day, close) for ts, close in ctx.store.closes(asset, "1d"))
+    return [(at, close) for at, close in closed if at <= ctx.now]
 
 
 @COMMANDS.command(
