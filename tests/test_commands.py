@@ -117,8 +117,21 @@ def test_ask_cli_without_a_database(tmp_path: Path, capsys) -> None:
 
 def test_ask_at_a_time_in_the_past(db: Path, capsys) -> None:
     at = (START + timedelta(days=1)).isoformat()
-    assert main(["--db", str(db), "ask", "/mood", "--at", at, "--community", "test"]) == 0
+    argv = ["--db", str(db), "ask", "/mood", "--at", at, "--community", "test"]
+    assert main([*argv, "--platform", "replay"]) == 0
     assert (START + timedelta(days=1)).strftime("%Y-%m-%d %H:%M") in capsys.readouterr().out
+
+
+def test_ask_cli_names_its_mistakes(db: Path, tmp_path: Path, capsys) -> None:
+    """A community without its platform, or a chart to a folder that is not there, is a
+    clear one-line error (exit 2), not an answer for another place or a traceback."""
+    assert main(["--db", str(db), "ask", "/summary", "--community", "test"]) == 2
+    assert "give --community and --platform together" in capsys.readouterr().err
+    missing = tmp_path / "no-such-dir" / "x.png"
+    assert main(["--db", str(db), "ask", "/chart BTC 7d", "--out", str(missing)]) == 2
+    assert "--out: cannot write the chart to" in capsys.readouterr().err
+    assert main(["--db", str(db), "ask", "/mood BTC", "--out", str(tmp_path / "m.png")]) == 0
+    assert "--out ignored: this reply has no chart" in capsys.readouterr().err
 
 
 def test_summary_is_for_moderators_only(db: Path) -> None:

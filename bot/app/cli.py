@@ -671,14 +671,21 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         name, cmd_args = parse_command_text(args.text)
     except UsageError as exc:
         raise ConfigError(str(exc)) from exc
+    if (args.community is None) != (args.platform is None):
+        # A community is named within its platform: one without the other would silently
+        # answer for another place.
+        raise ConfigError(
+            "give --community and --platform together"
+            " (the demo's: --community stocktwits --platform stocktwits)"
+        )
     store = Store(settings.db)
     try:
         now = _parse_at(args.at) if args.at else store.newest_message_time()
         if now is None:
             raise ConfigError(f"{settings.db} holds no messages yet")
         command = Command(
-            platform=args.platform,
-            community=args.community,
+            platform=args.platform or "cli",
+            community=args.community or "cli",
             channel="cli",
             user="cli",
             name=name,
@@ -697,8 +704,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.write(reply.text + "\n")
     if reply.image is not None:
         path = Path(args.out or reply.image_name)
-        path.write_bytes(reply.image)
+        try:
+            path.write_bytes(reply.image)
+        except OSError as exc:
+            raise ConfigError(f"--out: cannot write the chart to {path}: {exc.strerror}") from exc
         sys.stdout.write(f"chart written to {path.resolve()}\n")
+    elif args.out:
+        sys.stderr.write("--out ignored: this reply has no chart\n")
     return 0
 
 
@@ -1041,8 +1053,10 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help='run a chat command on the local database, e.g. "/mood BTC"')
     a.add_argument("text", help='the command, quoted: "/mood BTC 24h"')
     a.add_argument("--at", help="answer as of this UTC time (default: the newest message)")
-    a.add_argument("--community", default="cli", help="answer as if asked in this community")
-    a.add_argument("--platform", default="cli", help="…on this platform")
+    a.add_argument(
+        "--community", help="answer as if asked in this community (with --platform; default: cli)"
+    )
+    a.add_argument("--platform", help="…on this platform (with --community; default: cli)")
     a.add_argument("--out", help="where to write a chart PNG (default: ASSET-SPAN.png)")
     a.set_defaults(func=cmd_ask)
 
