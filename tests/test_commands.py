@@ -318,3 +318,25 @@ def test_chart_prices_are_closes_known_at_the_time(db: Path) -> None:
         store.close()
     # Candles open at START + 0..3 days, closing at 20,000, 19,500, 19,000, 18,500.
     assert closes == [(START + timedelta(days=1), 20000.0), (START + timedelta(days=2), 19500.0)]
+
+
+@pytest.mark.parametrize("hours", [36, 71])
+def test_trending_lists_only_assets_above_their_usual(db: Path, hours: int) -> None:
+    """/trending calls an asset trending only when its mentions rose; when none did, it says
+    so and lists the most mentioned instead."""
+    import re
+
+    from bot.chat.member import trending_lines
+
+    store = Store(db)
+    try:
+        lines = trending_lines(CommandContext(store=store, now=START + timedelta(hours=hours)))
+    finally:
+        store.close()
+    ratios = [float(r) for r in re.findall(r"mentions, ([0-9.]+)×", "\n".join(lines))]
+    assert ratios, lines
+    if hours == 71:  # the panic day: 24 posts an hour against 10
+        assert lines[0].startswith("Trending") and all(r > 1.0 for r in ratios)
+    else:  # the calm days: mentions as usual
+        assert lines[0].startswith("Nothing is mentioned more than usual"), lines
+        assert all(r <= 1.0 for r in ratios), lines

@@ -161,7 +161,8 @@ def cmd_trending(cmd: Command, ctx: CommandContext) -> Reply:
 
 
 def trending_lines(ctx: CommandContext) -> list[str]:
-    """/trending's answer: the five assets mentioned most above their usual, with moods."""
+    """/trending's answer: the five assets mentioned most above their usual, with moods (the
+    five most mentioned, said so, when none is above its usual)."""
     # One read of the span for every asset: each ranked asset's reading comes from it too.
     mentions, tracked = by_asset(ctx, ctx.now - span_of(ctx, "24h"))
     ranked = []
@@ -172,8 +173,14 @@ def trending_lines(ctx: CommandContext) -> list[str]:
     ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
     if not ranked:
         return ["Nothing is trending yet: too few mentions in the last 24h."]
-    lines = ["Trending (mentions in 24h vs their usual):"]
-    for ratio, count, asset in ranked[:5]:
+    rising = [r for r in ranked if round(r[0], 1) > 1.0]  # as shown: 1.04 reads 1.0×
+    if rising:
+        lines = ["Trending (mentions in 24h vs their usual):"]
+    else:
+        # Nothing rose: say so, and list the most mentioned rather than call them trending.
+        lines = ["Nothing is mentioned more than usual in the last 24h. Most mentioned:"]
+        ranked.sort(key=lambda t: (-t[1], t[2]))
+    for ratio, count, asset in (rising or ranked)[:5]:
         scope = Scope(asset=asset)
         reading = reading_of(ctx, mentions[asset], scope, "24h", ctx.now, tracked)
         lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
