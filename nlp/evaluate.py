@@ -23,45 +23,53 @@ class TextScorer(Protocol):
     def score(self, texts: list[str]) -> list[Score]: ...
 
 
+#: The authors' own StockTwits tags, as labels.
+TAG_LABELS = {"bullish": "positive", "bearish": "negative"}
+
+
 def read_labelled_tsv(path: Path, source: str | None = None) -> tuple[list[str], list[int]]:
     """Texts and label ids of a tab-separated file whose header names ``label`` and ``text``.
 
-    Other columns are ignored, except ``source`` when ``source`` is given (only those rows);
-    labels are negative/neutral/positive in any case.
+    Other columns are ignored, except ``source`` when ``source`` is given (only those rows).
+    Labels are negative/neutral/positive or, as the product names them, bearish/neutral/
+    bullish, in any case. A UTF-8 byte-order mark is allowed.
 
     Raises:
-        ValueError: the header lacks a column, a label is unknown, or there are no rows.
+        ValueError: the file is not UTF-8, the header lacks a column, a label is unknown,
+            or there are no rows.
     """
     texts: list[str] = []
     gold: list[int] = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    names = {**{label: label for label in LABELS}, **TAG_LABELS}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
-        missing = {"label", "text"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{path}: the tab-separated header must name 'label' and 'text' "
-                f"(missing {', '.join(sorted(missing))})"
-            )
-        if source is not None and "source" not in (reader.fieldnames or ()):
-            raise ValueError(f"{path}: --source needs a 'source' column")
-        for row in reader:
-            if source is not None and row.get("source") != source:
-                continue
-            label = (row.get("label") or "").strip().lower()
-            if label not in LABELS:
+        try:
+            fields = reader.fieldnames or ()
+            missing = {"label", "text"} - set(fields)
+            if missing:
                 raise ValueError(
-                    f"{path}, line {reader.line_num}: label {row.get('label')!r} is not one of "
-                    f"{', '.join(LABELS)}"
+                    f"{path}: the tab-separated header must name 'label' and 'text' "
+                    f"(missing {', '.join(sorted(missing))})"
                 )
-            texts.append(row.get("text") or "")
-            gold.append(LABELS.index(label))
+            if source is not None and "source" not in fields:
+                raise ValueError(f"{path}: --source needs a 'source' column")
+            for row in reader:
+                if source is not None and row.get("source") != source:
+                    continue
+                label = names.get((row.get("label") or "").strip().lower())
+                if label is None:
+                    raise ValueError(
+                        f"{path}, line {reader.line_num}: label {row.get('label')!r} is not one"
+                        f" of {', '.join(LABELS)} (or bearish, bullish)"
+                    )
+                texts.append(row.get("text") or "")
+                gold.append(LABELS.index(label))
+        except UnicodeDecodeError as exc:
+            line = reader.line_num + 1
+            raise ValueError(f"{path}, near line {line}: not UTF-8 text ({exc.reason})") from exc
     if not texts:
         raise ValueError(f"{path}: no labelled rows" + (f" of source {source!r}" if source else ""))
     return texts, gold
-
-
-#: The authors' own StockTwits tags, as labels.
-TAG_LABELS = {"bullish": "positive", "bearish": "negative"}
 
 
 def read_tagged_csv(path: Path, since: str | None = None) -> tuple[list[str], list[int]]:

@@ -100,7 +100,7 @@ def test_missing_header_columns(tmp_path: Path) -> None:
 
 def test_unknown_label_and_empty_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="line 2"):
-        evaluate_file(write_tsv(tmp_path / "u.tsv", [("bullish", "x")]), FakeScorer({}))
+        evaluate_file(write_tsv(tmp_path / "u.tsv", [("moon", "x")]), FakeScorer({}))
     with pytest.raises(ValueError, match="no labelled rows"):
         evaluate_file(write_tsv(tmp_path / "e.tsv", []), FakeScorer({}))
 
@@ -137,3 +137,17 @@ def test_a_tagged_social_csv_gives_balanced_polar_accuracy_from_a_date(tmp_path:
     assert result["n"] == 3
     assert result["polar_accuracy"] == round(2 / 3, 4)
     assert result["balanced_polar_accuracy"] == round((0.5 + 1.0) / 2, 4)
+
+
+def test_stance_names_a_byte_order_mark_and_bad_bytes(tmp_path: Path) -> None:
+    """Labels may be named as the product names them (bearish/neutral/bullish); a file
+    saved with a UTF-8 byte-order mark reads; bytes that are not UTF-8 name the file."""
+    scorer = FakeScorer({"up": (0.1, 0.1, 0.8), "down": (0.8, 0.1, 0.1)})
+    path = tmp_path / "stance.tsv"
+    path.write_text("label\ttext\nBullish\tup\nbearish\tdown\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert evaluate_file(path, scorer)["accuracy"] == 1.0
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes(b"label\ttext\npositive\tup\npositive\tcaf\xe9\n")
+    with pytest.raises(ValueError, match=r"latin1\.tsv.*not UTF-8"):
+        evaluate_file(bad, scorer)
