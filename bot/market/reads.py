@@ -92,7 +92,7 @@ _LABELS = {
     "volume": "volume",
     "drawdown": "drawdown",
     "funding": "funding",
-    "social": "social mood",
+    "social": "social mood (all assets and sources)",
     "liquidations": "liquidations (sampled)",
 }
 
