@@ -96,6 +96,7 @@ def test_fear_trending_price_levels(db: Path) -> None:
         ("/mood <script>", "is not an asset symbol"),
         ("/fear BTC ETH", "one asset at most"),
         ("/corr BTC", "name two assets"),
+        ("/corr BTC btc", "name two different assets"),
     ],
 )
 def test_bad_input_gets_a_usage_line(db: Path, text: str, expected: str) -> None:
@@ -132,6 +133,8 @@ def test_ask_cli_names_its_mistakes(db: Path, tmp_path: Path, capsys) -> None:
     assert "--out: cannot write the chart to" in capsys.readouterr().err
     assert main(["--db", str(db), "ask", "/mood BTC", "--out", str(tmp_path / "m.png")]) == 0
     assert "--out ignored: this reply has no chart" in capsys.readouterr().err
+    assert main(["--db", str(db), "eval", "--suite", str(tmp_path / "mine.tsv")]) == 2
+    assert "eval --suite runs the bundled behaviour suite" in capsys.readouterr().err
 
 
 def test_summary_is_for_moderators_only(db: Path) -> None:

@@ -767,6 +767,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.evaluate import evaluate_file
 
     if args.suite:
+        if args.file or args.source or args.since:
+            # The suite is the bundled one; a file beside it would be silently ignored.
+            raise ConfigError("eval --suite runs the bundled behaviour suite: give no file")
         return _eval_suite(settings)
     if not args.file:
         raise ConfigError("eval needs a labelled TSV file, or --suite for the behaviour suite")

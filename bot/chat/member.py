@@ -415,6 +415,8 @@ def cmd_corr(cmd: Command, ctx: CommandContext) -> Reply:
     if len(assets) != 2:
         raise UsageError("name two assets")
     a, b = assets
+    if a == b:
+        raise UsageError(f"name two different assets: {a} with itself is always +1")
     for asset in assets:
         known(ctx, asset)
     return Reply(text=corr_text(ctx.store, a, b, CORR_SPANS[span], ctx.now))
