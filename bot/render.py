@@ -58,12 +58,13 @@ def reading_text(reading: MoodReading) -> str:
     A reading over messages scored by different models says so: its history is not
     comparable until ``moodring rescore`` has re-scored them.
     """
+    msgs = f"{reading.sample_size} msg" + ("" if reading.sample_size == 1 else "s")
     if reading.value is None:
-        return f"collecting ({reading.sample_size} msgs in {reading.window})"
+        return f"collecting ({msgs} in {reading.window})"
     mixed = ", mixed models" if reading.mixed_models else ""
     return (
         f"{round(reading.value)}/100 {reading.band}{norm_text(reading)} ({reading.window}, "
-        f"{reading.sample_size} msgs, confidence {reading.confidence:.2f}{mixed})"
+        f"{msgs}, confidence {reading.confidence:.2f}{mixed})"
     )
 
 

@@ -343,3 +343,14 @@ def test_trending_lists_only_assets_above_their_usual(db: Path, hours: int) -> N
     else:  # the calm days: mentions as usual
         assert lines[0].startswith("Nothing is mentioned more than usual"), lines
         assert all(r <= 1.0 for r in ratios), lines
+
+
+def test_one_message_is_one_msg() -> None:
+    from datetime import UTC, datetime
+
+    from bot.render import reading_text
+    from bot.types import MoodReading, Scope
+
+    at = datetime(2022, 7, 1, tzinfo=UTC)
+    one = MoodReading(Scope(asset="BTC"), "1h", at, None, "collecting", sample_size=1)
+    assert reading_text(one) == "collecting (1 msg in 1h)"
