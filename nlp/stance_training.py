@@ -347,6 +347,21 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def dev_sets(data: Path) -> list[tuple[str, list[str], list[int], str]]:
+    """The three dev sets as ``(figure name, texts, gold class ids, metric)``: ``tfns-valid``,
+    TweetEval ``val.tsv`` and the StockTwits hold-out (:mod:`nlp.calibration`'s metrics)."""
+    from nlp.evaluate import read_labelled_tsv
+
+    fin = read_labelled_tsv(data / "sentiment" / "fin_train.tsv", "tfns-valid")
+    val = read_labelled_tsv(data / "sentiment" / "val.tsv")
+    st = read_tagged_csv(data / "social" / STOCKTWITS_FILE, HOLDOUT_FROM)
+    return [
+        ("tfns_valid_macro_recall", *fin, "macro_recall"),
+        ("val_macro_recall", *val, "macro_recall"),
+        ("stocktwits_balanced_polar_accuracy", *st, "balanced_polar"),
+    ]
+
+
 def calibrate(model_dir: Path, data: Path) -> dict:
     """Fit the class-prior offsets of an installed model on the int8 path the product runs,
     from the three dev sets (:mod:`nlp.calibration`), and record them in its ``moodring.json``.
@@ -356,7 +371,6 @@ def calibrate(model_dir: Path, data: Path) -> dict:
     import numpy as np
 
     from nlp.calibration import DevSet, fit_class_bias
-    from nlp.evaluate import read_labelled_tsv
     from nlp.onnx_backend import cpu_signature
     from nlp.scorer import Scorer
 
@@ -369,14 +383,7 @@ def calibrate(model_dir: Path, data: Path) -> dict:
         logits = np.asarray(scorer.forward(scorer.preprocess(texts)), dtype=np.float64)
         return DevSet(name, logits / scorer.info.temperature, np.asarray(gold), metric)
 
-    fin = read_labelled_tsv(data / "sentiment" / "fin_train.tsv", "tfns-valid")
-    val = read_labelled_tsv(data / "sentiment" / "val.tsv")
-    st = read_tagged_csv(data / "social" / STOCKTWITS_FILE, HOLDOUT_FROM)
-    devs = [
-        dev("tfns_valid_macro_recall", *fin, "macro_recall"),
-        dev("val_macro_recall", *val, "macro_recall"),
-        dev("stocktwits_balanced_polar_accuracy", *st, "balanced_polar"),
-    ]
+    devs = [dev(name, texts, gold, metric) for name, texts, gold, metric in dev_sets(data)]
     bias, figures = fit_class_bias(devs)
     meta["class_bias"] = list(bias)
     meta["calibration"] = {"backend": scorer.backend, "cpu": cpu_signature(), "dev": figures}

@@ -26,18 +26,16 @@ import numpy as np
 import torch
 
 from nlp.calibration import DevSet, dev_figure, fit_class_bias
-from nlp.evaluate import read_tagged_csv
 from nlp.stance_training import (
-    HOLDOUT_FROM,
     RUN_TRUNCATE,
     STOCKTWITS_FILE,
+    dev_sets,
     model_text,
     read_stocktwits,
     stance_targets,
     swap_cashtags,
 )
 from nlp.training import (
-    LABEL_TO_ID,
     TrainConfig,
     fine_tune,
     load_base_model,
@@ -50,33 +48,13 @@ from nlp.training import (
 DEVICE = torch.device("cpu")
 
 
-def dev_sets(data: Path) -> dict[str, tuple[list[str], list[int], str]]:
-    """Texts, gold classes and metric of each dev set."""
-    fin = [
-        r
-        for r in read_labelled(data / "sentiment" / "fin_train.tsv")
-        if r["source"] == "tfns-valid"
-    ]
-    val = read_labelled(data / "sentiment" / "val.tsv")
-    st_texts, st_gold = read_tagged_csv(data / "social" / STOCKTWITS_FILE, HOLDOUT_FROM)
-
-    def gold(rows: list[dict[str, str]]) -> list[int]:
-        return [LABEL_TO_ID[r["label"].lower()] for r in rows]
-
-    return {
-        "tfns_valid": ([r["text"] for r in fin], gold(fin), "macro_recall"),
-        "val": ([r["text"] for r in val], gold(val), "macro_recall"),
-        "stocktwits": (st_texts, list(st_gold), "balanced_polar"),
-    }
-
-
 def figures(
     model: torch.nn.Module, tok: object, data: Path, bias: tuple[float, float, float]
 ) -> dict[str, dict[str, object]]:
     """Each dev set's figure with ``bias``, with offsets tuned on that set, and a 95 % interval."""
     rng = np.random.default_rng(0)
     out: dict[str, dict[str, object]] = {}
-    for name, (texts, gold, metric) in dev_sets(data).items():
+    for name, texts, gold, metric in dev_sets(data):
         logits = predict_logits(
             model,
             tok,

@@ -114,28 +114,23 @@ def test_head_and_tail_cuts_only_long_texts() -> None:
 
 
 @pytest.mark.parametrize(
-    "truncate", [{"max_length": 64, "tail": 60}, {"max_length": 64, "tail": -1}]
+    ("truncate", "match"),
+    [
+        ({"max_length": 64, "tail": 60}, "tail must be"),  # no room for a head
+        ({"max_length": 64, "tail": -1}, "tail must be"),
+        ({"tail": 24}, "expected"),  # malformed
+        ([64, 24], "expected"),
+        ("64", "expected"),
+    ],
 )
-def test_a_truncation_without_room_for_a_head_is_refused(truncate: dict, tmp_path: Path) -> None:
+def test_a_bad_truncation_is_refused_clearly(truncate: object, match: str, tmp_path: Path) -> None:
     import json
 
     model = tmp_path / "m"
     shutil.copytree(MODEL, model)
     meta = json.loads((model / "moodring.json").read_text())
     (model / "moodring.json").write_text(json.dumps(meta | {"truncate": truncate}))
-    with pytest.raises(ModelLoadError, match="tail must be"):
-        Scorer(model, verify=False)
-
-
-@pytest.mark.parametrize("truncate", [{"tail": 24}, [64, 24], "64"])
-def test_a_malformed_truncation_is_refused_clearly(truncate: object, tmp_path: Path) -> None:
-    import json
-
-    model = tmp_path / "m"
-    shutil.copytree(MODEL, model)
-    meta = json.loads((model / "moodring.json").read_text())
-    (model / "moodring.json").write_text(json.dumps(meta | {"truncate": truncate}))
-    with pytest.raises(ModelLoadError, match="expected"):
+    with pytest.raises(ModelLoadError, match=match):
         Scorer(model, verify=False)
 
 

@@ -173,14 +173,13 @@ def trending_lines(ctx: CommandContext) -> list[str]:
     ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
     if not ranked:
         return ["Nothing is trending yet: too few mentions in the last 24h."]
-    rising = [r for r in ranked if round(r[0], 1) > 1.0]  # as shown: 1.04 reads 1.0×
-    if rising:
-        lines = ["Trending (mentions in 24h vs their usual):"]
-    else:
+    shown = [r for r in ranked if round(r[0], 1) > 1.0]  # as shown: 1.04 reads 1.0×
+    lines = ["Trending (mentions in 24h vs their usual):"]
+    if not shown:
         # Nothing rose: say so, and list the most mentioned rather than call them trending.
         lines = ["Nothing is mentioned more than usual in the last 24h. Most mentioned:"]
-        ranked.sort(key=lambda t: (-t[1], t[2]))
-    for ratio, count, asset in (rising or ranked)[:5]:
+        shown = sorted(ranked, key=lambda t: (-t[1], t[2]))
+    for ratio, count, asset in shown[:5]:
         scope = Scope(asset=asset)
         reading = reading_of(ctx, mentions[asset], scope, "24h", ctx.now, tracked)
         lines.append(f"• {asset}: {count} mentions, {ratio:.1f}× — mood {reading_text(reading)}")
